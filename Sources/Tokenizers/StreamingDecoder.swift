@@ -36,7 +36,7 @@ public struct StreamingDecoder: Sendable {
     }
 
     /// The length of the longest prefix that does not end inside an unfinished UTF-8 character.
-    static func completePrefixLength(_ bytes: [UInt8]) -> Int {
+    public static func completePrefixLength(_ bytes: [UInt8]) -> Int {
         var i = bytes.count - 1
         // Look back over at most three continuation bytes for the lead byte of the last character.
         while i >= 0, bytes.count - i <= 4 {
