@@ -25,10 +25,12 @@ let package = Package(
             name: "LlamaCLI",
             dependencies: ["Llama", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        .testTarget(name: "GGUFTests", dependencies: ["GGUF"]),
+        // Fixture lookup and scratch files shared by the test targets.
+        .target(name: "TestSupport", dependencies: ["Llama"], path: "Tests/TestSupport"),
+        .testTarget(name: "GGUFTests", dependencies: ["GGUF", "TestSupport"]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
-        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "Llama"]),
-        .testTarget(name: "LlamaTests", dependencies: ["Llama"]),
+        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "Llama", "TestSupport"]),
+        .testTarget(name: "LlamaTests", dependencies: ["Llama", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

