@@ -31,6 +31,8 @@ let package = Package(
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "Llama", "TestSupport"]),
         .testTarget(name: "LlamaTests", dependencies: ["Llama", "TestSupport"]),
+        // Runs the built `llama` executable as a user would.
+        .testTarget(name: "CLITests", dependencies: ["TestSupport", "LlamaCLI"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -12,7 +12,7 @@ struct ModelOptions: ParsableArguments {
     func resolvedPath() throws -> String {
         if let model {
             guard FileManager.default.fileExists(atPath: model) else {
-                throw ValidationError("model file '\(model)' does not exist. Check the path, or leave out -m to use the default model.")
+                throw CLIError("model file '\(model)' does not exist. Check the path, or leave out -m to use the default model.")
             }
             return model
         }
@@ -22,6 +22,12 @@ struct ModelOptions: ParsableArguments {
     func open() throws -> GGUFFile {
         try GGUFFile(path: resolvedPath())
     }
+}
+
+/// A failure at run time (not a usage mistake): printed as "Error: ..." without the usage text.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }
 
 enum Console {

@@ -34,15 +34,22 @@ struct TokenizeCommand: ParsableCommand {
     @Flag(name: .customLong("show-count"), help: "Print the number of tokens at the end.")
     var showCount = false
 
+    @Flag(help: ArgumentHelp(
+        "Tokenize many texts with one model load: each input line is a JSON string, each output line a JSON list of ids.",
+        discussion: "The input comes from -f or standard input."))
+    var jsonl = false
+
     func validate() throws {
         let sources = [prompt != nil, file != nil, stdin].filter { $0 }.count
         if sources > 1 { throw ValidationError("give the text one way only: -p, -f or --stdin") }
+        if jsonl, prompt != nil { throw ValidationError("--jsonl reads its texts from -f or standard input, not -p") }
     }
 
     func run() throws {
         let text = try readText()
         let gguf = try modelOptions.open()
         let tokenizer = try Tokenizer(gguf: gguf)
+        if jsonl { return try runJSONLines(text, tokenizer) }
         let tokens = tokenizer.encode(text, addSpecial: !noBOS, parseSpecial: parseSpecial)
         var out = ""
         if ids {
@@ -58,11 +65,23 @@ struct TokenizeCommand: ParsableCommand {
         FileHandle.standardOutput.write(Data(out.utf8))
     }
 
+    private func runJSONLines(_ input: String, _ tokenizer: Tokenizer) throws {
+        var out = ""
+        for (number, line) in input.split(separator: "\n", omittingEmptySubsequences: true).enumerated() {
+            guard let text = try? JSONDecoder().decode(String.self, from: Data(line.utf8)) else {
+                throw CLIError("input line \(number + 1) is not a JSON string")
+            }
+            let tokens = tokenizer.encode(text, addSpecial: !noBOS, parseSpecial: parseSpecial)
+            out += "[" + tokens.map(String.init).joined(separator: ", ") + "]\n"
+        }
+        FileHandle.standardOutput.write(Data(out.utf8))
+    }
+
     private func readText() throws -> String {
         if let prompt { return prompt }
         if let file {
             guard let data = FileManager.default.contents(atPath: file) else {
-                throw ValidationError("cannot read '\(file)'")
+                throw CLIError("cannot read '\(file)'")
             }
             return String(decoding: data, as: UTF8.self)
         }

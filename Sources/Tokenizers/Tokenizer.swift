@@ -6,8 +6,8 @@ public final class Tokenizer: Sendable {
     public var bos: TokenID? { definition.bos }
     public var eos: TokenID? { definition.eos }
 
-    /// Token text -> id (for byte-level vocabularies the key is the raw bytes as Latin-1-free text).
-    private let ids: [String: TokenID]
+    /// Token text -> id, byte-exact (for byte-level vocabularies, the text in GPT-2's byte alphabet).
+    private let ids: TokenTable
     private let types: [TokenType]
     /// Bytes each token decodes to as ordinary text.
     private let pieces: [[UInt8]]
@@ -33,11 +33,7 @@ public final class Tokenizer: Sendable {
         let types = definition.types.isEmpty ? [TokenType](repeating: .normal, count: n) : definition.types
         self.types = types
 
-        var ids: [String: TokenID] = [:]
-        ids.reserveCapacity(n)
-        for (i, text) in definition.tokens.enumerated() where ids[text] == nil {
-            ids[text] = TokenID(i)
-        }
+        let ids = TokenTable(tokens: definition.tokens)
 
         var byteTokens = [TokenID](repeating: -1, count: 256)
         var pieces: [[UInt8]] = []
@@ -55,19 +51,24 @@ public final class Tokenizer: Sendable {
             }
         case .byteLevelBPE(let mergeLines, _):
             for b in 0..<256 {
-                byteTokens[b] = ids[String(ByteLevel.byteToScalar[b])] ?? -1
+                byteTokens[b] = ids.id(String(ByteLevel.byteToScalar[b])) ?? -1
             }
             for text in definition.tokens {
                 pieces.append(ByteLevel.decode(text) ?? Array(text.utf8))
             }
             merges.reserveCapacity(mergeLines.count)
+            var joined: [UInt8] = []
             for (rank, line) in mergeLines.enumerated() {
-                // "left right"; a left side may itself begin with the space character of the table.
-                guard let space = line.dropFirst().firstIndex(of: " ") else {
+                // "left right": two tokens separated by one space (tokens never contain a plain space).
+                let bytes = Array(line.utf8)
+                guard let space = bytes.dropFirst().firstIndex(of: UInt8(ascii: " ")) else {
                     throw TokenizerError("merge \(rank) '\(line)' is not two tokens separated by a space")
                 }
-                let left = String(line[..<space]), right = String(line[line.index(after: space)...])
-                guard let l = ids[left], let r = ids[right], let m = ids[left + right] else { continue }
+                joined.removeAll(keepingCapacity: true)
+                joined.append(contentsOf: bytes[..<space])
+                joined.append(contentsOf: bytes[(space + 1)...])
+                guard let l = ids.id(bytes[..<space]), let r = ids.id(bytes[(space + 1)...]),
+                      let m = ids.id(joined[...]) else { continue }
                 let key = UInt64(UInt32(bitPattern: l)) << 32 | UInt64(UInt32(bitPattern: r))
                 if merges[key] == nil { merges[key] = (Int32(rank), m) }
             }
@@ -162,7 +163,7 @@ public final class Tokenizer: Sendable {
             return
         }
         var result: [TokenID] = []
-        if definition.ignoreMerges, let whole = ids[ByteLevel.encode(word)] {
+        if definition.ignoreMerges, let whole = ids.id(ByteLevel.encode(word)) {
             result = [whole]
         } else {
             var queue = state.queue
@@ -189,7 +190,7 @@ public final class Tokenizer: Sendable {
     }
 
     private func lookup(_ bytes: ArraySlice<UInt8>) -> TokenID? {
-        ids[String(decoding: bytes, as: UTF8.self)]
+        ids.id(bytes)
     }
 
     // MARK: Decoding
@@ -232,7 +233,7 @@ public final class Tokenizer: Sendable {
     }
 
     /// The id of a token given its stored text.
-    public func tokenID(_ text: String) -> TokenID? { ids[text] }
+    public func tokenID(_ text: String) -> TokenID? { ids.id(text) }
 
     // MARK: Helpers
 

@@ -63,3 +63,26 @@ import TestSupport
         #expect(StreamingDecoder.completePrefixLength([0x80, 0x80, 0x80, 0x80, 0x80]) == 5)
     }
 }
+
+/// Tokens are matched byte for byte, never by Unicode canonical equivalence (which Swift's
+/// String equality uses).
+@Suite struct ExactMatchingTests {
+    @Test func compatibilityIdeographIsNotItsCanonicalTwin() throws {
+        let spm = try Fixtures.tokenizer(gguf: "llamacpp-vocab/ggml-vocab-llama-spm.gguf")
+        // U+7701 is a token; U+F96D decomposes to it canonically but is not in the vocabulary,
+        // so it must fall back to its three UTF-8 bytes (as sentencepiece does).
+        let twin = spm.encode("\u{7701}", addSpecial: false)
+        let compatibility = spm.encode("\u{F96D}", addSpecial: false)
+        #expect(twin.count == 2)
+        #expect(compatibility.count == 4)
+        #expect(compatibility.dropFirst().allSatisfy { spm.tokenType($0) == .byte })
+        #expect(Array(spm.decode(compatibility).unicodeScalars) == ["\u{F96D}"])
+    }
+
+    @Test func precomposedAndDecomposedAccentsStayDistinct() throws {
+        let gpt2 = try Fixtures.tokenizer(gguf: "llamacpp-vocab/ggml-vocab-gpt-2.gguf")
+        let composed = gpt2.encode("caf\u{E9}"), decomposed = gpt2.encode("cafe\u{301}")
+        #expect(composed != decomposed)
+        #expect(Array(gpt2.decode(decomposed).utf8) == Array("cafe\u{301}".utf8))
+    }
+}

