@@ -141,17 +141,27 @@ def main():
         hf = hf_tokenizer_from_gguf(path)
         cases.append((name, path, lambda t, hf=hf: hf.encode(t, add_special_tokens=False).ids))
 
-    print(f"tokenizer oracle: {len(texts)} random strings, seed {seed}")
+    # Real text too: the whole WikiText-2 test split as one string (CRLF line ends kept).
+    with open(os.path.join(fx, "wikitext-2/wiki.test.raw"), encoding="utf-8", newline="") as f:
+        wiki = f.read()
+
+    print(f"tokenizer oracle: {len(texts)} random strings (seed {seed}) and wiki.test.raw whole")
     passed = failed = 0
     for name, path, oracle in cases:
         start = time.time()
-        got = ours(args.llama, path, texts)
+        got = ours(args.llama, path, texts + [wiki])
         bad = [(t, g, oracle(t)) for t, g in zip(texts, got) if g != oracle(t)]
-        passed += len(texts) - len(bad)
-        failed += len(bad)
-        print(f"  {name:28s} {len(texts) - len(bad)}/{len(texts)} identical  ({time.time() - start:.1f}s)")
+        wiki_ids = oracle(wiki)
+        wiki_ok = got[-1] == wiki_ids
+        passed += len(texts) - len(bad) + wiki_ok
+        failed += len(bad) + (not wiki_ok)
+        print(f"  {name:28s} {len(texts) - len(bad)}/{len(texts)} identical, wiki.test.raw "
+              f"{'identical' if wiki_ok else 'DIFFERENT'} ({len(wiki_ids)} tokens)  ({time.time() - start:.1f}s)")
         for t, g, want in bad[:5]:
             print(f"    text {t!r}\n      ours   {g}\n      oracle {want}")
+        if not wiki_ok:
+            first = next((i for i, (a, b) in enumerate(zip(got[-1], wiki_ids)) if a != b), min(len(got[-1]), len(wiki_ids)))
+            print(f"    wiki.test.raw first differs at token {first}: ours {got[-1][first:first + 5]} oracle {wiki_ids[first:first + 5]}")
     print(f"{passed} passed, {failed} failed")
     if failed:
         print(f"replay with --seed {seed}")
