@@ -49,6 +49,19 @@ import TestSupport
         for t in file.tensors { #expect(t.fileOffset % 32 == 0) }
     }
 
+    /// Version 2 has the same layout as version 3 (which only added big-endian files).
+    @Test func version2FilesOpen() throws {
+        var writer = GGUFWriter()
+        writer.set("general.architecture", .string("llama"))
+        try writer.addTensor(name: "x", shape: [2], type: .f32, data: [0, 0, 128, 63, 0, 0, 0, 64])
+        var bytes = writer.serialized()
+        bytes[4] = 2
+        let file = try GGUFFile(path: TemporaryFile.write(bytes, "v2.gguf"))
+        #expect(file.version == 2)
+        #expect(file.string("general.architecture") == "llama")
+        #expect(Array(file.data(of: file.tensors[0])) == [0, 0, 128, 63, 0, 0, 0, 64])
+    }
+
     @Test func customAlignmentIsHonoured() throws {
         var writer = GGUFWriter()
         writer.set("general.alignment", .uint32(64))
