@@ -12,10 +12,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
-        // The container format: memory-mapped reading, validation and writing of GGUF files.
-        .target(name: "GGUF"),
-        // Tensor element types and numeric kernels. Knows nothing about models.
+        // Tensor element types and numeric kernels. Knows nothing about models or files.
         .target(name: "Kernels"),
+        // The container format: memory-mapped reading, validation and writing of GGUF files.
+        .target(name: "GGUF", dependencies: ["Kernels"]),
         // SentencePiece-style and byte-level BPE tokenizers. Knows nothing about GGUF.
         .target(name: "Tokenizers"),
         // The public library: model metadata, tokenizer loading, the default model.
@@ -28,7 +28,7 @@ let package = Package(
         // Fixture lookup and scratch files shared by the test targets.
         .target(name: "TestSupport", dependencies: ["Llama"], path: "Tests/TestSupport"),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "TestSupport"]),
-        .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels"], exclude: ["Golden"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "Llama", "TestSupport"]),
         .testTarget(name: "LlamaTests", dependencies: ["Llama", "TestSupport"]),
         // Runs the built `llama` executable as a user would.
