@@ -1,0 +1,225 @@
+import Dispatch
+import Foundation
+import Kernels
+import Tokenizers
+
+/// One sequence being evaluated: the KV cache and the scratch buffers of the forward pass.
+/// Not shared between threads; make one per conversation. Buffers are allocated once, for at
+/// most `batchSize` tokens per call.
+public final class LlamaContext {
+    public let model: LlamaModel
+    public let contextSize: Int
+    public let batchSize: Int
+    public let threads: Int
+    /// How many positions of the cache are filled.
+    public private(set) var position = 0
+
+    // KV cache: [layer][position][kvDimension]
+    private var keys: [Float]
+    private var values: [Float]
+    // Scratch, [batch][width]
+    private var x, xb, q, k, v, attention, gate, up: [Float]
+    private var ropeTable: [Float]
+
+    public struct ContextFull: Error, CustomStringConvertible {
+        public let needed: Int
+        public let contextSize: Int
+        public var description: String {
+            "the text needs \(needed) positions but the context holds \(contextSize); use a larger context (-c) or a shorter prompt"
+        }
+    }
+
+    public init(model: LlamaModel, contextSize: Int? = nil, batchSize: Int = 512, threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
+        let c = model.configuration
+        self.model = model
+        self.contextSize = max(1, contextSize ?? c.contextLength)
+        self.batchSize = max(1, batchSize)
+        self.threads = max(1, threads)
+        keys = [Float](repeating: 0, count: c.layerCount * self.contextSize * c.kvDimension)
+        values = keys
+        let n = self.batchSize
+        x = [Float](repeating: 0, count: n * c.embeddingLength)
+        xb = x
+        q = [Float](repeating: 0, count: n * c.qDimension)
+        attention = q
+        k = [Float](repeating: 0, count: n * c.kvDimension)
+        v = k
+        gate = [Float](repeating: 0, count: n * c.feedForwardLength)
+        up = gate
+        ropeTable = [Float](repeating: 0, count: c.ropeDimensions)
+    }
+
+    /// Forgets everything evaluated so far.
+    public func reset() { position = 0 }
+
+    /// Rewinds to `newPosition` (keeping the cache before it), e.g. to reuse a shared prompt prefix.
+    public func truncate(to newPosition: Int) { position = min(position, max(0, newPosition)) }
+
+    /// Evaluates `tokens` after what is already in the cache. Returns the logits of the positions
+    /// `logitsFor` selects (rows of `vocabularySize`), in order. Long inputs go through in batches.
+    @discardableResult
+    public func evaluate(_ tokens: [TokenID], logitsFor: LogitSelection = .last) throws -> [Float] {
+        guard position + tokens.count <= contextSize else {
+            throw ContextFull(needed: position + tokens.count, contextSize: contextSize)
+        }
+        let vocab = model.configuration.vocabularySize
+        for token in tokens where token < 0 || Int(token) >= vocab {
+            throw ModelError("token id \(token) is outside the vocabulary of \(vocab)")
+        }
+        var logits: [Float] = []
+        var start = 0
+        while start < tokens.count {
+            let end = min(tokens.count, start + batchSize)
+            let wanted: [Int]
+            switch logitsFor {
+            case .last: wanted = end == tokens.count ? [end - start - 1] : []
+            case .all: wanted = Array(0..<(end - start))
+            case .none: wanted = []
+            }
+            logits += forward(Array(tokens[start..<end]), logitRows: wanted)
+            start = end
+        }
+        return logits
+    }
+
+    public enum LogitSelection: Sendable {
+        case last, all, none
+    }
+
+    /// The forward pass over one batch, as llama2.c's `forward` but for n tokens at once.
+    private func forward(_ tokens: [TokenID], logitRows: [Int]) -> [Float] {
+        let c = model.configuration
+        let n = tokens.count, dim = c.embeddingLength, kvDim = c.kvDimension, qDim = c.qDimension
+        let hidden = c.feedForwardLength, headSize = c.headDimension
+        let pos0 = position
+
+        x.withUnsafeMutableBufferPointer { x in
+            for (t, token) in tokens.enumerated() { model.tokenEmbedding.dequantizeRow(Int(token), into: x.baseAddress! + t * dim) }
+        }
+        for (l, layer) in model.layers.enumerated() {
+            // Attention: xb = norm(x); q, k, v = W xb; rotate q and k; cache k and v.
+            normalize(n, layer.attentionNorm, dim)
+            multiply(layer.wq, &xb, &q, n)
+            multiply(layer.wk, &xb, &k, n)
+            multiply(layer.wv, &xb, &v, n)
+            q.withUnsafeMutableBufferPointer { q in
+                k.withUnsafeMutableBufferPointer { k in
+                    ropeTable.withUnsafeMutableBufferPointer { table in
+                        for t in 0..<n {
+                            Ops.ropeTable(position: pos0 + t, dimensions: c.ropeDimensions, base: c.ropeBase, into: table.baseAddress!)
+                            Ops.rope(q.baseAddress! + t * qDim, heads: c.headCount, headSize: headSize, dimensions: c.ropeDimensions, table: table.baseAddress!, style: c.ropeStyle)
+                            Ops.rope(k.baseAddress! + t * kvDim, heads: c.kvHeadCount, headSize: headSize, dimensions: c.ropeDimensions, table: table.baseAddress!, style: c.ropeStyle)
+                        }
+                    }
+                }
+            }
+            let layerBase = l * contextSize * kvDim
+            keys.withUnsafeMutableBufferPointer { cache in
+                k.withUnsafeBufferPointer { (cache.baseAddress! + layerBase + pos0 * kvDim).update(from: $0.baseAddress!, count: n * kvDim) }
+            }
+            values.withUnsafeMutableBufferPointer { cache in
+                v.withUnsafeBufferPointer { (cache.baseAddress! + layerBase + pos0 * kvDim).update(from: $0.baseAddress!, count: n * kvDim) }
+            }
+            attend(n, layerBase: layerBase)
+            multiply(layer.wo, &attention, &xb, n)
+            addResidual(n * dim)
+
+            // Feed-forward: x += down(silu(gate(norm(x))) * up(norm(x))).
+            normalize(n, layer.ffnNorm, dim)
+            multiply(layer.gate, &xb, &gate, n)
+            multiply(layer.up, &xb, &up, n)
+            gate.withUnsafeMutableBufferPointer { g in
+                up.withUnsafeBufferPointer { u in Ops.swiGLU(g.baseAddress!, u.baseAddress!, count: n * hidden) }
+            }
+            multiply(layer.down, &gate, &xb, n)
+            addResidual(n * dim)
+        }
+        position += n
+
+        guard !logitRows.isEmpty else { return [] }
+        // Final norm and classifier, only for the rows asked for.
+        var rows = [Float](repeating: 0, count: logitRows.count * dim)
+        x.withUnsafeBufferPointer { x in
+            rows.withUnsafeMutableBufferPointer { out in
+                model.outputNorm.withUnsafeBufferPointer { w in
+                    for (i, r) in logitRows.enumerated() {
+                        Ops.rmsNorm(x.baseAddress! + r * dim, weight: w.baseAddress!, eps: c.rmsEpsilon, count: dim, into: out.baseAddress! + i * dim)
+                    }
+                }
+            }
+        }
+        var logits = [Float](repeating: 0, count: logitRows.count * c.vocabularySize)
+        multiply(model.output, &rows, &logits, logitRows.count)
+        return logits
+    }
+
+    private func normalize(_ n: Int, _ weight: [Float], _ dim: Int) {
+        let eps = model.configuration.rmsEpsilon
+        x.withUnsafeBufferPointer { x in
+            xb.withUnsafeMutableBufferPointer { out in
+                weight.withUnsafeBufferPointer { w in
+                    for t in 0..<n { Ops.rmsNorm(x.baseAddress! + t * dim, weight: w.baseAddress!, eps: eps, count: dim, into: out.baseAddress! + t * dim) }
+                }
+            }
+        }
+    }
+
+    private func multiply(_ w: WeightMatrix, _ input: inout [Float], _ output: inout [Float], _ n: Int) {
+        input.withUnsafeBufferPointer { i in
+            output.withUnsafeMutableBufferPointer { o in
+                MatMul.multiply(w, i.baseAddress!, o.baseAddress!, tokens: n, threads: threads)
+            }
+        }
+    }
+
+    private func addResidual(_ count: Int) {
+        x.withUnsafeMutableBufferPointer { x in
+            xb.withUnsafeBufferPointer { xb in
+                for i in 0..<count { x[i] += xb[i] }
+            }
+        }
+    }
+
+    /// Causal grouped-query attention for the n new tokens against the whole cache.
+    private func attend(_ n: Int, layerBase: Int) {
+        let c = model.configuration
+        let headSize = c.headDimension, kvDim = c.kvDimension, qDim = c.qDimension
+        let group = c.headCount / c.kvHeadCount
+        let scale = 1 / Float(headSize).squareRoot()
+        let pos0 = position
+        q.withUnsafeBufferPointer { q in
+            keys.withUnsafeBufferPointer { keys in
+                values.withUnsafeBufferPointer { values in
+                    attention.withUnsafeMutableBufferPointer { out in
+                        let qp = SendablePointer(UnsafeMutablePointer(mutating: q.baseAddress!))
+                        let kp = SendablePointer(UnsafeMutablePointer(mutating: keys.baseAddress! + layerBase))
+                        let vp = SendablePointer(UnsafeMutablePointer(mutating: values.baseAddress! + layerBase))
+                        let op = SendablePointer(out.baseAddress!)
+                        let jobs = n * c.headCount
+                        let workers = max(1, min(threads, jobs))
+                        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                            let scores = UnsafeMutablePointer<Float>.allocate(capacity: pos0 + n)
+                            defer { scores.deallocate() }
+                            for job in stride(from: worker, to: jobs, by: workers) {
+                                let t = job / c.headCount, h = job % c.headCount
+                                let length = pos0 + t + 1
+                                let query = qp.pointer + t * qDim + h * headSize
+                                let kvOffset = (h / group) * headSize
+                                for p in 0..<length {
+                                    scores[p] = Dot.f32(query, kp.pointer + p * kvDim + kvOffset, headSize) * scale
+                                }
+                                Ops.softmax(scores, count: length)
+                                let result = op.pointer + t * qDim + h * headSize
+                                result.update(repeating: 0, count: headSize)
+                                for p in 0..<length {
+                                    let weight = scores[p], value = vp.pointer + p * kvDim + kvOffset
+                                    for i in 0..<headSize { result[i] += weight * value[i] }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
