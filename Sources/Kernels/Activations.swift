@@ -37,22 +37,20 @@ public enum ActivationFormat: Sendable {
 }
 
 public enum Quantize {
-    /// Rounds to nearest, ties away from zero (C `roundf`).
-    @inline(__always) static func roundAway(_ x: Float) -> Int32 { Int32(x.rounded(.toNearestOrAwayFromZero)) }
-
     /// Rounds to nearest, ties to even (ggml's `nearest_int`).
     @inline(__always) static func roundEven(_ x: Float) -> Int32 { Int32(x.rounded(.toNearestOrEven)) }
 
-    /// One Q8_0 (or, with `withSum`, Q8_1) block from 32 floats, as ggml's reference quantizer.
+    /// One Q8_0 (or, with `withSum`, Q8_1) block from 32 floats, as llama.cpp's x86 quantizer
+    /// makes it (scale 127/amax, ties to even).
     static func q8Block(_ x: UnsafePointer<Float>, _ out: UnsafeMutableRawPointer, withSum: Bool) {
         var amax: Float = 0
         for j in 0..<32 { amax = max(amax, abs(x[j])) }
         let d = amax / 127
-        let id: Float = d != 0 ? 1 / d : 0
+        let id: Float = amax != 0 ? 127 / amax : 0
         let header = withSum ? 4 : 2
         var sum: Int32 = 0
         for j in 0..<32 {
-            let q = roundAway(x[j] * id)
+            let q = roundEven(x[j] * id)
             sum += q
             out.storeBytes(of: Int8(truncatingIfNeeded: q), toByteOffset: header + j, as: Int8.self)
         }
@@ -94,6 +92,38 @@ public enum Quantize {
         case .q8_K:
             let y = out.assumingMemoryBound(to: Float.self)
             for b in 0..<count / 256 { q8KRound(x + 256 * b, y + 256 * b) }
+        }
+    }
+
+    /// The activations as floats after rounding through `format` (what the weights are really
+    /// multiplied with), for the float product path.
+    ///
+    /// For Q8_1, `sumError` (count/32 floats) receives per block how far the half-precision sum
+    /// llama.cpp keeps (`s`) is from the exact sum of the rounded values: products with weights
+    /// that have a per-block offset (Q4_1, Q5_1) add `offset x s`, and that rounding is visible
+    /// in the logits, so `MatMul` adds `offset x sumError` to match.
+    public static func roundedActivations(_ x: UnsafePointer<Float>, count: Int, format: ActivationFormat,
+                                          into out: UnsafeMutablePointer<Float>, sumError: UnsafeMutablePointer<Float>? = nil) {
+        guard format.isBlockQuantized else {
+            activations(x, count: count, format: format, into: UnsafeMutableRawPointer(out))
+            return
+        }
+        let header = format == .q8_1 ? 4 : 2
+        withUnsafeTemporaryAllocation(byteCount: 36, alignment: 4) { block in
+            for b in 0..<count / 32 {
+                q8Block(x + 32 * b, block.baseAddress!, withSum: format == .q8_1)
+                let d = HalfFloat.toFloat(block.load(fromByteOffset: 0, as: UInt16.self))
+                var sum: Int32 = 0
+                for j in 0..<32 {
+                    let q = block.load(fromByteOffset: header + j, as: Int8.self)
+                    sum += Int32(q)
+                    out[32 * b + j] = Float(q) * d
+                }
+                if format == .q8_1, let sumError {
+                    let s = HalfFloat.toFloat(block.load(fromByteOffset: 2, as: UInt16.self))
+                    sumError[b] = s - Float(sum) * d
+                }
+            }
         }
     }
 

@@ -40,60 +40,80 @@ public struct WeightMatrix: @unchecked Sendable {
 public enum MatMul {
     /// `y[t][r] = sum over c of W[r][c] * x[t][c]` for `tokens` rows of x (each `W.columns` floats)
     /// into `tokens` rows of y (each `W.rows` floats), split by weight rows over `threads` threads.
-    /// Activations are first rounded to the weight type's partner format, as llama.cpp does.
+    ///
+    /// Activations are first rounded through the weight type's partner format, as llama.cpp does
+    /// (8-bit blocks for quantized weights, half precision for F16). Each weight row is then
+    /// dequantized once and multiplied with every token in float, which gives llama.cpp's integer
+    /// block products up to float rounding (`multiplyReference` is that arithmetic, for tests).
     public static func multiply(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, tokens: Int, threads: Int) {
         let cols = w.columns
-        let format = w.activation
-        let stride = Quantize.preparedBytes(count: cols, format: format)
-        let prepared = UnsafeMutableRawPointer.allocate(byteCount: max(1, stride * tokens), alignment: 64)
+        let prepared = UnsafeMutablePointer<Float>.allocate(capacity: max(1, cols * tokens))
         defer { prepared.deallocate() }
+        // Offset weights (Q4_1, Q5_1) also need the activation blocks' half-precision sums.
+        let offsetAt: Int? = w.activation == .q8_1 ? 2 : nil
+        let blocks = cols / 32
+        let sumErrors = UnsafeMutablePointer<Float>.allocate(capacity: max(1, blocks * tokens))
+        defer { sumErrors.deallocate() }
         for t in 0..<tokens {
-            Quantize.activations(x + t * cols, count: cols, format: format, into: prepared + t * stride)
+            Quantize.roundedActivations(x + t * cols, count: cols, format: w.activation, into: prepared + t * cols,
+                                        sumError: sumErrors + t * blocks)
         }
         let rows = w.rows
         let workers = max(1, min(threads, rows / 16))
-        let input = SendablePointer(prepared.assumingMemoryBound(to: UInt8.self))
+        let input = SendablePointer(prepared)
+        let errors = SendablePointer(sumErrors)
         let output = SendablePointer(y)
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
-            let preparedRows = UnsafeRawPointer(input.pointer)
             let start = rows * worker / workers, end = rows * (worker + 1) / workers
-            if format.isBlockQuantized {
-                let blocks = cols / 32
-                for r in start..<end {
-                    let row = w.data + r * w.rowBytes
-                    for t in 0..<tokens {
-                        output.pointer[t * rows + r] = blockDot(w.type, row, preparedRows + t * stride, blocks: blocks)
-                    }
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: cols)
+            defer { scratch.deallocate() }
+            for r in start..<end {
+                let wrow: UnsafePointer<Float>
+                if w.type == .f32 {
+                    wrow = (w.data + r * w.rowBytes).assumingMemoryBound(to: Float.self)
+                } else {
+                    w.dequantizeRow(r, into: scratch)
+                    wrow = UnsafePointer(scratch)
                 }
-            } else {
-                // Dequantize each weight row once and reuse it for every token.
-                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: cols)
-                defer { scratch.deallocate() }
-                let xs = preparedRows.assumingMemoryBound(to: Float.self)
-                for r in start..<end {
-                    let wrow: UnsafePointer<Float>
-                    if w.type == .f32 {
-                        wrow = (w.data + r * w.rowBytes).assumingMemoryBound(to: Float.self)
-                    } else {
-                        w.dequantizeRow(r, into: scratch)
-                        wrow = UnsafePointer(scratch)
+                for t in 0..<tokens {
+                    var value = Dot.f32(wrow, input.pointer + t * cols, cols)
+                    if let offsetAt {
+                        let row = w.data + r * w.rowBytes, bytes = w.type.bytesPerBlock
+                        let e = errors.pointer + t * blocks
+                        for b in 0..<blocks {
+                            value += HalfFloat.toFloat(row.loadUnaligned(fromByteOffset: b * bytes + offsetAt, as: UInt16.self)) * e[b]
+                        }
                     }
-                    for t in 0..<tokens {
-                        output.pointer[t * rows + r] = Dot.f32(wrow, xs + t * cols, cols)
-                    }
+                    output.pointer[t * rows + r] = value
                 }
             }
         }
     }
 
-    @inline(__always)
-    static func blockDot(_ type: GGMLType, _ w: UnsafeRawPointer, _ x: UnsafeRawPointer, blocks: Int) -> Float {
-        switch type {
-        case .q4_0: Dot.q4_0(w, x, blocks: blocks)
-        case .q4_1: Dot.q4_1(w, x, blocks: blocks)
-        case .q5_0: Dot.q5_0(w, x, blocks: blocks)
-        case .q5_1: Dot.q5_1(w, x, blocks: blocks)
-        default: Dot.q8_0(w, x, blocks: blocks)
+    /// One output of `multiply` computed with llama.cpp's arithmetic: for Q4_0, Q4_1, Q5_0,
+    /// Q5_1 and Q8_0, integer dot products of the weight blocks with 8-bit activation blocks,
+    /// scaled per block (offsets through the activation block's half-precision sum); for other
+    /// types, the float product of the dequantized row and the rounded activations.
+    public static func multiplyReference(_ w: WeightMatrix, row: Int, _ x: UnsafePointer<Float>) -> Float {
+        let cols = w.columns
+        let wrow = w.data + row * w.rowBytes
+        guard w.activation.isBlockQuantized else {
+            let a = UnsafeMutablePointer<Float>.allocate(capacity: cols), b = UnsafeMutablePointer<Float>.allocate(capacity: cols)
+            defer { a.deallocate(); b.deallocate() }
+            w.dequantizeRow(row, into: a)
+            Quantize.roundedActivations(x, count: cols, format: w.activation, into: b)
+            return Dot.f32(a, b, cols)
+        }
+        let blocks = UnsafeMutableRawPointer.allocate(byteCount: Quantize.preparedBytes(count: cols, format: w.activation), alignment: 4)
+        defer { blocks.deallocate() }
+        Quantize.activations(x, count: cols, format: w.activation, into: blocks)
+        let n = cols / 32
+        switch w.type {
+        case .q4_0: return Dot.q4_0(wrow, blocks, blocks: n)
+        case .q4_1: return Dot.q4_1(wrow, blocks, blocks: n)
+        case .q5_0: return Dot.q5_0(wrow, blocks, blocks: n)
+        case .q5_1: return Dot.q5_1(wrow, blocks, blocks: n)
+        default: return Dot.q8_0(wrow, blocks, blocks: n)
         }
     }
 }

@@ -11,6 +11,7 @@ public final class LlamaContext {
     public let contextSize: Int
     public let batchSize: Int
     public let threads: Int
+    public let kvCacheType: KVCacheType
     /// How many positions of the cache are filled.
     public private(set) var position = 0
 
@@ -29,9 +30,20 @@ public final class LlamaContext {
         }
     }
 
-    public init(model: LlamaModel, contextSize: Int? = nil, batchSize: Int = 512, threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
+    /// The precision of cached keys and values, as llama.cpp's `--cache-type-k/-v`.
+    public enum KVCacheType: String, Sendable, CaseIterable {
+        /// Half precision, llama.cpp's default: keys, values, and the queries and attention
+        /// weights multiplied with them, are rounded to binary16.
+        case f16
+        /// Full precision.
+        case f32
+    }
+
+    public init(model: LlamaModel, contextSize: Int? = nil, batchSize: Int = 512, threads: Int = ProcessInfo.processInfo.activeProcessorCount,
+                kvCacheType: KVCacheType = .f16) {
         let c = model.configuration
         self.model = model
+        self.kvCacheType = kvCacheType
         self.contextSize = max(1, contextSize ?? c.contextLength)
         self.batchSize = max(1, batchSize)
         self.threads = max(1, threads)
@@ -113,6 +125,12 @@ public final class LlamaContext {
                     }
                 }
             }
+            if kvCacheType == .f16 {
+                // llama.cpp stores F16 keys and values and converts the queries to F16 for Q.K.
+                Self.roundToHalf(&k, count: n * kvDim)
+                Self.roundToHalf(&v, count: n * kvDim)
+                Self.roundToHalf(&q, count: n * qDim)
+            }
             let layerBase = l * contextSize * kvDim
             keys.withUnsafeMutableBufferPointer { cache in
                 k.withUnsafeBufferPointer { (cache.baseAddress! + layerBase + pos0 * kvDim).update(from: $0.baseAddress!, count: n * kvDim) }
@@ -153,6 +171,10 @@ public final class LlamaContext {
         return logits
     }
 
+    private static func roundToHalf(_ x: inout [Float], count: Int) {
+        for i in 0..<count { x[i] = HalfFloat.toFloat(HalfFloat.fromFloat(x[i])) }
+    }
+
     private func normalize(_ n: Int, _ weight: [Float], _ dim: Int) {
         let eps = model.configuration.rmsEpsilon
         x.withUnsafeBufferPointer { x in
@@ -187,6 +209,7 @@ public final class LlamaContext {
         let group = c.headCount / c.kvHeadCount
         let scale = 1 / Float(headSize).squareRoot()
         let pos0 = position
+        let halfWeights = kvCacheType == .f16
         q.withUnsafeBufferPointer { q in
             keys.withUnsafeBufferPointer { keys in
                 values.withUnsafeBufferPointer { values in
@@ -209,6 +232,10 @@ public final class LlamaContext {
                                     scores[p] = Dot.f32(query, kp.pointer + p * kvDim + kvOffset, headSize) * scale
                                 }
                                 Ops.softmax(scores, count: length)
+                                if halfWeights {
+                                    // The weights meet F16 values, so llama.cpp rounds them to F16 too.
+                                    for p in 0..<length { scores[p] = HalfFloat.toFloat(HalfFloat.fromFloat(scores[p])) }
+                                }
                                 let result = op.pointer + t * qDim + h * headSize
                                 result.update(repeating: 0, count: headSize)
                                 for p in 0..<length {

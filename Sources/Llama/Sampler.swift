@@ -53,6 +53,9 @@ public struct Sampler: Sendable {
     /// run.c's `random_f32`: uniform in [0, 1).
     mutating func nextFloat() -> Float { Float(nextUInt32() >> 8) / 16_777_216 }
 
+    /// The next number of the generator, for tests that hold it against run.c.
+    public mutating func nextFloatForTesting() -> Float { nextFloat() }
+
     /// The next token. `logits` is one row of vocabulary size; `history` the tokens so far.
     public mutating func sample(_ logits: ArraySlice<Float>, history: [TokenID] = []) -> TokenID {
         var logits = Array(logits)

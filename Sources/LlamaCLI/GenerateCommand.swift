@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import Llama
 
+extension LlamaContext.KVCacheType: ExpressibleByArgument {}
+
 /// Options every command that runs a model shares.
 struct RunOptions: ParsableArguments {
     @Option(name: [.short, .customLong("ctx-size")], help: "Context size in tokens. Default: the model's training context.")
@@ -12,6 +14,9 @@ struct RunOptions: ParsableArguments {
 
     @Option(help: ArgumentHelp("The tokenizer.bin of a llama2.c checkpoint. Default: tokenizer.bin beside it.", valueName: "file"))
     var tokenizer: String?
+
+    @Option(name: .customLong("cache-type"), help: "Precision of the KV cache: f16 (as llama.cpp's default) or f32.")
+    var cacheType: LlamaContext.KVCacheType = .f16
 
     func validate() throws {
         if let contextSize, contextSize < 1 { throw ValidationError("-c must be at least 1") }
@@ -27,7 +32,8 @@ struct RunOptions: ParsableArguments {
     }
 
     func makeContext(_ model: LlamaModel, batchSize: Int = 512) -> LlamaContext {
-        LlamaContext(model: model, contextSize: contextSize, batchSize: batchSize, threads: threads ?? SystemInfo.physicalCores)
+        LlamaContext(model: model, contextSize: contextSize, batchSize: batchSize, threads: threads ?? SystemInfo.physicalCores,
+                     kvCacheType: cacheType)
     }
 }
 

@@ -1,0 +1,215 @@
+import Foundation
+import Llama
+import Testing
+import TestSupport
+
+@Suite struct DefaultModelGenerationTests {
+    static func greedy(_ prompt: String, count: Int) throws -> String {
+        let model = try LlamaModel.load(path: DefaultModel.locate())
+        let context = LlamaContext(model: model, contextSize: 512, threads: SystemInfo.physicalCores)
+        var sampler = Sampler(.greedy)
+        var decoder = StreamingDecoder(tokenizer: model.tokenizer, atStartOfText: false)
+        var text = ""
+        let tokens = model.tokenizer.encode(prompt, parseSpecial: true)
+        _ = try context.generate(prompt: tokens, maxTokens: count, sampler: &sampler, stopTokens: model.stopTokens) { token in
+            text += decoder.append(token)
+            return true
+        }
+        return text + decoder.finish()
+    }
+
+    /// With llama.cpp's default F16 KV cache, as the fixture's expected text was made.
+    @Test func rawContinuation() throws {
+        let text = try Self.greedy("Once upon a time", count: 12)
+        #expect(text.hasPrefix(", the city of Nova Haven was a thriving metropolis"), "\(text)")
+    }
+
+    @Test func chatAnswer() throws {
+        let prompt = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
+        #expect(try Self.greedy(prompt, count: 30) == "The capital of France is Paris.")
+    }
+
+    struct Perplexity: Decodable {
+        let chunks: Int
+        let n_ctx: Int
+        let running_ppl: [Double]
+        let ppl: Double
+    }
+
+    /// llama.cpp's perplexity procedure on WikiText-2, against llama.cpp's own figure.
+    @Test func perplexityWithinHalfAPercentOfLlamaCpp() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Golden/perplexity.json")
+        let golden = try JSONDecoder().decode(Perplexity.self, from: Data(contentsOf: url))
+        let model = try LlamaModel.load(path: DefaultModel.locate())
+        // The golden figure was measured with llama.cpp's F32 KV cache.
+        let context = LlamaContext(model: model, contextSize: golden.n_ctx, batchSize: golden.n_ctx,
+                                   threads: SystemInfo.physicalCores, kvCacheType: .f32)
+        let tokens = model.tokenizer.encode(try Fixtures.text("wikitext-2/wiki.test.raw"))
+        let result = try context.perplexity(of: tokens, maxChunks: golden.chunks)
+        #expect(result.chunks == golden.chunks)
+        let relative = abs(result.perplexity - golden.ppl) / golden.ppl
+        print("perplexity: swift-llama \(result.perplexity), llama.cpp \(golden.ppl), difference \(relative * 100)%")
+        #expect(relative < 0.005)
+    }
+}
+
+@Suite struct BadInputTests {
+    static let stories = Fixtures.path("stories260K/stories260K.gguf")
+
+    @Test func promptLongerThanTheContext() throws {
+        let model = try LlamaModel.load(path: Self.stories)
+        let context = LlamaContext(model: model, contextSize: 16, threads: 1)
+        let tokens = [Int32](repeating: 300, count: 17)
+        do {
+            try context.evaluate(tokens)
+            Issue.record("no error")
+        } catch let error as LlamaContext.ContextFull {
+            #expect(error.needed == 17 && error.contextSize == 16)
+            #expect(error.description.contains("-c"))
+        }
+        #expect(context.position == 0)
+        // Exactly full is fine.
+        try context.evaluate(Array(tokens.prefix(16)))
+        #expect(context.position == 16)
+    }
+
+    @Test func unsupportedTensorTypeNamesTypeAndTensor() throws {
+        let original = try GGUFFile(path: Self.stories)
+        var writer = GGUFWriter()
+        for (key, value) in original.metadata { writer.set(key, value) }
+        let iq4 = GGMLType(name: "IQ4_NL")!
+        for t in original.tensors {
+            if t.name == "blk.0.attn_q.weight" {
+                let bytes = t.elementCount / iq4.blockSize * iq4.bytesPerBlock
+                try writer.addTensor(name: t.name, shape: t.shape, type: iq4, data: [UInt8](repeating: 0, count: bytes))
+            } else {
+                try writer.addTensor(name: t.name, shape: t.shape, type: t.type, data: Array(original.data(of: t)))
+            }
+        }
+        let path = TemporaryFile.path("iq4.gguf")
+        try writer.write(to: path)
+        do {
+            _ = try LlamaModel.load(path: path)
+            Issue.record("no error")
+        } catch {
+            let message = String(describing: error)
+            #expect(message.contains("IQ4_NL"))
+            #expect(message.contains("blk.0.attn_q.weight"))
+        }
+    }
+
+    @Test func truncatedLlama2cCheckpoint() throws {
+        let bytes = try #require(FileManager.default.contents(atPath: Fixtures.path("stories260K/stories260K.bin")))
+        let path = try TemporaryFile.write(Array(bytes.prefix(bytes.count / 2)), "cut.bin")
+        do {
+            _ = try LlamaModel.load(path: path, tokenizer: Fixtures.path("stories260K/tok512.bin"))
+            Issue.record("no error")
+        } catch {
+            #expect(String(describing: error).contains("truncated"))
+        }
+    }
+
+    @Test func missingTensor() throws {
+        let original = try GGUFFile(path: Self.stories)
+        var writer = GGUFWriter()
+        for (key, value) in original.metadata { writer.set(key, value) }
+        for t in original.tensors where t.name != "blk.3.ffn_up.weight" {
+            try writer.addTensor(name: t.name, shape: t.shape, type: t.type, data: Array(original.data(of: t)))
+        }
+        let path = TemporaryFile.path("missing.gguf")
+        try writer.write(to: path)
+        #expect(throws: ModelError.self) { try LlamaModel.load(path: path) }
+    }
+
+    @Test func zeroTokensToGenerate() throws {
+        let model = try LlamaModel.load(path: Self.stories)
+        let context = LlamaContext(model: model, threads: 1)
+        var sampler = Sampler(.greedy)
+        var produced = 0
+        let stats = try context.generate(prompt: model.tokenizer.encode("Once"), maxTokens: 0, sampler: &sampler, stopTokens: model.stopTokens) { _ in
+            produced += 1
+            return true
+        }
+        #expect(produced == 0 && stats.generatedTokens == 0)
+    }
+}
+
+@Suite struct SamplerTests {
+    static func logits() -> [Float] { (0..<100).map { Float(sin(Double($0) * 1.7)) * 3 } }
+
+    @Test func greedyPicksTheLargest() {
+        var sampler = Sampler(.greedy)
+        let x = Self.logits()
+        #expect(Int(sampler.sample(x[...])) == x.indices.max { x[$0] < x[$1] })
+    }
+
+    @Test func sameSeedSameTokens() {
+        var settings = SamplerSettings()
+        settings.seed = 42
+        var a = Sampler(settings), b = Sampler(settings)
+        let x = Self.logits()
+        let first = (0..<50).map { _ in a.sample(x[...]) }
+        #expect(first == (0..<50).map { _ in b.sample(x[...]) })
+        settings.seed = 43
+        var c = Sampler(settings)
+        #expect(first != (0..<50).map { _ in c.sample(x[...]) })
+    }
+
+    @Test func topKOneIsGreedy() {
+        var settings = SamplerSettings()
+        settings.topK = 1
+        settings.temperature = 1.5
+        var sampler = Sampler(settings)
+        var greedy = Sampler(.greedy)
+        let x = Self.logits()
+        #expect((0..<20).allSatisfy { _ in sampler.sample(x[...]) == greedy.sample(x[...]) })
+    }
+
+    @Test func filtersKeepOnlyAllowedTokens() {
+        var settings = SamplerSettings()
+        settings.temperature = 1
+        settings.topK = 5
+        settings.topP = 1
+        settings.minP = 0
+        var sampler = Sampler(settings)
+        let x = Self.logits()
+        let top5 = Set(x.indices.sorted { x[$0] > x[$1] }.prefix(5).map { Int32($0) })
+        let drawn = (0..<300).map { _ in sampler.sample(x[...]) }
+        #expect(Set(drawn).isSubset(of: top5))
+        #expect(Set(drawn).count > 1)
+        settings.topK = 0
+        settings.minP = 0.5
+        var minP = Sampler(settings)
+        let best = x.max()!
+        for token in (0..<300).map({ _ in minP.sample(x[...]) }) {
+            #expect(exp(x[Int(token)] - best) >= 0.5 - 1e-5)
+        }
+    }
+
+    @Test func repeatPenaltyDemotesSeenTokens() {
+        var settings = SamplerSettings.greedy
+        settings.repeatPenalty = 10
+        var sampler = Sampler(settings)
+        var x = [Float](repeating: 0, count: 10)
+        x[3] = 2
+        x[7] = 1
+        #expect(sampler.sample(x[...], history: []) == 3)
+        #expect(sampler.sample(x[...], history: [3]) == 7)
+    }
+
+    /// llama2.c's xorshift generator and top-p sampling: the first draws from seed 1 match run.c's
+    /// arithmetic (random_u32 with state 1 gives 0x2545F491 ... after one xorshift round).
+    @Test func runCRandomNumbers() {
+        var settings = SamplerSettings()
+        settings.seed = 1
+        var sampler = Sampler(settings)
+        // State 1: s ^= s >> 12 -> 1; s ^= s << 25 -> 0x2000001; s ^= s >> 27 -> 0x2000001;
+        // (0x2000001 * 0x2545F4914F6CDD1D) >> 32, as run.c computes it.
+        let state: UInt64 = 0x200_0001
+        let expected = UInt32(truncatingIfNeeded: (state &* 0x2545_F491_4F6C_DD1D) >> 32)
+        #expect(sampler.settings.seed == 1)
+        var copy = sampler
+        #expect(copy.nextFloatForTesting() == Float(expected >> 8) / 16_777_216)
+        _ = sampler
+    }
+}
