@@ -143,3 +143,69 @@ struct CLI {
         #expect(r.stdout.contains("-m, --model"))
     }
 }
+
+@Suite struct GenerateCLITests {
+    static let stories = Fixtures.path("stories260K/stories260K.gguf")
+
+    @Test func greedyFromBOSIsLlama2cText() throws {
+        struct Vectors: Decodable {
+            struct Expected: Decodable { let text: String }
+            let llama2c_test_all_expected_stdout: Expected
+        }
+        let expected = try JSONDecoder().decode(Vectors.self, from: Data(Fixtures.text("stories260K/stories260K_tok512_vectors.json").utf8))
+        for model in [["-m", Self.stories], ["-m", Fixtures.path("stories260K/stories260K.bin"), "--tokenizer", Fixtures.path("stories260K/tok512.bin")]] {
+            let r = try CLI.run(["generate"] + model + ["--temp", "0", "-n", "200"])
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(r.stdout == expected.llama2c_test_all_expected_stdout.text + "\n")
+            #expect(r.stderr.contains("generated: 200 tokens"))
+        }
+    }
+
+    @Test func promptIsPrintedThenTheContinuation() throws {
+        let r = try CLI.run(["generate", "-m", Self.stories, "-p", "Once upon a time", "--temp", "0", "-n", "8"])
+        #expect(r.status == 0)
+        #expect(r.stdout.hasPrefix("Once upon a time, there was a little girl"))
+        #expect(r.stderr.contains("prompt: 5 tokens"))
+    }
+
+    @Test func zeroTokensPrintsOnlyThePrompt() throws {
+        let r = try CLI.run(["generate", "-m", Self.stories, "-p", "Once upon a time", "-n", "0"])
+        #expect(r.status == 0)
+        #expect(r.stdout == "Once upon a time\n")
+        #expect(r.stderr.contains("generated: 0 tokens"))
+    }
+
+    @Test func promptLongerThanTheContextIsAClearError() throws {
+        let long = String(repeating: "Once upon a time there was a girl. ", count: 20)
+        let r = try CLI.run(["generate", "-m", Self.stories, "-p", long, "-c", "32", "-n", "4"])
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("context holds 32"))
+        #expect(r.stderr.contains("--truncate"))
+        let truncated = try CLI.run(["generate", "-m", Self.stories, "-p", long, "-c", "32", "-n", "4", "--truncate", "--temp", "0"])
+        #expect(truncated.status == 0, "\(truncated.stderr)")
+        #expect(truncated.stderr.contains("cut"))
+    }
+
+    @Test func seedMakesSamplingReproducible() throws {
+        let args = ["generate", "-m", Self.stories, "-p", "Once", "-n", "40", "--temp", "1", "--seed", "7"]
+        let a = try CLI.run(args), b = try CLI.run(args)
+        #expect(a.status == 0)
+        #expect(a.stdout == b.stdout)
+    }
+
+    @Test func perplexityPrintsProgressAndFinalEstimate() throws {
+        let r = try CLI.run(["perplexity", "-m", Self.stories, "-f", Fixtures.path("wikitext-2/wiki.test.raw"), "-c", "128", "--chunks", "3"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("[1/3]") && r.stderr.contains("[3/3]"))
+        let last = r.stdout.split(separator: "\n").last.map(String.init) ?? ""
+        #expect(last.hasPrefix("Final estimate: PPL = "))
+        #expect(last.contains(" +/- "))
+    }
+
+    @Test func perplexityOfATextShorterThanOneChunk() throws {
+        let path = try TemporaryFile.write(Array("Too short.".utf8), "short.txt")
+        let r = try CLI.run(["perplexity", "-m", Self.stories, "-f", path])
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("fewer than one chunk"))
+    }
+}
