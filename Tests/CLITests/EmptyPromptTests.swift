@@ -1,0 +1,22 @@
+import Foundation
+import Testing
+import TestSupport
+
+@Suite struct EmptyPromptTests {
+    /// An empty prompt starts from BOS, as llama2.c does with no prompt.
+    @Test func emptyPromptStartsFromBOS() throws {
+        let r = try CLI.run(["generate", "-m", Fixtures.path("stories260K/stories260K.gguf"), "-p", "", "--temp", "0", "-n", "5"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.hasPrefix("Once upon a time"))
+        #expect(r.stderr.contains("prompt: 1 tokens"))
+    }
+
+    /// SmolLM2 adds no BOS to prompts, but has one to start an empty text from.
+    @Test func emptyPromptOnTheDefaultModel() throws {
+        _ = try Fixtures.defaultModel()
+        let r = try CLI.run(["generate", "-p", "", "-n", "3", "--temp", "0"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("prompt: 1 tokens; ") || r.stderr.contains("prompt: 1 tokens,"))
+        #expect(r.stderr.contains("generated: 3 tokens"))
+    }
+}
