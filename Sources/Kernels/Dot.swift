@@ -1,8 +1,15 @@
+import CKernels
 /// Dot products of one weight row with one prepared activation row.
 public enum Dot {
-    /// Float dot product, eight lanes at a time with two accumulators.
+    /// Float dot product (vectorized for the running CPU).
     @inline(__always)
     public static func f32(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+        llk_dot_f32(a, b, Int64(n))
+    }
+
+    /// Float dot product in plain Swift, eight lanes at a time with two accumulators.
+    @inline(__always)
+    public static func f32Swift(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
         var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
         let ra = UnsafeRawPointer(a), rb = UnsafeRawPointer(b)
         var i = 0

@@ -17,10 +17,32 @@ public enum HalfFloat {
         return Float(bitPattern: sign | ((exponent + 112) << 23) | (mantissa << 13))
     }
 
-    /// Float to binary16 bits, rounding to nearest even (what ggml and numpy do).
+    /// Float to binary16 bits, rounding to nearest even (what ggml and numpy do). Done on the
+    /// bits: without F16C the standard library converts through a slow library call.
     @inlinable
     public static func fromFloat(_ value: Float) -> UInt16 {
-        Float16(value).bitPattern
+        let x = value.bitPattern
+        let sign = UInt16(truncatingIfNeeded: (x >> 16) & 0x8000)
+        let exponent = Int((x >> 23) & 0xFF)
+        let mantissa = x & 0x7F_FFFF
+        if exponent == 0xFF {  // infinity, or NaN (kept quiet and non-zero)
+            return sign | 0x7C00 | (mantissa != 0 ? 0x200 | UInt16(truncatingIfNeeded: mantissa >> 13) : 0)
+        }
+        let e = exponent - 127 + 15
+        if e >= 31 { return sign | 0x7C00 }  // overflow
+        if e <= 0 {  // subnormal half, or zero
+            if e < -10 { return sign }
+            let m = mantissa | 0x80_0000
+            let shift = UInt32(14 - e)
+            var half = m >> shift
+            let rest = m & ((1 << shift) - 1), halfway = UInt32(1) << (shift - 1)
+            if rest > halfway || (rest == halfway && half & 1 == 1) { half += 1 }
+            return sign | UInt16(truncatingIfNeeded: half)
+        }
+        var half = UInt32(e) << 10 | mantissa >> 13
+        let rest = mantissa & 0x1FFF
+        if rest > 0x1000 || (rest == 0x1000 && half & 1 == 1) { half += 1 }  // a carry may reach infinity, as it should
+        return sign | UInt16(truncatingIfNeeded: half)
     }
 }
 

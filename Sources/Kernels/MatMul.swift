@@ -1,3 +1,4 @@
+import CKernels
 import Dispatch
 
 /// A weight matrix in a ggml type: `rows` rows of `columns` values, each row contiguous
@@ -10,6 +11,8 @@ public struct WeightMatrix: @unchecked Sendable {
     public let data: UnsafeRawPointer
     public let rowBytes: Int
     let activation: ActivationFormat
+    /// The type id the C kernels multiply straight from the blocks, if any.
+    var fusedTypeID: Int32? { [GGMLType.q4_0, .q4_1, .q8_0].contains(type) ? Int32(type.id) : nil }
 
     public struct Unsupported: Error, CustomStringConvertible {
         public let description: String
@@ -32,8 +35,14 @@ public struct WeightMatrix: @unchecked Sendable {
 
     /// Row `r` as floats.
     public func dequantizeRow(_ r: Int, into out: UnsafeMutablePointer<Float>) {
+        let row = data + r * rowBytes
+        switch type {
+        case .f16: if llk_dequantize(1, row, out, Int64(columns)) != 0 { return }
+        case .q4_0, .q4_1, .q5_0, .q5_1, .q8_0: if llk_dequantize(Int32(type.id), row, out, Int64(columns / 32)) != 0 { return }
+        default: break
+        }
         // The type was checked in init, so this cannot throw.
-        try? Dequantize.row(type, data + r * rowBytes, out, count: columns)
+        try? Dequantize.row(type, row, out, count: columns)
     }
 }
 
@@ -45,7 +54,7 @@ public enum MatMul {
     /// (8-bit blocks for quantized weights, half precision for F16). Each weight row is then
     /// dequantized once and multiplied with every token in float, which gives llama.cpp's integer
     /// block products up to float rounding (`multiplyReference` is that arithmetic, for tests).
-    public static func multiply(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, tokens: Int, threads: Int) {
+    public static func multiply(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, tokens: Int, pool: ThreadPool) {
         let cols = w.columns
         let prepared = UnsafeMutablePointer<Float>.allocate(capacity: max(1, cols * tokens))
         defer { prepared.deallocate() }
@@ -59,32 +68,47 @@ public enum MatMul {
                                         sumError: sumErrors + t * blocks)
         }
         let rows = w.rows
-        let workers = max(1, min(threads, rows / 16))
+        let tile = 16
+        let tiles = (rows + tile - 1) / tile
+        let workers = max(1, min(pool.threads, tiles))
         let input = SendablePointer(prepared)
         let errors = SendablePointer(sumErrors)
         let output = SendablePointer(y)
-        DispatchQueue.concurrentPerform(iterations: workers) { worker in
-            let start = rows * worker / workers, end = rows * (worker + 1) / workers
-            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: cols)
-            defer { scratch.deallocate() }
-            for r in start..<end {
-                let wrow: UnsafePointer<Float>
-                if w.type == .f32 {
-                    wrow = (w.data + r * w.rowBytes).assumingMemoryBound(to: Float.self)
-                } else {
-                    w.dequantizeRow(r, into: scratch)
-                    wrow = UnsafePointer(scratch)
-                }
-                for t in 0..<tokens {
-                    var value = Dot.f32(wrow, input.pointer + t * cols, cols)
-                    if let offsetAt {
-                        let row = w.data + r * w.rowBytes, bytes = w.type.bytesPerBlock
-                        let e = errors.pointer + t * blocks
-                        for b in 0..<blocks {
-                            value += HalfFloat.toFloat(row.loadUnaligned(fromByteOffset: b * bytes + offsetAt, as: UInt16.self)) * e[b]
-                        }
+        pool.run(workers) { worker in
+            // Each worker takes whole tiles of rows: dequantize them once, multiply with every token.
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: tile * cols)
+            let offsets = UnsafeMutablePointer<Float>.allocate(capacity: tile * max(1, blocks))
+            let correction = UnsafeMutablePointer<Float>.allocate(capacity: tile * tokens)
+            defer { scratch.deallocate(); offsets.deallocate(); correction.deallocate() }
+            for tileIndex in stride(from: worker, to: tiles, by: workers) {
+                let first = tileIndex * tile, count = min(tile, rows - first)
+                if tokens == 1, let fused = w.fusedTypeID {
+                    // One token: dequantize and multiply in one pass, never writing the floats.
+                    for r in first..<(first + count) {
+                        output.pointer[r] = llk_dot_blocks(fused, w.data + r * w.rowBytes, input.pointer, Int64(blocks), errors.pointer, scratch)
                     }
-                    output.pointer[t * rows + r] = value
+                    continue
+                } else {
+                let weights: UnsafePointer<Float>
+                if w.type == .f32 {
+                    weights = (w.data + first * w.rowBytes).assumingMemoryBound(to: Float.self)
+                } else {
+                    for i in 0..<count { w.dequantizeRow(first + i, into: scratch + i * cols) }
+                    weights = UnsafePointer(scratch)
+                }
+                llk_gemm_f32(weights, Int64(count), input.pointer, Int64(tokens), Int64(cols), output.pointer + first, Int64(rows))
+                }
+                guard let offsetAt else { continue }
+                // Offset term with llama.cpp's half-precision activation sums: y += mins . errors.
+                for i in 0..<count {
+                    let row = w.data + (first + i) * w.rowBytes
+                    for b in 0..<blocks {
+                        offsets[i * blocks + b] = HalfFloat.toFloat(row.loadUnaligned(fromByteOffset: b * w.type.bytesPerBlock + offsetAt, as: UInt16.self))
+                    }
+                }
+                llk_gemm_f32(offsets, Int64(count), errors.pointer, Int64(tokens), Int64(blocks), correction, Int64(count))
+                for t in 0..<tokens {
+                    for i in 0..<count { output.pointer[t * rows + first + i] += correction[t * count + i] }
                 }
             }
         }

@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import CKernels
 import Kernels
 import Tokenizers
 
@@ -11,6 +12,7 @@ public final class LlamaContext {
     public let contextSize: Int
     public let batchSize: Int
     public let threads: Int
+    private let pool: ThreadPool
     public let kvCacheType: KVCacheType
     /// How many positions of the cache are filled.
     public private(set) var position = 0
@@ -47,6 +49,7 @@ public final class LlamaContext {
         self.contextSize = max(1, contextSize ?? c.contextLength)
         self.batchSize = max(1, batchSize)
         self.threads = max(1, threads)
+        self.pool = ThreadPool(threads: max(1, threads))
         keys = [Float](repeating: 0, count: c.layerCount * self.contextSize * c.kvDimension)
         values = keys
         let n = self.batchSize
@@ -189,7 +192,7 @@ public final class LlamaContext {
     private func multiply(_ w: WeightMatrix, _ input: inout [Float], _ output: inout [Float], _ n: Int) {
         input.withUnsafeBufferPointer { i in
             output.withUnsafeMutableBufferPointer { o in
-                MatMul.multiply(w, i.baseAddress!, o.baseAddress!, tokens: n, threads: threads)
+                MatMul.multiply(w, i.baseAddress!, o.baseAddress!, tokens: n, pool: pool)
             }
         }
     }
@@ -220,7 +223,7 @@ public final class LlamaContext {
                         let op = SendablePointer(out.baseAddress!)
                         let jobs = n * c.headCount
                         let workers = max(1, min(threads, jobs))
-                        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                        pool.run(workers) { worker in
                             let scores = UnsafeMutablePointer<Float>.allocate(capacity: pos0 + n)
                             defer { scores.deallocate() }
                             for job in stride(from: worker, to: jobs, by: workers) {
@@ -239,8 +242,7 @@ public final class LlamaContext {
                                 let result = op.pointer + t * qDim + h * headSize
                                 result.update(repeating: 0, count: headSize)
                                 for p in 0..<length {
-                                    let weight = scores[p], value = vp.pointer + p * kvDim + kvOffset
-                                    for i in 0..<headSize { result[i] += weight * value[i] }
+                                    llk_axpy(scores[p], vp.pointer + p * kvDim + kvOffset, result, Int64(headSize))
                                 }
                             }
                         }

@@ -1,0 +1,456 @@
+#include "CKernels.h"
+
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define LLK_X86 1
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+#define LLK_NEON 1
+#endif
+
+// ---------------------------------------------------------------------------------------------
+// Half precision (scalar, exact).
+
+static inline float half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exponent = (h >> 10) & 0x1F;
+    uint32_t mantissa = h & 0x3FF;
+    uint32_t bits;
+    if (exponent == 0x1F) {
+        bits = sign | 0x7F800000u | (mantissa << 13);
+    } else if (exponent == 0) {
+        float magnitude = (float)mantissa * (1.0f / 16777216.0f);
+        return sign ? -magnitude : magnitude;
+    } else {
+        bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline float load_half(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return half_to_float(h);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dispatch.
+
+enum { ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_AVX512 = 2, ISA_NEON = 3 };
+static int forced_scalar = 0;
+static int detected = -1;
+
+static int isa(void) {
+    if (forced_scalar) return ISA_SCALAR;
+    if (detected < 0) {
+#if LLK_X86
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) detected = ISA_AVX512;
+        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) detected = ISA_AVX2;
+        else detected = ISA_SCALAR;
+#elif LLK_NEON
+        detected = ISA_NEON;
+#else
+        detected = ISA_SCALAR;
+#endif
+    }
+    return detected;
+}
+
+const char *llk_isa(void) {
+    switch (isa()) {
+    case ISA_AVX512: return "avx512";
+    case ISA_AVX2: return "avx2";
+    case ISA_NEON: return "neon";
+    default: return "scalar";
+    }
+}
+
+void llk_force_scalar(int scalar) { forced_scalar = scalar; }
+
+// ---------------------------------------------------------------------------------------------
+// Dot product.
+
+static float dot_scalar(const float *a, const float *b, int64_t n) {
+    float s[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) s[j] += a[i + j] * b[i + j];
+    float sum = ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
+    for (; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+
+#if LLK_X86
+__attribute__((target("avx2,fma")))
+static float hsum256(__m256 v) {
+    __m128 r = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    return _mm_cvtss_f32(r);
+}
+
+__attribute__((target("avx2,fma")))
+static float dot_avx2(const float *a, const float *b, int64_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    float sum = hsum256(_mm256_add_ps(s0, s1));
+    for (; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+
+__attribute__((target("avx512f,avx512bw,fma")))
+static float dot_avx512(const float *a, const float *b, int64_t n) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+    }
+    for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+    float sum = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+    for (; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+#endif
+
+#if LLK_NEON
+static float dot_neon(const float *a, const float *b, int64_t n) {
+    float32x4_t s0 = vdupq_n_f32(0), s1 = vdupq_n_f32(0);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        s0 = vfmaq_f32(s0, vld1q_f32(a + i), vld1q_f32(b + i));
+        s1 = vfmaq_f32(s1, vld1q_f32(a + i + 4), vld1q_f32(b + i + 4));
+    }
+    float sum = vaddvq_f32(vaddq_f32(s0, s1));
+    for (; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+#endif
+
+float llk_dot_f32(const float *a, const float *b, int64_t n) {
+    switch (isa()) {
+#if LLK_X86
+    case ISA_AVX512: return dot_avx512(a, b, n);
+    case ISA_AVX2: return dot_avx2(a, b, n);
+#endif
+#if LLK_NEON
+    case ISA_NEON: return dot_neon(a, b, n);
+#endif
+    default: return dot_scalar(a, b, n);
+    }
+}
+
+// y += a * x.
+#if LLK_X86
+__attribute__((target("avx512f,fma")))
+static void axpy_avx512(float a, const float *x, float *y, int64_t n) {
+    const __m512 av = _mm512_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(av, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
+__attribute__((target("avx2,fma")))
+static void axpy_avx2(float a, const float *x, float *y, int64_t n) {
+    const __m256 av = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+#endif
+
+void llk_axpy(float a, const float *x, float *y, int64_t n) {
+    switch (isa()) {
+#if LLK_X86
+    case ISA_AVX512: axpy_avx512(a, x, y, n); return;
+    case ISA_AVX2: axpy_avx2(a, x, y, n); return;
+#endif
+    default:
+        for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Matrix product: 4 weight rows x 4 tokens per step, each pair its own accumulator, so every
+// loaded weight vector is used four times and every activation vector four times.
+
+#define GEMM_TILE(NAME, ATTR, VEC, ZERO, LOAD, FMA, REDUCE, WIDTH)                                  \
+    ATTR static void NAME(const float *w, int64_t rows, const float *x, int64_t tokens, int64_t k, \
+                          float *out, int64_t out_stride) {                                        \
+        int64_t r = 0;                                                                             \
+        for (; r + 4 <= rows; r += 4) {                                                            \
+            int64_t t = 0;                                                                         \
+            for (; t + 4 <= tokens; t += 4) {                                                      \
+                VEC acc[4][4];                                                                     \
+                for (int i = 0; i < 4; i++)                                                        \
+                    for (int j = 0; j < 4; j++) acc[i][j] = ZERO;                                  \
+                int64_t c = 0;                                                                     \
+                for (; c + WIDTH <= k; c += WIDTH) {                                               \
+                    VEC wv[4], xv[4];                                                              \
+                    for (int i = 0; i < 4; i++) wv[i] = LOAD(w + (r + i) * k + c);                 \
+                    for (int j = 0; j < 4; j++) xv[j] = LOAD(x + (t + j) * k + c);                 \
+                    for (int i = 0; i < 4; i++)                                                    \
+                        for (int j = 0; j < 4; j++) acc[i][j] = FMA(wv[i], xv[j], acc[i][j]);      \
+                }                                                                                  \
+                for (int i = 0; i < 4; i++)                                                        \
+                    for (int j = 0; j < 4; j++) {                                                  \
+                        float s = REDUCE(acc[i][j]);                                               \
+                        for (int64_t cc = c; cc < k; cc++) s += w[(r + i) * k + cc] * x[(t + j) * k + cc]; \
+                        out[(t + j) * out_stride + r + i] = s;                                     \
+                    }                                                                              \
+            }                                                                                      \
+            for (; t < tokens; t++)                                                                \
+                for (int i = 0; i < 4; i++) out[t * out_stride + r + i] = llk_dot_f32(w + (r + i) * k, x + t * k, k); \
+        }                                                                                          \
+        for (; r < rows; r++)                                                                      \
+            for (int64_t t = 0; t < tokens; t++) out[t * out_stride + r] = llk_dot_f32(w + r * k, x + t * k, k); \
+    }
+
+#if LLK_X86
+#define ATTR_AVX2 __attribute__((target("avx2,fma")))
+#define ATTR_AVX512 __attribute__((target("avx512f,avx512bw,fma")))
+GEMM_TILE(gemm_avx2, ATTR_AVX2, __m256, _mm256_setzero_ps(), _mm256_loadu_ps, _mm256_fmadd_ps, hsum256, 8)
+GEMM_TILE(gemm_avx512, ATTR_AVX512, __m512, _mm512_setzero_ps(), _mm512_loadu_ps, _mm512_fmadd_ps, _mm512_reduce_add_ps, 16)
+#endif
+#if LLK_NEON
+#define NEON_FMA(a, b, c) vfmaq_f32(c, a, b)
+GEMM_TILE(gemm_neon, , float32x4_t, vdupq_n_f32(0), vld1q_f32, NEON_FMA, vaddvq_f32, 4)
+#endif
+
+void llk_gemm_f32(const float *w, int64_t rows, const float *x, int64_t tokens, int64_t k, float *out, int64_t out_stride) {
+    switch (isa()) {
+#if LLK_X86
+    case ISA_AVX512: gemm_avx512(w, rows, x, tokens, k, out, out_stride); return;
+    case ISA_AVX2: gemm_avx2(w, rows, x, tokens, k, out, out_stride); return;
+#endif
+#if LLK_NEON
+    case ISA_NEON: gemm_neon(w, rows, x, tokens, k, out, out_stride); return;
+#endif
+    default:
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t t = 0; t < tokens; t++) out[t * out_stride + r] = dot_scalar(w + r * k, x + t * k, k);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dequantization of the 32-value block types (scalar code the compiler vectorizes well enough;
+// it runs once per weight row per product).
+
+static int dequantize_scalar(int type, const void *src, float *dst, int64_t blocks) {
+    const uint8_t *p = (const uint8_t *)src;
+    switch (type) {
+    case 1:  // F16: `blocks` counts values
+        for (int64_t i = 0; i < blocks; i++) {
+            uint16_t h;
+            memcpy(&h, p + 2 * i, 2);
+            dst[i] = half_to_float(h);
+        }
+        return 1;
+    case 2:  // Q4_0
+        for (int64_t b = 0; b < blocks; b++, p += 18, dst += 32) {
+            const float d = load_half(p);
+            for (int j = 0; j < 16; j++) {
+                dst[j] = (float)((int)(p[2 + j] & 0xF) - 8) * d;
+                dst[j + 16] = (float)((int)(p[2 + j] >> 4) - 8) * d;
+            }
+        }
+        return 1;
+    case 3:  // Q4_1
+        for (int64_t b = 0; b < blocks; b++, p += 20, dst += 32) {
+            const float d = load_half(p), m = load_half(p + 2);
+            for (int j = 0; j < 16; j++) {
+                dst[j] = (float)(p[4 + j] & 0xF) * d + m;
+                dst[j + 16] = (float)(p[4 + j] >> 4) * d + m;
+            }
+        }
+        return 1;
+    case 6:  // Q5_0
+        for (int64_t b = 0; b < blocks; b++, p += 22, dst += 32) {
+            const float d = load_half(p);
+            uint32_t qh;
+            memcpy(&qh, p + 2, 4);
+            for (int j = 0; j < 16; j++) {
+                const int h0 = ((qh >> j) << 4) & 0x10, h1 = (qh >> (j + 12)) & 0x10;
+                dst[j] = (float)(((p[6 + j] & 0xF) | h0) - 16) * d;
+                dst[j + 16] = (float)(((p[6 + j] >> 4) | h1) - 16) * d;
+            }
+        }
+        return 1;
+    case 7:  // Q5_1
+        for (int64_t b = 0; b < blocks; b++, p += 24, dst += 32) {
+            const float d = load_half(p), m = load_half(p + 2);
+            uint32_t qh;
+            memcpy(&qh, p + 4, 4);
+            for (int j = 0; j < 16; j++) {
+                const int h0 = ((qh >> j) << 4) & 0x10, h1 = (qh >> (j + 12)) & 0x10;
+                dst[j] = (float)((p[8 + j] & 0xF) | h0) * d + m;
+                dst[j + 16] = (float)((p[8 + j] >> 4) | h1) * d + m;
+            }
+        }
+        return 1;
+    case 8:  // Q8_0
+        for (int64_t b = 0; b < blocks; b++, p += 34, dst += 32) {
+            const float d = load_half(p);
+            for (int j = 0; j < 32; j++) dst[j] = (float)(int8_t)p[2 + j] * d;
+        }
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Vectorized Q4_0 / Q4_1 / Q8_0 blocks: 32 values as two 16-float vectors (AVX-512) or four
+// 8-float vectors (AVX2), used both to dequantize rows and, fused, for row x vector products.
+
+#if LLK_X86
+// Block layouts: Q4_0 = half d, 16 B nibbles; Q4_1 = half d, half m, 16 B nibbles; Q8_0 = half d, 32 int8.
+#define BLOCK_BYTES(type) ((type) == 2 ? 18 : (type) == 3 ? 20 : 34)
+
+__attribute__((target("f16c")))
+static inline float load_half_f16c(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+__attribute__((target("avx512f,avx512bw,fma,f16c")))
+static inline void block_avx512(int type, const uint8_t *p, __m512 *lo, __m512 *hi) {
+    const __m512 d = _mm512_set1_ps(load_half_f16c(p));
+    if (type == 8) {
+        *lo = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 2)))), d);
+        *hi = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 18)))), d);
+        return;
+    }
+    const __m128i q = _mm_loadu_si128((const __m128i *)(p + (type == 3 ? 4 : 2)));
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    __m512 l = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(q, mask)));
+    __m512 h = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(q, 4), mask)));
+    if (type == 3) {
+        const __m512 m = _mm512_set1_ps(load_half_f16c(p + 2));
+        *lo = _mm512_fmadd_ps(l, d, m);
+        *hi = _mm512_fmadd_ps(h, d, m);
+    } else {
+        const __m512 eight = _mm512_set1_ps(8.0f);
+        *lo = _mm512_mul_ps(_mm512_sub_ps(l, eight), d);
+        *hi = _mm512_mul_ps(_mm512_sub_ps(h, eight), d);
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,fma,f16c")))
+static void dequantize_avx512(int type, const uint8_t *p, float *dst, int64_t blocks) {
+    const int bytes = BLOCK_BYTES(type);
+    for (int64_t b = 0; b < blocks; b++, p += bytes, dst += 32) {
+        __m512 lo, hi;
+        block_avx512(type, p, &lo, &hi);
+        _mm512_storeu_ps(dst, lo);
+        _mm512_storeu_ps(dst + 16, hi);
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,fma,f16c")))
+static float dot_blocks_avx512(int type, const uint8_t *p, const float *x, int64_t blocks, const float *errors) {
+    const int bytes = BLOCK_BYTES(type);
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    float offsets[4] = {0, 0, 0, 0};  // four chains, so the scalar adds do not serialize the loop
+    for (int64_t b = 0; b < blocks; b++, p += bytes, x += 32) {
+        __m512 lo, hi;
+        block_avx512(type, p, &lo, &hi);
+        s0 = _mm512_fmadd_ps(lo, _mm512_loadu_ps(x), s0);
+        s1 = _mm512_fmadd_ps(hi, _mm512_loadu_ps(x + 16), s1);
+        if (errors) offsets[b & 3] += load_half_f16c(p + 2) * errors[b];
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)) + ((offsets[0] + offsets[1]) + (offsets[2] + offsets[3]));
+}
+
+__attribute__((target("avx2,fma,f16c")))
+static inline void block_avx2(int type, const uint8_t *p, __m256 v[4]) {
+    const __m256 d = _mm256_set1_ps(load_half_f16c(p));
+    if (type == 8) {
+        for (int i = 0; i < 4; i++)
+            v[i] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p + 2 + 8 * i)))), d);
+        return;
+    }
+    const __m128i q = _mm_loadu_si128((const __m128i *)(p + (type == 3 ? 4 : 2)));
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    const __m128i l = _mm_and_si128(q, mask), h = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
+    __m256 f[4] = {
+        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(l)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(l, 8))),
+        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(h)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(h, 8))),
+    };
+    if (type == 3) {
+        const __m256 m = _mm256_set1_ps(load_half_f16c(p + 2));
+        for (int i = 0; i < 4; i++) v[i] = _mm256_fmadd_ps(f[i], d, m);
+    } else {
+        const __m256 eight = _mm256_set1_ps(8.0f);
+        for (int i = 0; i < 4; i++) v[i] = _mm256_mul_ps(_mm256_sub_ps(f[i], eight), d);
+    }
+}
+
+__attribute__((target("avx2,fma,f16c")))
+static void dequantize_avx2(int type, const uint8_t *p, float *dst, int64_t blocks) {
+    const int bytes = BLOCK_BYTES(type);
+    for (int64_t b = 0; b < blocks; b++, p += bytes, dst += 32) {
+        __m256 v[4];
+        block_avx2(type, p, v);
+        for (int i = 0; i < 4; i++) _mm256_storeu_ps(dst + 8 * i, v[i]);
+    }
+}
+
+__attribute__((target("avx2,fma,f16c")))
+static float dot_blocks_avx2(int type, const uint8_t *p, const float *x, int64_t blocks, const float *errors) {
+    const int bytes = BLOCK_BYTES(type);
+    __m256 s[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    float offsets[4] = {0, 0, 0, 0};
+    for (int64_t b = 0; b < blocks; b++, p += bytes, x += 32) {
+        __m256 v[4];
+        block_avx2(type, p, v);
+        for (int i = 0; i < 4; i++) s[i] = _mm256_fmadd_ps(v[i], _mm256_loadu_ps(x + 8 * i), s[i]);
+        if (errors) offsets[b & 3] += load_half_f16c(p + 2) * errors[b];
+    }
+    return hsum256(_mm256_add_ps(_mm256_add_ps(s[0], s[1]), _mm256_add_ps(s[2], s[3]))) + ((offsets[0] + offsets[1]) + (offsets[2] + offsets[3]));
+}
+#endif
+
+int llk_dequantize(int type, const void *src, float *dst, int64_t blocks) {
+#if LLK_X86
+    if (type == 2 || type == 3 || type == 8) {
+        switch (isa()) {
+        case ISA_AVX512: dequantize_avx512(type, (const uint8_t *)src, dst, blocks); return 1;
+        case ISA_AVX2: dequantize_avx2(type, (const uint8_t *)src, dst, blocks); return 1;
+        default: break;
+        }
+    }
+#endif
+    return dequantize_scalar(type, src, dst, blocks);
+}
+
+float llk_dot_blocks(int type, const void *row, const float *x, int64_t blocks, const float *errors, float *scratch) {
+    const float *offset_errors = type == 3 ? errors : NULL;
+#if LLK_X86
+    if (type == 2 || type == 3 || type == 8) {
+        switch (isa()) {
+        case ISA_AVX512: return dot_blocks_avx512(type, (const uint8_t *)row, x, blocks, offset_errors);
+        case ISA_AVX2: return dot_blocks_avx2(type, (const uint8_t *)row, x, blocks, offset_errors);
+        default: break;
+        }
+    }
+#endif
+    if (!dequantize_scalar(type, row, scratch, blocks)) return 0;
+    float sum = llk_dot_f32(scratch, x, type == 1 ? blocks : blocks * 32);
+    if (offset_errors) {
+        const uint8_t *p = (const uint8_t *)row;
+        for (int64_t b = 0; b < blocks; b++) sum += load_half(p + 20 * b + 2) * offset_errors[b];
+    }
+    return sum;
+}

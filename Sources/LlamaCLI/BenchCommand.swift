@@ -1,0 +1,135 @@
+import ArgumentParser
+import Foundation
+import Llama
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure prompt processing and generation speed, as llama.cpp's llama-bench does.",
+        discussion: """
+            ppN evaluates N prompt tokens in one batch from an empty cache; tgN generates N tokens one at a \
+            time. Each test runs once to warm up, then -r times; the table shows the mean tokens per second \
+            and its standard deviation. Options take comma-separated lists, as in llama-bench.
+            """)
+
+    @Option(name: [.short, .customLong("model")], help: ArgumentHelp("GGUF model file(s), comma-separated. Default: the default model.", valueName: "files"))
+    var models: String?
+
+    @Option(name: [.customShort("p"), .customLong("n-prompt")], help: "Prompt lengths to test (0 to skip).")
+    var prompts: String = "512"
+
+    @Option(name: [.customShort("n"), .customLong("n-gen")], help: "Generation lengths to test (0 to skip).")
+    var generations: String = "128"
+
+    @Option(name: [.short, .customLong("threads")], help: "Thread counts to test. Default: the number of physical cores.")
+    var threads: String?
+
+    @Option(name: [.short, .customLong("repetitions")], help: "Runs of each test.")
+    var repetitions: Int = 5
+
+    @Option(name: [.short, .customLong("output")], help: "md (a table) or json.")
+    var output: String = "md"
+
+    @Option(name: .customLong("cache-type"), help: "Precision of the KV cache: f16 or f32.")
+    var cacheType: LlamaContext.KVCacheType = .f16
+
+    struct Result: Codable {
+        var model: String
+        var modelPath: String
+        var sizeBytes: Int
+        var parameters: Int
+        var threads: Int
+        var test: String
+        var tokensPerSecond: Double
+        var standardDeviation: Double
+        var samples: [Double]
+    }
+
+    static func numbers(_ text: String, _ name: String) throws -> [Int] {
+        try text.split(separator: ",").map { part in
+            guard let n = Int(part.trimmingCharacters(in: .whitespaces)), n >= 0 else {
+                throw ValidationError("\(name) takes comma-separated non-negative numbers, not '\(text)'")
+            }
+            return n
+        }
+    }
+
+    func validate() throws {
+        guard repetitions >= 1 else { throw ValidationError("-r must be at least 1") }
+        guard ["md", "json"].contains(output) else { throw ValidationError("-o takes md or json") }
+        _ = try Self.numbers(prompts, "-p")
+        _ = try Self.numbers(generations, "-n")
+        if let threads, try Self.numbers(threads, "-t").contains(0) { throw ValidationError("-t must be at least 1") }
+    }
+
+    func run() throws {
+        let paths = try models.map { $0.split(separator: ",").map(String.init) } ?? [ModelOptions().resolvedPath()]
+        let threadCounts = try threads.map { try Self.numbers($0, "-t") } ?? [SystemInfo.physicalCores]
+        var results: [Result] = []
+        if output == "md" {
+            FileHandle.standardOutput.write(Data("| model | size | params | backend | threads | test | t/s |\n| --- | ---: | ---: | --- | ---: | ---: | ---: |\n".utf8))
+        }
+        for path in paths {
+            guard FileManager.default.fileExists(atPath: path) else { throw CLIError("model file '\(path)' does not exist") }
+            let file = try GGUFFile(path: path)
+            let info = ModelInfo(file: file)
+            let model = try LlamaModel.load(gguf: file)
+            let name = Self.describe(info)
+            var tests: [(String, Int, Int)] = []
+            for p in try Self.numbers(prompts, "-p") where p > 0 { tests.append(("pp\(p)", p, 0)) }
+            for n in try Self.numbers(generations, "-n") where n > 0 { tests.append(("tg\(n)", 0, n)) }
+            for t in threadCounts {
+                for (label, promptLength, genLength) in tests {
+                    let context = LlamaContext(model: model, contextSize: max(promptLength + genLength, 16),
+                                               batchSize: max(promptLength, 1), threads: t, kvCacheType: cacheType)
+                    var random = SystemRandomNumberGenerator()
+                    let vocab = model.configuration.vocabularySize
+                    let prompt = (0..<promptLength).map { _ in Int32.random(in: 0..<Int32(vocab), using: &random) }
+                    func once() throws -> Double {
+                        context.reset()
+                        let start = Date()
+                        if promptLength > 0 {
+                            try context.evaluate(prompt, logitsFor: .last)
+                        } else {
+                            var token = model.tokenizer.bos ?? 0
+                            for _ in 0..<genLength {
+                                let logits = try context.evaluate([token], logitsFor: .last)
+                                token = Int32(logits.indices.max { logits[$0] < logits[$1] } ?? 0)
+                            }
+                        }
+                        return Double(promptLength + genLength) / Date().timeIntervalSince(start)
+                    }
+                    _ = try once()  // warm-up
+                    let samples = try (0..<repetitions).map { _ in try once() }
+                    let mean = samples.reduce(0, +) / Double(samples.count)
+                    let sd = samples.count > 1
+                        ? (samples.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(samples.count - 1)).squareRoot() : 0
+                    let result = Result(model: name, modelPath: path, sizeBytes: info.fileSize, parameters: info.parameterCount,
+                                        threads: t, test: label, tokensPerSecond: mean, standardDeviation: sd, samples: samples)
+                    results.append(result)
+                    if output == "md" {
+                        let row = "| \(name) | \(String(format: "%.2f MiB", Double(info.fileSize) / 1_048_576)) | \(Self.shortCount(info.parameterCount)) | CPU | \(t) | \(label) | \(String(format: "%.2f ± %.2f", mean, sd)) |\n"
+                        FileHandle.standardOutput.write(Data(row.utf8))
+                    }
+                }
+            }
+        }
+        if output == "json" {
+            let encoder = JSONEncoder()
+            encoder.keyEncodingStrategy = .convertToSnakeCase
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(results), as: UTF8.self))
+        }
+    }
+
+    /// "llama 135M Q4_1", as llama-bench names models.
+    static func describe(_ info: ModelInfo) -> String {
+        let size = info.parameterCount >= 1_000_000_000
+            ? String(format: "%.0fB", Double(info.parameterCount) / 1e9) : String(format: "%.0fM", Double(info.parameterCount) / 1e6)
+        return "\(info.architecture ?? "?") \(size) \(info.fileType ?? "")"
+    }
+
+    static func shortCount(_ n: Int) -> String {
+        n >= 1_000_000_000 ? String(format: "%.2f B", Double(n) / 1e9) : String(format: "%.2f M", Double(n) / 1e6)
+    }
+}
