@@ -7,32 +7,6 @@ public enum Dot {
         llk_dot_f32(a, b, Int64(n))
     }
 
-    /// Float dot product in plain Swift, eight lanes at a time with two accumulators.
-    @inline(__always)
-    public static func f32Swift(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
-        var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
-        let ra = UnsafeRawPointer(a), rb = UnsafeRawPointer(b)
-        var i = 0
-        while i + 16 <= n {
-            acc0 += ra.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) * rb.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
-            acc1 += ra.loadUnaligned(fromByteOffset: 4 * i + 32, as: SIMD8<Float>.self) * rb.loadUnaligned(fromByteOffset: 4 * i + 32, as: SIMD8<Float>.self)
-            i += 16
-        }
-        var acc = acc0 + acc1
-        while i + 8 <= n {
-            acc += ra.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) * rb.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
-            i += 8
-        }
-        let half4 = acc.lowHalf + acc.highHalf
-        let half2 = half4.lowHalf + half4.highHalf
-        var sum = half2.x + half2.y
-        while i < n {
-            sum += a[i] * b[i]
-            i += 1
-        }
-        return sum
-    }
-
     @inline(__always) static func half(_ p: UnsafeRawPointer, _ offset: Int) -> Float {
         HalfFloat.toFloat(p.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
     }

@@ -1,5 +1,4 @@
 import CKernels
-import Dispatch
 
 /// A weight matrix in a ggml type: `rows` rows of `columns` values, each row contiguous
 /// (`rowBytes` apart). The memory is not owned: it usually points into a mapped model file,
@@ -83,12 +82,13 @@ public enum MatMul {
             for tileIndex in stride(from: worker, to: tiles, by: workers) {
                 let first = tileIndex * tile, count = min(tile, rows - first)
                 if tokens == 1, let fused = w.fusedTypeID {
-                    // One token: dequantize and multiply in one pass, never writing the floats.
+                    // One token: dequantize and multiply in one pass, never writing the floats
+                    // (the offset correction is part of the fused product).
                     for r in first..<(first + count) {
                         output.pointer[r] = llk_dot_blocks(fused, w.data + r * w.rowBytes, input.pointer, Int64(blocks), errors.pointer, scratch)
                     }
                     continue
-                } else {
+                }
                 let weights: UnsafePointer<Float>
                 if w.type == .f32 {
                     weights = (w.data + first * w.rowBytes).assumingMemoryBound(to: Float.self)
@@ -97,7 +97,6 @@ public enum MatMul {
                     weights = UnsafePointer(scratch)
                 }
                 llk_gemm_f32(weights, Int64(count), input.pointer, Int64(tokens), Int64(cols), output.pointer + first, Int64(rows))
-                }
                 guard let offsetAt else { continue }
                 // Offset term with llama.cpp's half-precision activation sums: y += mins . errors.
                 for i in 0..<count {

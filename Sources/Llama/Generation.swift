@@ -40,7 +40,6 @@ extension LlamaContext {
         stats.promptSeconds = Date().timeIntervalSince(promptStart)
         var history = prompt
         let generationStart = Date()
-        defer { stats.generationSeconds = Date().timeIntervalSince(generationStart) }
         while maxTokens < 0 || stats.generatedTokens < maxTokens {
             let token = sampler.sample(logits[...], history: history)
             if stopTokens.contains(token) { break }
