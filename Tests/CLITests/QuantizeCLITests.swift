@@ -1,0 +1,42 @@
+import Foundation
+import Llama
+import Testing
+import TestSupport
+
+@Suite struct QuantizeCLITests {
+    static let stories = Fixtures.path("stories260K/stories260K.gguf")
+
+    @Test(arguments: ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"])
+    func quantizedModelLoadsAndGenerates(typeName: String) throws {
+        let out = TemporaryFile.path("stories-\(typeName).gguf")
+        let r = try CLI.run(["quantize", Self.stories, out, typeName])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("[  48/  48]"))
+        let file = try GGUFFile(path: out)
+        let target = try #require(GGMLType(name: typeName))
+        #expect(file.tensor(named: "blk.0.attn_q.weight")?.type == target)
+        #expect(file.tensor(named: "blk.0.attn_norm.weight")?.type == .f32)       // vectors stay
+        #expect(file.tensor(named: "blk.0.ffn_down.weight")?.type == .f32)        // rows of 172: not whole blocks
+        #expect(file.tensor(named: "token_embd.weight")?.type == target)
+        #expect(file.tensor(named: "output.weight")?.type == .q8_0)               // the output matrix
+        #expect(file.int("general.file_type") == Int(QuantizeCommandFileTypes.values[typeName]!))
+        let text = try CLI.run(["generate", "-m", out, "--temp", "0", "-n", "8"]).stdout
+        #expect(text.hasPrefix("Once upon a time"), "\(text)")
+    }
+
+    @Test func unsupportedTargetAndQuantizedInputAreErrors() throws {
+        let bad = try CLI.run(["quantize", Self.stories, TemporaryFile.path("x.gguf"), "Q4_K"])
+        #expect(bad.status != 0)
+        #expect(bad.stderr.contains("Q4_K"))
+        let q8 = TemporaryFile.path("stories-q8-for-requantize.gguf")
+        #expect(try CLI.run(["quantize", Self.stories, q8, "Q8_0"]).status == 0)
+        let again = try CLI.run(["quantize", q8, TemporaryFile.path("y.gguf"), "Q4_0"])
+        #expect(again.status != 0)
+        #expect(again.stderr.contains("already Q8_0"))
+    }
+}
+
+/// llama.cpp's `general.file_type` numbers, written out independently of the command's table.
+enum QuantizeCommandFileTypes {
+    static let values: [String: Int] = ["Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q5_0": 8, "Q5_1": 9]
+}
