@@ -16,9 +16,7 @@ public final class LlamaContext {
     /// How many positions of the cache are filled.
     public private(set) var position = 0
 
-    // KV cache: [layer][position][kvDimension]
-    private var keys: [Float]
-    private var values: [Float]
+    private var cache: KVCache
     // Scratch, [batch][width]
     private var x, xb, q, k, v, attention, gate, up: [Float]
     private var ropeTable: [Float]
@@ -49,8 +47,7 @@ public final class LlamaContext {
         self.batchSize = max(1, batchSize)
         self.threads = max(1, threads)
         self.pool = ThreadPool(threads: max(1, threads))
-        keys = [Float](repeating: 0, count: c.layerCount * self.contextSize * c.kvDimension)
-        values = keys
+        cache = KVCache(layers: c.layerCount, positions: self.contextSize, kvDimension: c.kvDimension, type: kvCacheType)
         let n = self.batchSize
         x = [Float](repeating: 0, count: n * c.embeddingLength)
         xb = x
@@ -128,19 +125,15 @@ public final class LlamaContext {
                 }
             }
             if kvCacheType == .f16 {
-                // llama.cpp stores F16 keys and values and converts the queries to F16 for Q.K.
-                Self.roundToHalf(&k, count: n * kvDim)
-                Self.roundToHalf(&v, count: n * kvDim)
+                // llama.cpp converts the queries to F16 too before multiplying them with F16 keys.
                 Self.roundToHalf(&q, count: n * qDim)
             }
-            let layerBase = l * contextSize * kvDim
-            keys.withUnsafeMutableBufferPointer { cache in
-                k.withUnsafeBufferPointer { (cache.baseAddress! + layerBase + pos0 * kvDim).update(from: $0.baseAddress!, count: n * kvDim) }
+            k.withUnsafeBufferPointer { k in
+                v.withUnsafeBufferPointer { v in
+                    cache.store(layer: l, position: pos0, count: n, keys: k.baseAddress!, values: v.baseAddress!)
+                }
             }
-            values.withUnsafeMutableBufferPointer { cache in
-                v.withUnsafeBufferPointer { (cache.baseAddress! + layerBase + pos0 * kvDim).update(from: $0.baseAddress!, count: n * kvDim) }
-            }
-            attend(n, layerBase: layerBase)
+            attend(n, layer: l)
             multiply(layer.wo, &attention, &xb, n)
             addResidual(n * dim)
 
@@ -205,45 +198,38 @@ public final class LlamaContext {
     }
 
     /// Causal grouped-query attention for the n new tokens against the whole cache.
-    private func attend(_ n: Int, layerBase: Int) {
+    private func attend(_ n: Int, layer: Int) {
         let c = model.configuration
-        let headSize = c.headDimension, kvDim = c.kvDimension, qDim = c.qDimension
+        let headSize = c.headDimension, qDim = c.qDimension
         let group = c.headCount / c.kvHeadCount
         let scale = 1 / Float(headSize).squareRoot()
         let pos0 = position
         let halfWeights = kvCacheType == .f16
+        let pool = self.pool
         q.withUnsafeBufferPointer { q in
-            keys.withUnsafeBufferPointer { keys in
-                values.withUnsafeBufferPointer { values in
-                    attention.withUnsafeMutableBufferPointer { out in
-                        let qp = SendablePointer(UnsafeMutablePointer(mutating: q.baseAddress!))
-                        let kp = SendablePointer(UnsafeMutablePointer(mutating: keys.baseAddress! + layerBase))
-                        let vp = SendablePointer(UnsafeMutablePointer(mutating: values.baseAddress! + layerBase))
-                        let op = SendablePointer(out.baseAddress!)
-                        let jobs = n * c.headCount
-                        let workers = max(1, min(threads, jobs))
-                        pool.run(workers) { worker in
-                            let scores = UnsafeMutablePointer<Float>.allocate(capacity: pos0 + n)
-                            defer { scores.deallocate() }
-                            for job in stride(from: worker, to: jobs, by: workers) {
-                                let t = job / c.headCount, h = job % c.headCount
-                                let length = pos0 + t + 1
-                                let query = qp.pointer + t * qDim + h * headSize
-                                let kvOffset = (h / group) * headSize
-                                for p in 0..<length {
-                                    scores[p] = Dot.f32(query, kp.pointer + p * kvDim + kvOffset, headSize) * scale
-                                }
-                                Ops.softmax(scores, count: length)
-                                if halfWeights {
-                                    // The weights meet F16 values, so llama.cpp rounds them to F16 too.
-                                    for p in 0..<length { scores[p] = HalfFloat.toFloat(HalfFloat.fromFloat(scores[p])) }
-                                }
-                                let result = op.pointer + t * qDim + h * headSize
-                                result.update(repeating: 0, count: headSize)
-                                for p in 0..<length {
-                                    llk_axpy(scores[p], vp.pointer + p * kvDim + kvOffset, result, Int64(headSize))
-                                }
+            attention.withUnsafeMutableBufferPointer { out in
+                cache.withLayer(layer) { kv in
+                    let qp = SendablePointer(UnsafeMutablePointer(mutating: q.baseAddress!))
+                    let op = SendablePointer(out.baseAddress!)
+                    let jobs = n * c.headCount
+                    let workers = max(1, min(pool.threads, jobs))
+                    pool.run(workers) { worker in
+                        let scores = UnsafeMutablePointer<Float>.allocate(capacity: pos0 + n)
+                        defer { scores.deallocate() }
+                        for job in stride(from: worker, to: jobs, by: workers) {
+                            let t = job / c.headCount, h = job % c.headCount
+                            let length = pos0 + t + 1
+                            let query = qp.pointer + t * qDim + h * headSize
+                            let kvOffset = (h / group) * headSize
+                            for p in 0..<length { scores[p] = kv.dotKey(p, kvOffset, query, headSize) * scale }
+                            Ops.softmax(scores, count: length)
+                            if halfWeights {
+                                // The weights meet F16 values, so llama.cpp rounds them to F16 too.
+                                for p in 0..<length { scores[p] = HalfFloat.toFloat(HalfFloat.fromFloat(scores[p])) }
                             }
+                            let result = op.pointer + t * qDim + h * headSize
+                            result.update(repeating: 0, count: headSize)
+                            for p in 0..<length { kv.addValue(scores[p], p, kvOffset, into: result, headSize) }
                         }
                     }
                 }
