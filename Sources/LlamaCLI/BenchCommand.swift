@@ -63,7 +63,8 @@ struct BenchCommand: ParsableCommand {
     }
 
     func run() throws {
-        let paths = try models.map { $0.split(separator: ",").map(String.init) } ?? [ModelOptions().resolvedPath()]
+        let paths = try models.map { $0.split(separator: ",").map(String.init) }
+            ?? [DefaultModel.locate { message in Console.error(message) }]
         let threadCounts = try threads.map { try Self.numbers($0, "-t") } ?? [SystemInfo.physicalCores]
         var results: [Result] = []
         if output == "md" {

@@ -40,3 +40,27 @@ import TestSupport
 enum QuantizeCommandFileTypes {
     static let values: [String: Int] = ["Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q5_0": 8, "Q5_1": 9]
 }
+
+@Suite struct BenchCLITests {
+    @Test func tableAndJSON() throws {
+        let model = Fixtures.path("stories260K/stories260K.gguf")
+        let md = try CLI.run(["bench", "-m", model, "-p", "16,32", "-n", "4", "-r", "2", "-t", "1,2"])
+        #expect(md.status == 0, "\(md.stderr)")
+        let rows = md.stdout.split(separator: "\n")
+        #expect(rows.first?.hasPrefix("| model | size | params | backend | threads | test | t/s |") == true)
+        #expect(rows.count == 2 + 2 * 3)  // header, rule, (pp16, pp32, tg4) x 2 thread counts
+        #expect(md.stdout.contains("| pp16 |") && md.stdout.contains("| pp32 |") && md.stdout.contains("| tg4 |"))
+        let json = try CLI.run(["bench", "-m", model, "-p", "16", "-n", "0", "-r", "1", "-o", "json"])
+        let results = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]])
+        #expect(results.count == 1)
+        #expect(results[0]["test"] as? String == "pp16")
+        #expect((results[0]["tokens_per_second"] as? Double ?? 0) > 0)
+    }
+
+    @Test func defaultModelWithoutDashM() throws {
+        _ = try Fixtures.defaultModel()
+        let r = try CLI.run(["bench", "-p", "8", "-n", "0", "-r", "1"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("llama 135M Q4_1"))
+    }
+}
