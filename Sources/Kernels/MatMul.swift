@@ -45,6 +45,41 @@ public struct WeightMatrix: @unchecked Sendable {
     }
 }
 
+/// A float buffer that grows when asked for more and is otherwise reused, so that after the first
+/// calls the forward pass allocates nothing.
+public final class ScratchBuffer: @unchecked Sendable {
+    public private(set) var pointer: UnsafeMutablePointer<Float>
+    private var capacity: Int
+
+    public init(capacity: Int = 0) {
+        self.capacity = max(1, capacity)
+        pointer = .allocate(capacity: self.capacity)
+    }
+
+    deinit { pointer.deallocate() }
+
+    /// At least `count` floats (contents not kept when it grows).
+    public func ensure(_ count: Int) -> UnsafeMutablePointer<Float> {
+        if count > capacity {
+            pointer.deallocate()
+            capacity = count
+            pointer = .allocate(capacity: count)
+        }
+        return pointer
+    }
+}
+
+/// Buffers for `MatMul.multiply`: the prepared activations, and each worker's dequantized tile.
+public final class MatMulWorkspace: @unchecked Sendable {
+    let prepared = ScratchBuffer()
+    let sumErrors = ScratchBuffer()
+    let workers: [(scratch: ScratchBuffer, offsets: ScratchBuffer, correction: ScratchBuffer)]
+
+    public init(threads: Int) {
+        workers = (0..<max(1, threads)).map { _ in (ScratchBuffer(), ScratchBuffer(), ScratchBuffer()) }
+    }
+}
+
 public enum MatMul {
     /// `y[t][r] = sum over c of W[r][c] * x[t][c]` for `tokens` rows of x (each `W.columns` floats)
     /// into `tokens` rows of y (each `W.rows` floats), split by weight rows over `threads` threads.
@@ -53,15 +88,14 @@ public enum MatMul {
     /// (8-bit blocks for quantized weights, half precision for F16). Each weight row is then
     /// dequantized once and multiplied with every token in float, which gives llama.cpp's integer
     /// block products up to float rounding (`multiplyReference` is that arithmetic, for tests).
-    public static func multiply(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, tokens: Int, pool: ThreadPool) {
+    public static func multiply(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, tokens: Int,
+                                pool: ThreadPool, workspace: MatMulWorkspace) {
         let cols = w.columns
-        let prepared = UnsafeMutablePointer<Float>.allocate(capacity: max(1, cols * tokens))
-        defer { prepared.deallocate() }
+        let prepared = workspace.prepared.ensure(cols * tokens)
         // Offset weights (Q4_1, Q5_1) also need the activation blocks' half-precision sums.
         let offsetAt: Int? = w.activation == .q8_1 ? 2 : nil
         let blocks = cols / 32
-        let sumErrors = UnsafeMutablePointer<Float>.allocate(capacity: max(1, blocks * tokens))
-        defer { sumErrors.deallocate() }
+        let sumErrors = workspace.sumErrors.ensure(blocks * tokens)
         for t in 0..<tokens {
             Quantize.roundedActivations(x + t * cols, count: cols, format: w.activation, into: prepared + t * cols,
                                         sumError: sumErrors + t * blocks)
@@ -69,16 +103,16 @@ public enum MatMul {
         let rows = w.rows
         let tile = 16
         let tiles = (rows + tile - 1) / tile
-        let workers = max(1, min(pool.threads, tiles))
+        let workers = max(1, min(pool.threads, tiles, workspace.workers.count))
         let input = SendablePointer(prepared)
         let errors = SendablePointer(sumErrors)
         let output = SendablePointer(y)
         pool.run(workers) { worker in
             // Each worker takes whole tiles of rows: dequantize them once, multiply with every token.
-            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: tile * cols)
-            let offsets = UnsafeMutablePointer<Float>.allocate(capacity: tile * max(1, blocks))
-            let correction = UnsafeMutablePointer<Float>.allocate(capacity: tile * tokens)
-            defer { scratch.deallocate(); offsets.deallocate(); correction.deallocate() }
+            let buffers = workspace.workers[worker]
+            let scratch = buffers.scratch.ensure(tile * cols)
+            let offsets = buffers.offsets.ensure(tile * blocks)
+            let correction = buffers.correction.ensure(tile * tokens)
             for tileIndex in stride(from: worker, to: tiles, by: workers) {
                 let first = tileIndex * tile, count = min(tile, rows - first)
                 if tokens == 1, let fused = w.fusedTypeID {

@@ -12,6 +12,9 @@ public final class LlamaContext {
     public let batchSize: Int
     public let threads: Int
     private let pool: ThreadPool
+    private let workspace: MatMulWorkspace
+    /// Attention scores, one buffer of contextSize per worker.
+    private let scores: [ScratchBuffer]
     public let kvCacheType: KVCacheType
     /// How many positions of the cache are filled.
     public private(set) var position = 0
@@ -47,6 +50,8 @@ public final class LlamaContext {
         self.batchSize = max(1, batchSize)
         self.threads = max(1, threads)
         self.pool = ThreadPool(threads: max(1, threads))
+        self.workspace = MatMulWorkspace(threads: max(1, threads))
+        self.scores = (0..<max(1, threads)).map { _ in ScratchBuffer(capacity: max(1, contextSize ?? model.configuration.contextLength)) }
         cache = KVCache(layers: c.layerCount, positions: self.contextSize, kvDimension: c.kvDimension, type: kvCacheType)
         let n = self.batchSize
         x = [Float](repeating: 0, count: n * c.embeddingLength)
@@ -184,7 +189,7 @@ public final class LlamaContext {
     private func multiply(_ w: WeightMatrix, _ input: inout [Float], _ output: inout [Float], _ n: Int) {
         input.withUnsafeBufferPointer { i in
             output.withUnsafeMutableBufferPointer { o in
-                MatMul.multiply(w, i.baseAddress!, o.baseAddress!, tokens: n, pool: pool)
+                MatMul.multiply(w, i.baseAddress!, o.baseAddress!, tokens: n, pool: pool, workspace: workspace)
             }
         }
     }
@@ -205,17 +210,16 @@ public final class LlamaContext {
         let scale = 1 / Float(headSize).squareRoot()
         let pos0 = position
         let halfWeights = kvCacheType == .f16
-        let pool = self.pool
+        let pool = self.pool, scoreBuffers = self.scores
         q.withUnsafeBufferPointer { q in
             attention.withUnsafeMutableBufferPointer { out in
                 cache.withLayer(layer) { kv in
                     let qp = SendablePointer(UnsafeMutablePointer(mutating: q.baseAddress!))
                     let op = SendablePointer(out.baseAddress!)
                     let jobs = n * c.headCount
-                    let workers = max(1, min(pool.threads, jobs))
+                    let workers = max(1, min(pool.threads, jobs, scoreBuffers.count))
                     pool.run(workers) { worker in
-                        let scores = UnsafeMutablePointer<Float>.allocate(capacity: pos0 + n)
-                        defer { scores.deallocate() }
+                        let scores = scoreBuffers[worker].ensure(pos0 + n)
                         for job in stride(from: worker, to: jobs, by: workers) {
                             let t = job / c.headCount, h = job % c.headCount
                             let length = pos0 + t + 1

@@ -51,7 +51,7 @@ import Testing
         try w.withUnsafeBytes { raw in
             let matrix = try WeightMatrix(type: type, rows: rows, columns: columns, data: raw.baseAddress!)
             x.withUnsafeBufferPointer { xs in
-                y.withUnsafeMutableBufferPointer { MatMul.multiply(matrix, xs.baseAddress!, $0.baseAddress!, tokens: tokens, pool: ThreadPool(threads: 3)) }
+                y.withUnsafeMutableBufferPointer { MatMul.multiply(matrix, xs.baseAddress!, $0.baseAddress!, tokens: tokens, pool: ThreadPool(threads: 3), workspace: MatMulWorkspace(threads: 3)) }
                 for t in 0..<tokens {
                     for r in 0..<rows {
                         let reference = MatMul.multiplyReference(matrix, row: r, xs.baseAddress! + t * columns)
