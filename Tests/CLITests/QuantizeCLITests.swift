@@ -64,3 +64,20 @@ enum QuantizeCommandFileTypes {
         #expect(r.stdout.contains("llama 135M Q4_1"))
     }
 }
+
+@Suite struct RandomModelCLITests {
+    /// The benchmark helper writes a model of a real shape that loads and runs.
+    @Test func stories110MShape() throws {
+        let out = TemporaryFile.path("random-110M.gguf")
+        let r = try CLI.run(["random-model", "stories110M", "Q4_0", out, "--vocab", Fixtures.path("llamacpp-vocab/ggml-vocab-llama-spm.gguf")])
+        #expect(r.status == 0, "\(r.stderr)")
+        let info = try CLI.run(["info", "-m", out, "--json"])
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(info.stdout.utf8)) as? [String: Any])
+        #expect((object["hyperparameters"] as? [String: Any])?["embedding_length"] as? Int == 768)
+        #expect((object["tensor_types"] as? [String: Int])?["Q4_0"] == 1 + 12 * 7)
+        let run = try CLI.run(["generate", "-m", out, "-p", "Hello", "-n", "3", "--temp", "0"])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stderr.contains("prompt: 2 tokens"))
+        try? FileManager.default.removeItem(atPath: out)
+    }
+}
