@@ -30,7 +30,7 @@ let package = Package(
         // Fixture lookup and scratch files shared by the test targets.
         .target(name: "TestSupport", dependencies: ["Llama"], path: "Tests/TestSupport"),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "TestSupport"]),
-        .testTarget(name: "KernelsTests", dependencies: ["Kernels"], exclude: ["Golden"]),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels"], exclude: ["Golden"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "Llama", "TestSupport"]),
         .testTarget(name: "LlamaTests", dependencies: ["Llama", "TestSupport"], exclude: ["Golden"]),
         // Runs the built `llama` executable as a user would.

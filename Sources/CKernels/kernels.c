@@ -41,8 +41,8 @@ static inline float load_half(const uint8_t *p) {
 // Dispatch.
 
 enum { ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_AVX512 = 2, ISA_NEON = 3 };
-static int forced_scalar = 0;
-static int detected = -1;
+static _Thread_local int forced_scalar = 0;  // per thread: a test forcing scalar code affects nothing else
+static _Atomic int detected = -1;
 
 static int isa(void) {
     if (forced_scalar) return ISA_SCALAR;

@@ -13,7 +13,7 @@ extern "C" {
 /// Which code path the kernels use on this CPU: "avx512", "avx2", "neon" or "scalar".
 const char *llk_isa(void);
 
-/// Forces a code path (for tests): 0 = best available, 1 = scalar.
+/// Forces a code path on the calling thread only (for tests): 0 = best available, 1 = scalar.
 void llk_force_scalar(int scalar);
 
 /// sum(a[i] * b[i]).

@@ -1,0 +1,87 @@
+import CKernels
+import Foundation
+import Kernels
+import Testing
+
+/// Every vectorized C kernel against its scalar twin (the same library, forced to the scalar
+/// path), on random data with ragged sizes.
+@Suite struct VectorKernelTests {
+    static func randomFloats(_ n: Int, seed: UInt64) -> [Float] {
+        var g = MatMulTests.Generator(state: seed)
+        return (0..<n).map { _ in g.float() }
+    }
+
+    /// Runs `body` once on the best path for this CPU and once on the scalar path.
+    static func bothPaths<T>(_ body: () -> T) -> (fast: T, scalar: T) {
+        let fast = body()
+        llk_force_scalar(1)
+        defer { llk_force_scalar(0) }
+        return (fast, body())
+    }
+
+    static func close(_ a: Float, _ b: Float, _ scale: Float) -> Bool { abs(a - b) <= 1e-4 * max(1, scale) }
+
+    @Test func reportsItsPath() {
+        let isa = String(cString: llk_isa())
+        #expect(["avx512", "avx2", "neon", "scalar"].contains(isa))
+        print("vector kernels use: \(isa)")
+    }
+
+    @Test(arguments: [1, 7, 16, 33, 100, 577])
+    func dotAndAxpy(n: Int) {
+        let a = Self.randomFloats(n, seed: 1), b = Self.randomFloats(n, seed: 2)
+        let dots = Self.bothPaths { llk_dot_f32(a, b, Int64(n)) }
+        #expect(Self.close(dots.fast, dots.scalar, Float(n)))
+        let halves = a.map(HalfFloat.fromFloat)
+        let halfDots = Self.bothPaths { llk_dot_f16(halves, b, Int64(n)) }
+        #expect(Self.close(halfDots.fast, halfDots.scalar, Float(n)))
+        let axpys = Self.bothPaths { () -> [Float] in
+            var y = b
+            llk_axpy(0.75, a, &y, Int64(n))
+            llk_axpy_f16(-0.5, halves, &y, Int64(n))
+            return y
+        }
+        #expect(zip(axpys.fast, axpys.scalar).allSatisfy { Self.close($0, $1, 1) })
+    }
+
+    @Test(arguments: [(1, 1, 16), (5, 3, 40), (16, 7, 96), (9, 4, 577)])
+    func gemm(rows: Int, tokens: Int, k: Int) {
+        let w = Self.randomFloats(rows * k, seed: 3), x = Self.randomFloats(tokens * k, seed: 4)
+        let out = Self.bothPaths { () -> [Float] in
+            var y = [Float](repeating: .nan, count: rows * tokens)
+            llk_gemm_f32(w, Int64(rows), x, Int64(tokens), Int64(k), &y, Int64(rows))
+            return y
+        }
+        #expect(!out.fast.contains { $0.isNaN })
+        #expect(zip(out.fast, out.scalar).allSatisfy { Self.close($0, $1, Float(k)) })
+        // And against the definition.
+        for r in 0..<rows {
+            for t in 0..<tokens {
+                var s: Float = 0
+                for c in 0..<k { s += w[r * k + c] * x[t * k + c] }
+                #expect(Self.close(out.fast[t * rows + r], s, Float(k)))
+            }
+        }
+    }
+
+    @Test(arguments: ["Q4_0", "Q4_1", "Q8_0"])
+    func quantizedRows(typeName: String) throws {
+        let type = try #require(GGMLType(name: typeName))
+        var g = MatMulTests.Generator(state: UInt64(type.id))
+        let columns = 32 * 7
+        let row = MatMulTests.weights(type, rows: 1, columns: columns, &g)
+        let x = Self.randomFloats(columns, seed: 5), errors = Self.randomFloats(7, seed: 6)
+        var scratch = [Float](repeating: 0, count: columns)
+        let dequantized = Self.bothPaths { () -> [Float] in
+            var out = [Float](repeating: .nan, count: columns)
+            _ = llk_dequantize(Int32(type.id), row, &out, 7)
+            return out
+        }
+        #expect(dequantized.fast == dequantized.scalar)
+        var swift = [Float](repeating: 0, count: columns)
+        try row.withUnsafeBytes { try Dequantize.row(type, $0.baseAddress!, &swift, count: columns) }
+        #expect(dequantized.fast == swift)
+        let dots = Self.bothPaths { llk_dot_blocks(Int32(type.id), row, x, 7, errors, &scratch) }
+        #expect(Self.close(dots.fast, dots.scalar, Float(columns)))
+    }
+}
