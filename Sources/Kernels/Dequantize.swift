@@ -117,19 +117,21 @@ public enum Dequantize {
         }
     }
 
-    /// The sixteen 6-bit scales of a Q3_K block, unpacked from 12 bytes.
-    static func q3_KScales(_ b: UnsafeRawPointer) -> [Int8] {
+    /// The sixteen 6-bit scales of a Q3_K block, unpacked from 12 bytes (a value, so dequantizing
+    /// a row allocates nothing).
+    static func q3_KScales(_ b: UnsafeRawPointer) -> SIMD16<Int8> {
         let a0 = b.loadUnaligned(fromByteOffset: 96, as: UInt32.self).littleEndian
         let a1 = b.loadUnaligned(fromByteOffset: 100, as: UInt32.self).littleEndian
         let tmp = b.loadUnaligned(fromByteOffset: 104, as: UInt32.self).littleEndian
         let low4: UInt32 = 0x0F0F_0F0F, low2: UInt32 = 0x0303_0303
-        let words = [
+        let words = SIMD4<UInt32>(
             (a0 & low4) | (((tmp >> 0) & low2) << 4),
             (a1 & low4) | (((tmp >> 2) & low2) << 4),
             ((a0 >> 4) & low4) | (((tmp >> 4) & low2) << 4),
-            ((a1 >> 4) & low4) | (((tmp >> 6) & low2) << 4),
-        ]
-        return words.flatMap { w in (0..<4).map { Int8(truncatingIfNeeded: Int(w >> UInt32(8 * $0)) & 0xFF) - 32 } }
+            ((a1 >> 4) & low4) | (((tmp >> 6) & low2) << 4))
+        var scales = SIMD16<Int8>()
+        for i in 0..<16 { scales[i] = Int8(truncatingIfNeeded: Int(words[i / 4] >> UInt32(8 * (i % 4))) & 0xFF) - 32 }
+        return scales
     }
 
     static func q3_K(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {

@@ -11,7 +11,7 @@ public struct WeightMatrix: @unchecked Sendable {
     public let rowBytes: Int
     let activation: ActivationFormat
     /// The type id the C kernels multiply straight from the blocks, if any.
-    var fusedTypeID: Int32? { [GGMLType.q4_0, .q4_1, .q8_0].contains(type) ? Int32(type.id) : nil }
+    let fusedTypeID: Int32?
 
     public struct Unsupported: Error, CustomStringConvertible {
         public let description: String
@@ -30,6 +30,7 @@ public struct WeightMatrix: @unchecked Sendable {
         self.data = data
         self.rowBytes = rowBytes
         self.activation = activation
+        fusedTypeID = [GGMLType.q4_0, .q4_1, .q8_0].contains(type) ? Int32(type.id) : nil
     }
 
     /// Row `r` as floats.
@@ -166,10 +167,10 @@ public enum MatMul {
         Quantize.activations(x, count: cols, format: w.activation, into: blocks)
         let n = cols / 32
         switch w.type {
-        case .q4_0: return Dot.q4_0(wrow, blocks, blocks: n)
-        case .q4_1: return Dot.q4_1(wrow, blocks, blocks: n)
-        case .q5_0: return Dot.q5_0(wrow, blocks, blocks: n)
-        case .q5_1: return Dot.q5_1(wrow, blocks, blocks: n)
+        case .q4_0: return Dot.nibbles(.q4_0, wrow, blocks, blocks: n)
+        case .q4_1: return Dot.nibbles(.q4_1, wrow, blocks, blocks: n)
+        case .q5_0: return Dot.nibbles(.q5_0, wrow, blocks, blocks: n)
+        case .q5_1: return Dot.nibbles(.q5_1, wrow, blocks, blocks: n)
         default: return Dot.q8_0(wrow, blocks, blocks: n)
         }
     }
