@@ -72,6 +72,23 @@ const char *llk_isa(void) {
 
 void llk_force_scalar(int scalar) { forced_scalar = scalar; }
 
+int llk_isa_id(void) { return isa(); }
+
+static _Atomic int vnni = -1;
+
+/// Whether the CPU has AVX-512 VNNI (8-bit dot products), for the integer kernels.
+int llk_has_vnni(void) {
+    if (vnni < 0) {
+#if LLK_X86
+        __builtin_cpu_init();
+        vnni = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+#else
+        vnni = 0;
+#endif
+    }
+    return vnni;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Dot product.
 
@@ -397,7 +414,7 @@ static int dequantize_scalar(int type, const void *src, float *dst, int64_t bloc
 
 // ---------------------------------------------------------------------------------------------
 // Vectorized Q4_0 / Q4_1 / Q8_0 blocks: 32 values as two 16-float vectors (AVX-512) or four
-// 8-float vectors (AVX2), used both to dequantize rows and, fused, for row x vector products.
+// 8-float vectors (AVX2), used to dequantize rows.
 
 #if LLK_X86
 // Block layouts: Q4_0 = half d, 16 B nibbles; Q4_1 = half d, half m, 16 B nibbles; Q8_0 = half d, 32 int8.
@@ -444,20 +461,6 @@ static void dequantize_avx512(int type, const uint8_t *p, float *dst, int64_t bl
     }
 }
 
-__attribute__((target("avx512f,avx512bw,fma,f16c")))
-static float dot_blocks_avx512(int type, const uint8_t *p, const float *x, int64_t blocks, const float *errors) {
-    const int bytes = BLOCK_BYTES(type);
-    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-    float offsets[4] = {0, 0, 0, 0};  // four chains, so the scalar adds do not serialize the loop
-    for (int64_t b = 0; b < blocks; b++, p += bytes, x += 32) {
-        __m512 lo, hi;
-        block_avx512(type, p, &lo, &hi);
-        s0 = _mm512_fmadd_ps(lo, _mm512_loadu_ps(x), s0);
-        s1 = _mm512_fmadd_ps(hi, _mm512_loadu_ps(x + 16), s1);
-        if (errors) offsets[b & 3] += load_half_f16c(p + 2) * errors[b];
-    }
-    return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)) + ((offsets[0] + offsets[1]) + (offsets[2] + offsets[3]));
-}
 
 __attribute__((target("avx2,fma,f16c")))
 static inline void block_avx2(int type, const uint8_t *p, __m256 v[4]) {
@@ -493,19 +496,6 @@ static void dequantize_avx2(int type, const uint8_t *p, float *dst, int64_t bloc
     }
 }
 
-__attribute__((target("avx2,fma,f16c")))
-static float dot_blocks_avx2(int type, const uint8_t *p, const float *x, int64_t blocks, const float *errors) {
-    const int bytes = BLOCK_BYTES(type);
-    __m256 s[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    float offsets[4] = {0, 0, 0, 0};
-    for (int64_t b = 0; b < blocks; b++, p += bytes, x += 32) {
-        __m256 v[4];
-        block_avx2(type, p, v);
-        for (int i = 0; i < 4; i++) s[i] = _mm256_fmadd_ps(v[i], _mm256_loadu_ps(x + 8 * i), s[i]);
-        if (errors) offsets[b & 3] += load_half_f16c(p + 2) * errors[b];
-    }
-    return hsum256(_mm256_add_ps(_mm256_add_ps(s[0], s[1]), _mm256_add_ps(s[2], s[3]))) + ((offsets[0] + offsets[1]) + (offsets[2] + offsets[3]));
-}
 #endif
 
 int llk_dequantize(int type, const void *src, float *dst, int64_t blocks) {
@@ -519,24 +509,4 @@ int llk_dequantize(int type, const void *src, float *dst, int64_t blocks) {
     }
 #endif
     return dequantize_scalar(type, src, dst, blocks);
-}
-
-float llk_dot_blocks(int type, const void *row, const float *x, int64_t blocks, const float *errors, float *scratch) {
-    const float *offset_errors = type == 3 ? errors : NULL;
-#if LLK_X86
-    if (type == 2 || type == 3 || type == 8) {
-        switch (isa()) {
-        case ISA_AVX512: return dot_blocks_avx512(type, (const uint8_t *)row, x, blocks, offset_errors);
-        case ISA_AVX2: return dot_blocks_avx2(type, (const uint8_t *)row, x, blocks, offset_errors);
-        default: break;
-        }
-    }
-#endif
-    if (!dequantize_scalar(type, row, scratch, blocks)) return 0;
-    float sum = llk_dot_f32(scratch, x, type == 1 ? blocks : blocks * 32);
-    if (offset_errors) {
-        const uint8_t *p = (const uint8_t *)row;
-        for (int64_t b = 0; b < blocks; b++) sum += load_half(p + 20 * b + 2) * offset_errors[b];
-    }
-    return sum;
 }

@@ -95,38 +95,6 @@ public enum Quantize {
         }
     }
 
-    /// The activations as floats after rounding through `format` (what the weights are really
-    /// multiplied with), for the float product path.
-    ///
-    /// For Q8_1, `sumError` (count/32 floats) receives per block how far the half-precision sum
-    /// llama.cpp keeps (`s`) is from the exact sum of the rounded values: products with weights
-    /// that have a per-block offset (Q4_1, Q5_1) add `offset x s`, and that rounding is visible
-    /// in the logits, so `MatMul` adds `offset x sumError` to match.
-    public static func roundedActivations(_ x: UnsafePointer<Float>, count: Int, format: ActivationFormat,
-                                          into out: UnsafeMutablePointer<Float>, sumError: UnsafeMutablePointer<Float>? = nil) {
-        guard format.isBlockQuantized else {
-            activations(x, count: count, format: format, into: UnsafeMutableRawPointer(out))
-            return
-        }
-        let header = format == .q8_1 ? 4 : 2
-        withUnsafeTemporaryAllocation(byteCount: 36, alignment: 4) { block in
-            for b in 0..<count / 32 {
-                q8Block(x + 32 * b, block.baseAddress!, withSum: format == .q8_1)
-                let d = HalfFloat.toFloat(block.load(fromByteOffset: 0, as: UInt16.self))
-                var sum: Int32 = 0
-                for j in 0..<32 {
-                    let q = block.load(fromByteOffset: header + j, as: Int8.self)
-                    sum += Int32(q)
-                    out[32 * b + j] = Float(q) * d
-                }
-                if format == .q8_1, let sumError {
-                    let s = HalfFloat.toFloat(block.load(fromByteOffset: 2, as: UInt16.self))
-                    sumError[b] = s - Float(sum) * d
-                }
-            }
-        }
-    }
-
     /// Bytes `activations` writes for `count` values.
     public static func preparedBytes(count: Int, format: ActivationFormat) -> Int {
         format.isBlockQuantized ? count / 32 * format.block.bytes : count * 4

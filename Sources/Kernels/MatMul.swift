@@ -10,8 +10,8 @@ public struct WeightMatrix: @unchecked Sendable {
     public let data: UnsafeRawPointer
     public let rowBytes: Int
     let activation: ActivationFormat
-    /// The type id the C kernels multiply straight from the blocks, if any.
-    let fusedTypeID: Int32?
+    /// Whether the integer kernels multiply this type (8-bit activations, exact block sums).
+    let integerProducts: Bool
 
     public struct Unsupported: Error, CustomStringConvertible {
         public let description: String
@@ -30,7 +30,7 @@ public struct WeightMatrix: @unchecked Sendable {
         self.data = data
         self.rowBytes = rowBytes
         self.activation = activation
-        fusedTypeID = [GGMLType.q4_0, .q4_1, .q8_0].contains(type) ? Int32(type.id) : nil
+        integerProducts = llk_q8_supports(Int32(type.id)) != 0
     }
 
     /// Row `r` as floats.
@@ -70,14 +70,13 @@ public final class ScratchBuffer: @unchecked Sendable {
     }
 }
 
-/// Buffers for `MatMul.multiply`: the prepared activations, and each worker's dequantized tile.
+/// Buffers for `MatMul.multiply`: the prepared activations, and each worker's own scratch.
 public final class MatMulWorkspace: @unchecked Sendable {
     let prepared = ScratchBuffer()
-    let sumErrors = ScratchBuffer()
-    let workers: [(scratch: ScratchBuffer, offsets: ScratchBuffer, correction: ScratchBuffer)]
+    let workers: [ScratchBuffer]
 
     public init(threads: Int) {
-        workers = (0..<max(1, threads)).map { _ in (ScratchBuffer(), ScratchBuffer(), ScratchBuffer()) }
+        workers = (0..<max(1, threads)).map { _ in ScratchBuffer() }
     }
 }
 
@@ -86,44 +85,32 @@ public enum MatMul {
     /// into `tokens` rows of y (each `W.rows` floats), split by weight rows over `threads` threads.
     ///
     /// Activations are first rounded through the weight type's partner format, as llama.cpp does
-    /// (8-bit blocks for quantized weights, half precision for F16). Each weight row is then
-    /// dequantized once and multiplied with every token in float, which gives llama.cpp's integer
-    /// block products up to float rounding (`multiplyReference` is that arithmetic, for tests).
+    /// (8-bit blocks for quantized weights, half precision for F16). The 32-value block types are
+    /// then multiplied by the integer kernels (exact block sums, as llama.cpp); the others are
+    /// dequantized a tile of rows at a time and multiplied in float (`multiplyReference` is the
+    /// arithmetic of both, for tests).
     public static func multiply(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, tokens: Int,
                                 pool: ThreadPool, workspace: MatMulWorkspace) {
+        if w.integerProducts {
+            multiplyIntegers(w, x, y, tokens: tokens, pool: pool, workspace: workspace)
+            return
+        }
         let cols = w.columns
         let prepared = workspace.prepared.ensure(cols * tokens)
-        // Offset weights (Q4_1, Q5_1) also need the activation blocks' half-precision sums.
-        let offsetAt: Int? = w.activation == .q8_1 ? 2 : nil
-        let blocks = cols / 32
-        let sumErrors = workspace.sumErrors.ensure(blocks * tokens)
         for t in 0..<tokens {
-            Quantize.roundedActivations(x + t * cols, count: cols, format: w.activation, into: prepared + t * cols,
-                                        sumError: sumErrors + t * blocks)
+            Quantize.activations(x + t * cols, count: cols, format: w.activation, into: UnsafeMutableRawPointer(prepared + t * cols))
         }
         let rows = w.rows
         let tile = 16
         let tiles = (rows + tile - 1) / tile
         let workers = max(1, min(pool.threads, tiles, workspace.workers.count))
         let input = SendablePointer(prepared)
-        let errors = SendablePointer(sumErrors)
         let output = SendablePointer(y)
         pool.run(workers) { worker in
             // Each worker takes whole tiles of rows: dequantize them once, multiply with every token.
-            let buffers = workspace.workers[worker]
-            let scratch = buffers.scratch.ensure(tile * cols)
-            let offsets = buffers.offsets.ensure(tile * blocks)
-            let correction = buffers.correction.ensure(tile * tokens)
+            let scratch = workspace.workers[worker].ensure(tile * cols)
             for tileIndex in stride(from: worker, to: tiles, by: workers) {
                 let first = tileIndex * tile, count = min(tile, rows - first)
-                if tokens == 1, let fused = w.fusedTypeID {
-                    // One token: dequantize and multiply in one pass, never writing the floats
-                    // (the offset correction is part of the fused product).
-                    for r in first..<(first + count) {
-                        output.pointer[r] = llk_dot_blocks(fused, w.data + r * w.rowBytes, input.pointer, Int64(blocks), errors.pointer, scratch)
-                    }
-                    continue
-                }
                 let weights: UnsafePointer<Float>
                 if w.type == .f32 {
                     weights = (w.data + first * w.rowBytes).assumingMemoryBound(to: Float.self)
@@ -132,19 +119,36 @@ public enum MatMul {
                     weights = UnsafePointer(scratch)
                 }
                 llk_gemm_f32(weights, Int64(count), input.pointer, Int64(tokens), Int64(cols), output.pointer + first, Int64(rows))
-                guard let offsetAt else { continue }
-                // Offset term with llama.cpp's half-precision activation sums: y += mins . errors.
-                for i in 0..<count {
-                    let row = w.data + (first + i) * w.rowBytes
-                    for b in 0..<blocks {
-                        offsets[i * blocks + b] = HalfFloat.toFloat(row.loadUnaligned(fromByteOffset: b * w.type.bytesPerBlock + offsetAt, as: UInt16.self))
-                    }
-                }
-                llk_gemm_f32(offsets, Int64(count), errors.pointer, Int64(tokens), Int64(blocks), correction, Int64(count))
-                for t in 0..<tokens {
-                    for i in 0..<count { output.pointer[t * rows + first + i] += correction[t * count + i] }
-                }
             }
+        }
+    }
+
+    /// The integer path: every token rounded to 8-bit blocks once, then each worker multiplies a
+    /// contiguous run of rows (a multiple of 4, the kernels' tile) with all tokens.
+    static func multiplyIntegers(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, tokens: Int,
+                                 pool: ThreadPool, workspace: MatMulWorkspace) {
+        let type = Int32(w.type.id)
+        let blocks = w.columns / 32
+        let tokenBytes = Int(llk_q8_token_bytes(Int64(blocks)))
+        let prepared = UnsafeMutableRawPointer(workspace.prepared.ensure((tokens * tokenBytes + 3) / 4))
+        let input = SendablePointer(UnsafeMutablePointer(mutating: x))
+        let activations = SendablePointer(prepared.assumingMemoryBound(to: UInt8.self))
+        let threads = max(1, min(pool.threads, workspace.workers.count))
+        pool.run(min(threads, tokens)) { worker in
+            for t in stride(from: worker, to: tokens, by: min(threads, tokens)) {
+                llk_q8_prepare(type, input.pointer + t * w.columns, Int64(blocks), activations.pointer + t * tokenBytes)
+            }
+        }
+        let quads = (w.rows + 3) / 4
+        let workers = max(1, min(threads, quads))
+        let output = SendablePointer(y)
+        let scratchFloats = Int(llk_q8_scratch_bytes(Int64(blocks))) / 4
+        pool.run(workers) { worker in
+            let first = min(w.rows, quads * worker / workers * 4), end = min(w.rows, quads * (worker + 1) / workers * 4)
+            guard end > first else { return }
+            let scratch = workspace.workers[worker].ensure(tokens > 1 ? scratchFloats : 1)
+            llk_q8_matmul(type, w.data + first * w.rowBytes, Int64(w.rowBytes), Int64(end - first), activations.pointer,
+                          Int64(tokens), Int64(blocks), output.pointer + first, Int64(w.rows), scratch)
         }
     }
 
@@ -159,7 +163,7 @@ public enum MatMul {
             let a = UnsafeMutablePointer<Float>.allocate(capacity: cols), b = UnsafeMutablePointer<Float>.allocate(capacity: cols)
             defer { a.deallocate(); b.deallocate() }
             w.dequantizeRow(row, into: a)
-            Quantize.roundedActivations(x, count: cols, format: w.activation, into: b)
+            Quantize.activations(x, count: cols, format: w.activation, into: UnsafeMutableRawPointer(b))
             return Dot.f32(a, b, cols)
         }
         let blocks = UnsafeMutableRawPointer.allocate(byteCount: Quantize.preparedBytes(count: cols, format: w.activation), alignment: 4)

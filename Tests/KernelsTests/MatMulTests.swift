@@ -44,7 +44,7 @@ import Testing
         let type = try #require(GGMLType(name: typeName))
         var g = Generator(state: UInt64(type.id) + 1)
         // Ragged row counts (not a multiple of the thread split), several tokens.
-        let columns = type.blockSize == 256 ? 512 : 96, rows = 37, tokens = 3
+        let columns = type.blockSize == 256 ? 512 : 96, rows = 75, tokens = 6
         let w = Self.weights(type, rows: rows, columns: columns, &g)
         let x = (0..<(tokens * columns)).map { _ in g.float() }
         var y = [Float](repeating: .nan, count: tokens * rows)

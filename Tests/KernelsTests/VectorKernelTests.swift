@@ -70,8 +70,6 @@ import Testing
         var g = MatMulTests.Generator(state: UInt64(type.id))
         let columns = 32 * 7
         let row = MatMulTests.weights(type, rows: 1, columns: columns, &g)
-        let x = Self.randomFloats(columns, seed: 5), errors = Self.randomFloats(7, seed: 6)
-        var scratch = [Float](repeating: 0, count: columns)
         let dequantized = Self.bothPaths { () -> [Float] in
             var out = [Float](repeating: .nan, count: columns)
             _ = llk_dequantize(Int32(type.id), row, &out, 7)
@@ -81,7 +79,37 @@ import Testing
         var swift = [Float](repeating: 0, count: columns)
         try row.withUnsafeBytes { try Dequantize.row(type, $0.baseAddress!, &swift, count: columns) }
         #expect(dequantized.fast == swift)
-        let dots = Self.bothPaths { llk_dot_blocks(Int32(type.id), row, x, 7, errors, &scratch) }
-        #expect(Self.close(dots.fast, dots.scalar, Float(columns)))
+    }
+
+    /// The integer kernels: 8-bit activation blocks identical on both paths, products equal up to
+    /// float summation order. Odd block counts, row counts across the 64-row repacking groups and
+    /// the 4-row tiles, token counts across the 4-token tiles, and one token (the row-by-row path).
+    @Test(arguments: ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"])
+    func integerProducts(typeName: String) throws {
+        let type = try #require(GGMLType(name: typeName))
+        var g = MatMulTests.Generator(state: UInt64(type.id) + 40)
+        for (rows, blocks, tokens) in [(70, 7, 6), (5, 2, 1), (13, 9, 3), (1, 1, 2)] {
+            let columns = 32 * blocks
+            let w = MatMulTests.weights(type, rows: rows, columns: columns, &g)
+            let x = Self.randomFloats(columns * tokens, seed: UInt64(rows))
+            let tokenBytes = Int(llk_q8_token_bytes(Int64(blocks)))
+            let prepared = Self.bothPaths { () -> [UInt8] in
+                var out = [UInt8](repeating: 0xAA, count: tokenBytes * tokens)
+                for t in 0..<tokens {
+                    out.withUnsafeMutableBytes { llk_q8_prepare(Int32(type.id), x.withUnsafeBufferPointer { $0.baseAddress! + t * columns }, Int64(blocks), $0.baseAddress! + t * tokenBytes) }
+                }
+                return out
+            }
+            #expect(prepared.fast == prepared.scalar)
+            var scratch = [UInt8](repeating: 0, count: Int(llk_q8_scratch_bytes(Int64(blocks))))
+            let products = Self.bothPaths { () -> [Float] in
+                var y = [Float](repeating: .nan, count: rows * tokens)
+                llk_q8_matmul(Int32(type.id), w, Int64(w.count / rows), Int64(rows), prepared.fast, Int64(tokens), Int64(blocks), &y, Int64(rows), &scratch)
+                return y
+            }
+            #expect(!products.fast.contains { $0.isNaN })
+            let worst = zip(products.fast, products.scalar).map { abs($0 - $1) / max(1, abs($1)) }.max()!
+            #expect(worst < 1e-5, "\(typeName) \(rows)x\(blocks) blocks x \(tokens) tokens: relative difference \(worst)")
+        }
     }
 }

@@ -40,11 +40,28 @@ void llk_gemm_f32(const float *w, int64_t rows, const float *x, int64_t tokens, 
 /// (ggml type ids); 1 = F16 (then `blocks` counts values). Returns 0 for an unknown type.
 int llk_dequantize(int type, const void *src, float *dst, int64_t blocks);
 
-/// dot(dequantized row, x) for a row of `blocks` blocks of `type` (Q4_0, Q4_1 or Q8_0). For Q4_1,
-/// `errors` (one per block, may be NULL) adds sum(min[b] * errors[b]): the correction for the
-/// half-precision activation sums llama.cpp uses. `scratch` must hold the row as floats (used
-/// where no fused kernel exists).
-float llk_dot_blocks(int type, const void *row, const float *x, int64_t blocks, const float *errors, float *scratch);
+
+// ---------------------------------------------------------------------------------------------
+// Integer products for Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 weights (type = ggml type id), in
+// llama.cpp's arithmetic: activations rounded to 8-bit blocks, exact integer sums per block.
+
+/// Whether `type` has integer kernels.
+int llk_q8_supports(int type);
+
+/// Bytes of prepared activations per token of `blocks` blocks of 32 values.
+int64_t llk_q8_token_bytes(int64_t blocks);
+
+/// Bytes of scratch `llk_q8_matmul` needs per call (repacked weights).
+int64_t llk_q8_scratch_bytes(int64_t blocks);
+
+/// Rounds one token's activations (32 x `blocks` floats) to 8-bit blocks as llama.cpp's x86
+/// quantizer does, in the layout the products read, for weights of `type`.
+void llk_q8_prepare(int type, const float *x, int64_t blocks, void *out);
+
+/// out[t * out_stride + r] = row r of the weights times token t, for r < rows, t < tokens.
+/// `activations` holds `tokens` prepared tokens back to back (llk_q8_token_bytes apart).
+void llk_q8_matmul(int type, const void *weights, int64_t row_bytes, int64_t rows, const void *activations,
+                   int64_t tokens, int64_t blocks, float *out, int64_t out_stride, void *scratch);
 
 #ifdef __cplusplus
 }
