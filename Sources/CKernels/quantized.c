@@ -300,23 +300,45 @@ ATTR_VNNI static inline __m512 pair_scales(const uint8_t *p0, const uint8_t *p1)
     return _mm512_insertf32x8(_mm512_set1_ps(half_f16c(p0)), _mm256_set1_ps(p1 ? half_f16c(p1) : 0.0f), 1);
 }
 
-ATTR_VNNI static float dot_row_vnni(int type, const uint8_t *row, const uint8_t *token, int64_t blocks) {
+// One row times one token; `type` is a constant in each caller below, so the unpacking is
+// specialized and the loop has no branches on it.
+ATTR_VNNI __attribute__((always_inline)) static inline float dot_row_vnni_typed(const int type, const uint8_t *row,
+                                                                                const uint8_t *token, int64_t blocks) {
     const q8_pair *pairs = (const q8_pair *)token;
     const float *sums = (const float *)(pairs + pairs_of(blocks));
     const int bytes = block_bytes(type), offset = has_offset(type);
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     float offsets[2] = {0, 0};
-    const int64_t npairs = pairs_of(blocks);
-    for (int64_t p = 0; p < npairs; p++) {
-        const uint8_t *b0 = row + 2 * p * bytes, *b1 = 2 * p + 1 < blocks ? b0 + bytes : NULL;
+    const int64_t full = blocks / 2;
+    for (int64_t p = 0; p < full; p++) {
+        const uint8_t *b0 = row + 2 * p * bytes, *b1 = b0 + bytes;
+        _mm_prefetch((const char *)b0 + 16 * bytes, _MM_HINT_T0);
         const q8_pair *a = &pairs[p];
         const __m512i lanes = _mm512_dpbusd_epi32(_mm512_loadu_si512(a->init), unpack_pair_vnni(type, b0, b1), _mm512_loadu_si512(a->q));
         const __m512 scale = _mm512_mul_ps(pair_scales(b0, b1), _mm512_loadu_ps(a->d));
         if (p & 1) acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lanes), scale, acc1);
         else acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lanes), scale, acc0);
-        if (offset) offsets[p & 1] += half_f16c(b0 + 2) * sums[2 * p] + (b1 ? half_f16c(b1 + 2) * sums[2 * p + 1] : 0.0f);
+        if (offset) offsets[p & 1] += half_f16c(b0 + 2) * sums[2 * p] + half_f16c(b1 + 2) * sums[2 * p + 1];
+    }
+    if (blocks & 1) {
+        const uint8_t *b0 = row + 2 * full * bytes;
+        const q8_pair *a = &pairs[full];
+        const __m512i lanes = _mm512_dpbusd_epi32(_mm512_loadu_si512(a->init), unpack_pair_vnni(type, b0, NULL), _mm512_loadu_si512(a->q));
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lanes), _mm512_mul_ps(pair_scales(b0, NULL), _mm512_loadu_ps(a->d)), acc0);
+        if (offset) offsets[0] += half_f16c(b0 + 2) * sums[2 * full];
     }
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + (offsets[0] + offsets[1]);
+}
+
+ATTR_VNNI static void rows_vnni(int type, const uint8_t *w, int64_t row_bytes, int64_t rows, const uint8_t *token,
+                                int64_t blocks, float *out) {
+#define ROWS_CASE(T) \
+    case T: for (int64_t r = 0; r < rows; r++) out[r] = dot_row_vnni_typed(T, w + r * row_bytes, token, blocks); return;
+    switch (type) {
+        ROWS_CASE(TYPE_Q4_0) ROWS_CASE(TYPE_Q4_1) ROWS_CASE(TYPE_Q5_0) ROWS_CASE(TYPE_Q5_1) ROWS_CASE(TYPE_Q8_0)
+    default: return;
+    }
+#undef ROWS_CASE
 }
 
 // Repacks `count` rows for the batched kernel: per pair the 64 unsigned values and the scales,
@@ -425,7 +447,7 @@ void llk_q8_matmul(int type, const void *weights, int64_t row_bytes, int64_t row
             matmul_vnni(type, w, row_bytes, rows, a, tokens, blocks, out, out_stride, (uint8_t *)scratch);
             return;
         }
-        for (int64_t r = 0; r < rows; r++) out[r] = dot_row_vnni(type, w + r * row_bytes, a, blocks);
+        rows_vnni(type, w, row_bytes, rows, a, blocks, out);
         return;
     }
     if (isa == 1 || isa == 2) {

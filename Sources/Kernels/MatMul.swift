@@ -10,8 +10,10 @@ public struct WeightMatrix: @unchecked Sendable {
     public let data: UnsafeRawPointer
     public let rowBytes: Int
     let activation: ActivationFormat
-    /// Whether the integer kernels multiply this type (8-bit activations, exact block sums).
+    /// Whether the integer kernels multiply this type (8-bit activations, exact block sums):
+    /// the 32-value types, or the K types with 256-value activation blocks.
     let integerProducts: Bool
+    let kIntegerProducts: Bool
 
     public struct Unsupported: Error, CustomStringConvertible {
         public let description: String
@@ -31,6 +33,7 @@ public struct WeightMatrix: @unchecked Sendable {
         self.rowBytes = rowBytes
         self.activation = activation
         integerProducts = llk_q8_supports(Int32(type.id)) != 0
+        kIntegerProducts = llk_qk_supports(Int32(type.id)) != 0
     }
 
     /// Row `r` as floats.
@@ -95,6 +98,10 @@ public enum MatMul {
             multiplyIntegers(w, x, y, tokens: tokens, pool: pool, workspace: workspace)
             return
         }
+        if w.kIntegerProducts {
+            multiplyKIntegers(w, x, y, tokens: tokens, pool: pool, workspace: workspace)
+            return
+        }
         let cols = w.columns
         let prepared = workspace.prepared.ensure(cols * tokens)
         for t in 0..<tokens {
@@ -149,6 +156,31 @@ public enum MatMul {
             let scratch = workspace.workers[worker].ensure(tokens > 1 ? scratchFloats : 1)
             llk_q8_matmul(type, w.data + first * w.rowBytes, Int64(w.rowBytes), Int64(end - first), activations.pointer,
                           Int64(tokens), Int64(blocks), output.pointer + first, Int64(w.rows), scratch)
+        }
+    }
+
+    /// The K-quant integer path: tokens rounded to Q8_K blocks, then contiguous runs of rows.
+    static func multiplyKIntegers(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, tokens: Int,
+                                  pool: ThreadPool, workspace: MatMulWorkspace) {
+        let type = Int32(w.type.id)
+        let blocks = w.columns / 256
+        let tokenBytes = Int(llk_qk_token_bytes(Int64(blocks)))
+        let prepared = UnsafeMutableRawPointer(workspace.prepared.ensure((tokens * tokenBytes + 3) / 4))
+        let input = SendablePointer(UnsafeMutablePointer(mutating: x))
+        let activations = SendablePointer(prepared.assumingMemoryBound(to: UInt8.self))
+        let threads = max(1, min(pool.threads, workspace.workers.count))
+        pool.run(min(threads, tokens)) { worker in
+            for t in stride(from: worker, to: tokens, by: min(threads, tokens)) {
+                llk_qk_prepare(input.pointer + t * w.columns, Int64(blocks), activations.pointer + t * tokenBytes)
+            }
+        }
+        let workers = max(1, min(threads, w.rows))
+        let output = SendablePointer(y)
+        pool.run(workers) { worker in
+            let first = w.rows * worker / workers, end = w.rows * (worker + 1) / workers
+            guard end > first else { return }
+            llk_qk_matmul(type, w.data + first * w.rowBytes, Int64(w.rowBytes), Int64(end - first), activations.pointer,
+                          Int64(tokens), Int64(blocks), output.pointer + first, Int64(w.rows))
         }
     }
 

@@ -1,16 +1,23 @@
-/// Reference quantizers for the 32-value block types, as ggml's `quantize_row_*_ref` (and the
-/// `gguf` package, which the tests hold them against) compute them.
+import CKernels
+
+/// Reference quantizers, as ggml's `quantize_row_*_ref` compute them: the 32-value block types
+/// here (tested against the `gguf` package), the K types in C (tested against llama.cpp).
 public enum QuantizeBlocks {
     public struct Unsupported: Error, CustomStringConvertible {
         public let type: GGMLType
-        public var description: String { "quantizing to \(type.name) is not supported yet (supported: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1)" }
+        public var description: String { "quantizing to \(type.name) is not supported yet (supported: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)" }
     }
 
-    public static let supported: [GGMLType] = [.q8_0, .q4_0, .q4_1, .q5_0, .q5_1]
+    public static let supported: [GGMLType] = [.q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q4_K, .q5_K, .q6_K]
 
-    /// Quantizes `x` (a whole number of 32-value blocks) into `type` blocks.
+    /// Quantizes `x` (a whole number of `type` blocks) into `type` blocks.
     public static func row(_ x: UnsafeBufferPointer<Float>, to type: GGMLType) throws(Unsupported) -> [UInt8] {
         guard supported.contains(type) else { throw Unsupported(type: type) }
+        if type.blockSize == 256 {
+            var out = [UInt8](repeating: 0, count: x.count / 256 * type.bytesPerBlock)
+            out.withUnsafeMutableBytes { _ = llk_qk_quantize(Int32(type.id), x.baseAddress!, Int64(x.count / 256), $0.baseAddress!) }
+            return out
+        }
         var out = [UInt8](repeating: 0, count: x.count / 32 * type.bytesPerBlock)
         out.withUnsafeMutableBytes { raw in
             for b in 0..<(x.count / 32) {

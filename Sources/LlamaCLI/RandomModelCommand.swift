@@ -8,14 +8,15 @@ struct RandomModelCommand: ParsableCommand {
         commandName: "random-model",
         abstract: "Write a GGUF model of a real shape with random weights (for benchmarks).",
         discussion: """
-            Shapes: stories110M, tinyllama-1.1b, llama2-7b. Weight matrices are random blocks of TYPE (scales \
-            chosen to keep activations in range); the output matrix is Q8_0; norms are 1. The vocabulary is \
+            Shapes: stories110M, tinyllama-1.1b, llama2-7b. Weight matrices are random blocks of the types \
+            llama-quantize gives each tensor for TYPE (the output matrix Q6_K, the mixes' extra bits), with \
+            scales chosen to keep activations in range; norms are 1. The vocabulary is \
             copied from --vocab (a GGUF with a tokenizer, e.g. the Llama 2 vocabulary).
             """,
         shouldDisplay: false)
 
     @Argument(help: "stories110M, tinyllama-1.1b or llama2-7b.") var shape: String
-    @Argument(help: "Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0.") var type: String
+    @Argument(help: "A `llama quantize` target: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K_M, Q5_K_M, Q6_K, ...") var type: String
     @Argument(help: "Where to write the model.") var output: String
     @Option(help: "A GGUF file whose tokenizer to copy.") var vocab: String
 
@@ -28,15 +29,15 @@ struct RandomModelCommand: ParsableCommand {
 
     func run() throws {
         guard let s = Self.shapes[shape] else { throw ValidationError("unknown shape '\(shape)'") }
-        guard let target = GGMLType(name: type), QuantizeBlocks.supported.contains(target) else {
-            throw ValidationError("type must be one of Q4_0, Q4_1, Q5_0, Q5_1, Q8_0")
+        guard let target = QuantizationPlan.target(named: type) else {
+            throw ValidationError("type must be one of \(QuantizationPlan.targets.map(\.name).joined(separator: ", "))")
         }
         let source = try GGUFFile(path: vocab)
         guard let tokens = source.array("tokenizer.ggml.tokens") else { throw CLIError("\(vocab) has no tokenizer") }
         var writer = GGUFWriter()
         writer.set("general.architecture", .string("llama"))
         writer.set("general.name", .string("random \(shape)"))
-        writer.set("general.file_type", .uint32(QuantizeCommand.fileTypes[target.name]!))
+        writer.set("general.file_type", .uint32(target.fileType))
         writer.set("general.quantization_version", .uint32(2))
         for (key, value) in [("context_length", s.context), ("embedding_length", s.dim), ("feed_forward_length", s.hidden),
                              ("block_count", s.layers), ("attention.head_count", s.heads), ("attention.head_count_kv", s.kvHeads),
@@ -48,6 +49,18 @@ struct RandomModelCommand: ParsableCommand {
         for (key, value) in source.metadata where key.hasPrefix("tokenizer.") { writer.set(key, value) }
 
         var random = SystemRandomNumberGenerator()
+        // Tensor names and shapes first, so the types follow llama-quantize's rules for the target.
+        let kvDim = s.dim / s.heads * s.kvHeads
+        var layout: [(name: String, shape: [Int])] = [("token_embd.weight", [s.dim, tokens.count])]
+        for l in 0..<s.layers {
+            let p = "blk.\(l)."
+            layout += [(p + "attn_norm.weight", [s.dim]), (p + "attn_q.weight", [s.dim, s.dim]), (p + "attn_k.weight", [s.dim, kvDim]),
+                       (p + "attn_v.weight", [s.dim, kvDim]), (p + "attn_output.weight", [s.dim, s.dim]), (p + "ffn_norm.weight", [s.dim]),
+                       (p + "ffn_gate.weight", [s.dim, s.hidden]), (p + "ffn_up.weight", [s.dim, s.hidden]), (p + "ffn_down.weight", [s.hidden, s.dim])]
+        }
+        layout += [("output_norm.weight", [s.dim]), ("output.weight", [s.dim, tokens.count])]
+        let plan = QuantizationPlan(target: target, tensors: layout, layers: s.layers)
+
         func matrix(_ name: String, rows: Int, columns: Int, type: GGMLType) throws {
             var bytes = [UInt8](repeating: 0, count: rows * type.rowBytes(elements: columns)!)
             bytes.withUnsafeMutableBytes { raw in
@@ -57,11 +70,21 @@ struct RandomModelCommand: ParsableCommand {
                     i += 8
                 }
                 // Small scales (and offsets) in every block keep activations in range.
-                let scale = HalfFloat.fromFloat(0.5 / Float(columns).squareRoot())
-                let offset = HalfFloat.fromFloat(-7.5 * 0.5 / Float(columns).squareRoot())
+                // (K types: the super-block scale is divided by the largest sub-block scale.)
+                let unit = 0.5 / Float(columns).squareRoot()
+                let (scaleAt, scale): (Int, Float) = switch type {
+                case .q6_K: (208, unit / 256)
+                case .q4_K, .q5_K: (0, unit / 63)
+                default: (0, unit)
+                }
                 for b in 0..<(raw.count / type.bytesPerBlock) {
-                    raw.storeBytes(of: scale, toByteOffset: b * type.bytesPerBlock, as: UInt16.self)
-                    if type == .q4_1 || type == .q5_1 { raw.storeBytes(of: offset, toByteOffset: b * type.bytesPerBlock + 2, as: UInt16.self) }
+                    let block = b * type.bytesPerBlock
+                    raw.storeBytes(of: HalfFloat.fromFloat(scale), toByteOffset: block + scaleAt, as: UInt16.self)
+                    switch type {
+                    case .q4_1, .q5_1: raw.storeBytes(of: HalfFloat.fromFloat(-7.5 * unit), toByteOffset: block + 2, as: UInt16.self)
+                    case .q4_K, .q5_K: raw.storeBytes(of: HalfFloat.fromFloat(7.5 * unit / 63), toByteOffset: block + 2, as: UInt16.self)
+                    default: break
+                    }
                 }
             }
             try writer.addTensor(name: name, shape: [columns, rows], type: type, data: bytes)
@@ -70,23 +93,28 @@ struct RandomModelCommand: ParsableCommand {
             let one = Array(withUnsafeBytes(of: Float(1).bitPattern.littleEndian, Array.init))
             try writer.addTensor(name: name, shape: [s.dim], type: .f32, data: Array((0..<s.dim).map { _ in one }.joined()))
         }
-        let kvDim = s.dim / s.heads * s.kvHeads
-        try matrix("token_embd.weight", rows: tokens.count, columns: s.dim, type: target)
+        var next = 0
+        func planned() -> GGMLType {
+            defer { next += 1 }
+            while plan.types[next] == nil { next += 1 }
+            return plan.types[next]!
+        }
+        try matrix("token_embd.weight", rows: tokens.count, columns: s.dim, type: planned())
         for l in 0..<s.layers {
             let p = "blk.\(l)."
             try norm(p + "attn_norm.weight")
-            try matrix(p + "attn_q.weight", rows: s.dim, columns: s.dim, type: target)
-            try matrix(p + "attn_k.weight", rows: kvDim, columns: s.dim, type: target)
-            try matrix(p + "attn_v.weight", rows: kvDim, columns: s.dim, type: target)
-            try matrix(p + "attn_output.weight", rows: s.dim, columns: s.dim, type: target)
+            try matrix(p + "attn_q.weight", rows: s.dim, columns: s.dim, type: planned())
+            try matrix(p + "attn_k.weight", rows: kvDim, columns: s.dim, type: planned())
+            try matrix(p + "attn_v.weight", rows: kvDim, columns: s.dim, type: planned())
+            try matrix(p + "attn_output.weight", rows: s.dim, columns: s.dim, type: planned())
             try norm(p + "ffn_norm.weight")
-            try matrix(p + "ffn_gate.weight", rows: s.hidden, columns: s.dim, type: target)
-            try matrix(p + "ffn_up.weight", rows: s.hidden, columns: s.dim, type: target)
-            try matrix(p + "ffn_down.weight", rows: s.dim, columns: s.hidden, type: target)
+            try matrix(p + "ffn_gate.weight", rows: s.hidden, columns: s.dim, type: planned())
+            try matrix(p + "ffn_up.weight", rows: s.hidden, columns: s.dim, type: planned())
+            try matrix(p + "ffn_down.weight", rows: s.dim, columns: s.hidden, type: planned())
             Console.error("layer \(l + 1)/\(s.layers)")
         }
         try norm("output_norm.weight")
-        try matrix("output.weight", rows: tokens.count, columns: s.dim, type: .q8_0)
+        try matrix("output.weight", rows: tokens.count, columns: s.dim, type: planned())
         try writer.write(to: output)
         Console.error("wrote \(output)")
     }

@@ -63,6 +63,27 @@ void llk_q8_prepare(int type, const float *x, int64_t blocks, void *out);
 void llk_q8_matmul(int type, const void *weights, int64_t row_bytes, int64_t rows, const void *activations,
                    int64_t tokens, int64_t blocks, float *out, int64_t out_stride, void *scratch);
 
+// ---------------------------------------------------------------------------------------------
+// The K block types Q4_K, Q5_K, Q6_K (ggml type ids 12, 13, 14): integer products with Q8_K
+// activations, and llama.cpp's reference quantizers.
+
+/// Whether `type` has K-quant integer kernels.
+int llk_qk_supports(int type);
+
+/// Bytes of prepared activations per token of `blocks` blocks of 256 values.
+int64_t llk_qk_token_bytes(int64_t blocks);
+
+/// Rounds one token's activations (256 x `blocks` floats) to Q8_K blocks as llama.cpp does.
+void llk_qk_prepare(const float *x, int64_t blocks, void *out);
+
+/// out[t * out_stride + r] = row r times token t (tokens prepared back to back).
+void llk_qk_matmul(int type, const void *weights, int64_t row_bytes, int64_t rows, const void *activations,
+                   int64_t tokens, int64_t blocks, float *out, int64_t out_stride);
+
+/// Quantizes 256 x `blocks` floats into `type` blocks exactly as llama.cpp's reference quantizer
+/// (without an importance matrix). Returns 0 for a type it does not know.
+int llk_qk_quantize(int type, const float *x, int64_t blocks, void *out);
+
 #ifdef __cplusplus
 }
 #endif

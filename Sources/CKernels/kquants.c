@@ -1,0 +1,494 @@
+// The 256-value "K" block types Q4_K, Q5_K and Q6_K: integer products with activations rounded
+// to Q8_K blocks (llama.cpp's arithmetic: exact integer sums per sub-block, scaled per super
+// block), and llama.cpp's reference quantizers for them (no importance matrix), written so that
+// the floating-point operations happen in the same order and the bytes come out the same.
+
+#include "CKernels.h"
+
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define LLK_X86 1
+#endif
+
+int llk_isa_id(void);
+
+enum { TYPE_Q4_K = 12, TYPE_Q5_K = 13, TYPE_Q6_K = 14 };
+
+// One prepared activation super block: 256 values rounded to int8 with one float scale, and the
+// sums of each run of 16 (what the offsets and Q6_K's bias are multiplied with).
+typedef struct {
+    float d;
+    int16_t sums[16];
+    int8_t q[256];
+} q8k_block;  // 4 + 32 + 256 = 292 bytes
+
+static int kblock_bytes(int type) {
+    switch (type) {
+    case TYPE_Q4_K: return 144;  // half d, half dmin, 12 B scales, 128 B nibbles
+    case TYPE_Q5_K: return 176;  // as Q4_K plus 32 B high bits
+    case TYPE_Q6_K: return 210;  // 128 B low nibbles, 64 B high 2 bits, 16 int8 scales, half d
+    default: return 0;
+    }
+}
+
+int llk_qk_supports(int type) { return kblock_bytes(type) != 0; }
+
+int64_t llk_qk_token_bytes(int64_t blocks) { return blocks * (int64_t)sizeof(q8k_block); }
+
+static float half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exponent = (h >> 10) & 0x1F, mantissa = h & 0x3FF, bits;
+    if (exponent == 0x1F) bits = sign | 0x7F800000u | (mantissa << 13);
+    else if (exponent == 0) {
+        float magnitude = (float)mantissa * (1.0f / 16777216.0f);
+        return sign ? -magnitude : magnitude;
+    } else bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static uint16_t float_to_half(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    const uint32_t sign = (x >> 16) & 0x8000, ax = x & 0x7FFFFFFFu;
+    if (ax >= 0x7F800000u) return (uint16_t)(sign | 0x7C00 | (ax > 0x7F800000u ? 0x200 : 0));
+    if (ax >= 0x477FF000u) return (uint16_t)(sign | 0x7C00);
+    if (ax < 0x38800000u) {
+        float magnitude;
+        memcpy(&magnitude, &ax, 4);
+        return (uint16_t)(sign | (uint32_t)nearbyintf(magnitude * 16777216.0f));
+    }
+    return (uint16_t)(sign | ((ax + 0xC8000FFFu + ((ax >> 13) & 1)) >> 13));
+}
+
+static float load_half(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return half_to_float(h);
+}
+
+static void store_half(uint8_t *p, float f) {
+    const uint16_t h = float_to_half(f);
+    memcpy(p, &h, 2);
+}
+
+// Round to nearest, ties to even (the default rounding mode), as ggml's nearest_int.
+static inline int round_int(float x) { return (int)nearbyintf(x); }
+
+// ---------------------------------------------------------------------------------------------
+// Activations (llama.cpp's Q8_K: scale from the value of largest magnitude, keeping its sign).
+
+void llk_qk_prepare(const float *x, int64_t blocks, void *out) {
+    q8k_block *y = (q8k_block *)out;
+    for (int64_t b = 0; b < blocks; b++, x += 256) {
+        float amax = 0, max = 0;
+        for (int j = 0; j < 256; j++) {
+            const float a = fabsf(x[j]);
+            if (a > amax) { amax = a; max = x[j]; }
+        }
+        if (amax == 0) {
+            memset(&y[b], 0, sizeof(q8k_block));
+            continue;
+        }
+        const float iscale = -127.0f / max;
+        for (int j = 0; j < 256; j++) {
+            const int v = round_int(iscale * x[j]);
+            y[b].q[j] = (int8_t)(v < 127 ? v : 127);
+        }
+        for (int g = 0; g < 16; g++) {
+            int sum = 0;
+            for (int j = 0; j < 16; j++) sum += y[b].q[16 * g + j];
+            y[b].sums[g] = (int16_t)sum;
+        }
+        y[b].d = 1 / iscale;
+    }
+}
+
+// The eight 6-bit scales and mins of a Q4_K / Q5_K block.
+static void scales_and_mins(const uint8_t *s, uint8_t sc[8], uint8_t mn[8]) {
+    for (int j = 0; j < 4; j++) {
+        sc[j] = s[j] & 63;
+        mn[j] = s[j + 4] & 63;
+        sc[j + 4] = (uint8_t)((s[j + 8] & 0xF) | ((s[j] >> 6) << 4));
+        mn[j + 4] = (uint8_t)((s[j + 8] >> 4) | ((s[j + 4] >> 6) << 4));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scalar products.
+
+// The 256 unsigned values of a block (Q6_K: 0..63, to be read with a bias of 32).
+static void unpack_k(int type, const uint8_t *p, uint8_t *u) {
+    if (type == TYPE_Q6_K) {
+        const uint8_t *ql = p, *qh = p + 128;
+        for (int n = 0; n < 2; n++, ql += 64, qh += 32, u += 128)
+            for (int l = 0; l < 32; l++) {
+                u[l] = (uint8_t)((ql[l] & 0xF) | ((qh[l] & 3) << 4));
+                u[l + 32] = (uint8_t)((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4));
+                u[l + 64] = (uint8_t)((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4));
+                u[l + 96] = (uint8_t)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4));
+            }
+        return;
+    }
+    const int five = type == TYPE_Q5_K;
+    const uint8_t *qh = p + 16, *qs = p + (five ? 48 : 16);
+    for (int k = 0; k < 4; k++, qs += 32)
+        for (int l = 0; l < 32; l++) {
+            u[64 * k + l] = (uint8_t)((qs[l] & 0xF) | (five ? ((qh[l] >> (2 * k)) & 1) << 4 : 0));
+            u[64 * k + 32 + l] = (uint8_t)((qs[l] >> 4) | (five ? ((qh[l] >> (2 * k + 1)) & 1) << 4 : 0));
+        }
+}
+
+static float dot_k_scalar(int type, const uint8_t *row, const q8k_block *a, int64_t blocks) {
+    const int bytes = kblock_bytes(type);
+    float total = 0;
+    uint8_t u[256];
+    for (int64_t b = 0; b < blocks; b++, row += bytes, a++) {
+        unpack_k(type, row, u);
+        if (type == TYPE_Q6_K) {
+            const int8_t *sc = (const int8_t *)(row + 192);
+            int sum = 0, bias = 0;
+            for (int g = 0; g < 16; g++) {
+                int s = 0;
+                for (int j = 0; j < 16; j++) s += u[16 * g + j] * a->q[16 * g + j];
+                sum += sc[g] * s;
+                bias += sc[g] * a->sums[g];
+            }
+            total += (load_half(row + 208) * a->d) * (float)(sum - 32 * bias);
+            continue;
+        }
+        uint8_t sc[8], mn[8];
+        scales_and_mins(row + 4, sc, mn);
+        int sum = 0, mins = 0;
+        for (int g = 0; g < 8; g++) {
+            int s = 0;
+            for (int j = 0; j < 32; j++) s += u[32 * g + j] * a->q[32 * g + j];
+            sum += sc[g] * s;
+            mins += mn[g] * (a->sums[2 * g] + a->sums[2 * g + 1]);
+        }
+        total += (load_half(row) * a->d) * (float)sum - (load_half(row + 2) * a->d) * (float)mins;
+    }
+    return total;
+}
+
+// ---------------------------------------------------------------------------------------------
+// AVX2 (also the path on AVX-512 machines): 32 values per step; unsigned values x signed
+// activations into 16-bit pair sums (no overflow: at most 2 x 63 x 127), then multiplied by the
+// sub-block scales into 32-bit sums.
+
+#if LLK_X86
+#define ATTR_K __attribute__((target("avx2,fma,f16c")))
+
+ATTR_K static inline int hsum_i32(__m256i v) {
+    __m128i r = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0x4E));
+    r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0xB1));
+    return _mm_cvtsi128_si32(r);
+}
+
+// `type` is a constant in each caller (see rows_k_avx2), so each type gets its own loop.
+ATTR_K __attribute__((always_inline)) static inline float dot_k_avx2(const int type, const uint8_t *row, const q8k_block *a, int64_t blocks) {
+    const int bytes = kblock_bytes(type);
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    float total = 0;
+    for (int64_t b = 0; b < blocks; b++, row += bytes, a++) {
+        __m256i acc = _mm256_setzero_si256();
+        if (type == TYPE_Q6_K) {
+            const int8_t *sc = (const int8_t *)(row + 192);
+            const uint8_t *ql = row, *qh = row + 128;
+            const __m256i two = _mm256_set1_epi8(3);
+            for (int n = 0; n < 2; n++, ql += 64, qh += 32) {
+                const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql), l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+                const __m256i h = _mm256_loadu_si256((const __m256i *)qh);
+                const __m256i v[4] = {
+                    _mm256_or_si256(_mm256_and_si256(l0, low4), _mm256_slli_epi16(_mm256_and_si256(h, two), 4)),
+                    _mm256_or_si256(_mm256_and_si256(l1, low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), two), 4)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), two), 4)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), two), 4)),
+                };
+                for (int k = 0; k < 4; k++) {
+                    const int g = 8 * n + 2 * k;  // two scale groups of 16 in these 32 values
+                    const __m256i q = _mm256_loadu_si256((const __m256i *)(a->q + 128 * n + 32 * k));
+                    const __m256i scale = _mm256_set_m128i(_mm_set1_epi16(sc[g + 1]), _mm_set1_epi16(sc[g]));
+                    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(v[k], q), scale));
+                }
+            }
+            // The values are stored plus 32: subtract 32 x scale x (sum of the activations).
+            const __m256i s = _mm256_loadu_si256((const __m256i *)a->sums);
+            const __m256i scales = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
+            const int bias = hsum_i32(_mm256_madd_epi16(s, scales));
+            total += (load_half(row + 208) * a->d) * (float)(hsum_i32(acc) - 32 * bias);
+            continue;
+        }
+        uint8_t sc[8], mn[8];
+        scales_and_mins(row + 4, sc, mn);
+        const int five = type == TYPE_Q5_K;
+        const uint8_t *qs = row + (five ? 48 : 16);
+        const __m256i hbits = five ? _mm256_loadu_si256((const __m256i *)(row + 16)) : _mm256_setzero_si256();
+        for (int k = 0; k < 4; k++, qs += 32) {
+            const __m256i q4 = _mm256_loadu_si256((const __m256i *)qs);
+            __m256i lo = _mm256_and_si256(q4, low4), hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), low4);
+            if (five) {
+                const __m256i one = _mm256_set1_epi8(1);
+                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * k), one), 4));
+                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * k + 1), one), 4));
+            }
+            const __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(a->q + 64 * k)));
+            const __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a->q + 64 * k + 32)));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(plo, _mm256_set1_epi16(sc[2 * k])));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(phi, _mm256_set1_epi16(sc[2 * k + 1])));
+        }
+        int mins = 0;
+        for (int g = 0; g < 8; g++) mins += mn[g] * (a->sums[2 * g] + a->sums[2 * g + 1]);
+        total += (load_half(row) * a->d) * (float)hsum_i32(acc) - (load_half(row + 2) * a->d) * (float)mins;
+    }
+    return total;
+}
+
+// Rows outside, tokens inside: a row stays in L1 while every token meets it.
+ATTR_K static void rows_k_avx2(int type, const uint8_t *w, int64_t row_bytes, int64_t rows, const q8k_block *a,
+                               int64_t tokens, int64_t blocks, float *out, int64_t out_stride) {
+#define K_CASE(T)                                                                                     \
+    case T:                                                                                           \
+        for (int64_t r = 0; r < rows; r++)                                                            \
+            for (int64_t t = 0; t < tokens; t++)                                                      \
+                out[t * out_stride + r] = dot_k_avx2(T, w + r * row_bytes, a + t * blocks, blocks);   \
+        return;
+    switch (type) {
+        K_CASE(TYPE_Q4_K) K_CASE(TYPE_Q5_K) K_CASE(TYPE_Q6_K)
+    default: return;
+    }
+#undef K_CASE
+}
+#endif
+
+void llk_qk_matmul(int type, const void *weights, int64_t row_bytes, int64_t rows, const void *activations,
+                   int64_t tokens, int64_t blocks, float *out, int64_t out_stride) {
+    const uint8_t *w = (const uint8_t *)weights;
+    const q8k_block *a = (const q8k_block *)activations;
+#if LLK_X86
+    const int isa = llk_isa_id();
+    if (isa == 1 || isa == 2) {
+        rows_k_avx2(type, w, row_bytes, rows, a, tokens, blocks, out, out_stride);
+        return;
+    }
+#endif
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t t = 0; t < tokens; t++)
+            out[t * out_stride + r] = dot_k_scalar(type, w + r * row_bytes, a + t * blocks, blocks);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Quantizers: llama.cpp's reference algorithms without an importance matrix.
+
+// Levels 0..nmax for x with an offset: a weighted least-squares search over 1 + nstep trial
+// scales around nmax / (max - min). Returns the scale; *neg_min receives -min (>= 0).
+static float fit_scale_and_min(const float *x, const float *w, int nmax, float rmin, float rdelta, int nstep,
+                               uint8_t *levels, float *neg_min) {
+    float lo = x[0], hi = x[0], sum_w = w[0], sum_x = w[0] * x[0];
+    for (int i = 1; i < 32; i++) {
+        if (x[i] < lo) lo = x[i];
+        if (x[i] > hi) hi = x[i];
+        sum_w += w[i];
+        sum_x += w[i] * x[i];
+    }
+    if (lo > 0) lo = 0;
+    if (hi == lo) {
+        memset(levels, 0, 32);
+        *neg_min = -lo;
+        return 0;
+    }
+    float iscale = nmax / (hi - lo), scale = 1 / iscale, best = 0;
+    for (int i = 0; i < 32; i++) {
+        int l = round_int(iscale * (x[i] - lo));
+        l = l < 0 ? 0 : l > nmax ? nmax : l;
+        levels[i] = (uint8_t)l;
+        const float diff = scale * levels[i] + lo - x[i];
+        best += w[i] * (diff * diff);
+    }
+    uint8_t trial[32];
+    for (int step = 0; step <= nstep; step++) {
+        iscale = (rmin + rdelta * step + nmax) / (hi - lo);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < 32; i++) {
+            int l = round_int(iscale * (x[i] - lo));
+            l = l < 0 ? 0 : l > nmax ? nmax : l;
+            trial[i] = (uint8_t)l;
+            sum_l += w[i] * l;
+            sum_l2 += w[i] * l * l;
+            sum_xl += w[i] * l * x[i];
+        }
+        const float det = sum_w * sum_l2 - sum_l * sum_l;
+        if (!(det > 0)) continue;
+        float s = (sum_w * sum_xl - sum_x * sum_l) / det, m = (sum_l2 * sum_x - sum_l * sum_xl) / det;
+        if (m > 0) {
+            m = 0;
+            s = sum_xl / sum_l2;
+        }
+        float error = 0;
+        for (int i = 0; i < 32; i++) {
+            const float diff = s * trial[i] + m - x[i];
+            error += w[i] * (diff * diff);
+        }
+        if (error < best) {
+            memcpy(levels, trial, 32);
+            best = error;
+            scale = s;
+            lo = m;
+        }
+    }
+    *neg_min = -lo;
+    return scale;
+}
+
+// Q4_K (nmax 15) and Q5_K (nmax 31): eight sub-blocks of 32 with 6-bit scales and mins.
+static void quantize_q45k_block(const float *x, uint8_t *out, int five) {
+    const int nmax = five ? 31 : 15;
+    uint8_t levels[256];
+    float scales[8], mins[8], w[32], max_scale = 0, max_min = 0;
+    for (int j = 0; j < 8; j++) {
+        const float *v = x + 32 * j;
+        float sum_x2 = 0;
+        for (int l = 0; l < 32; l++) sum_x2 += v[l] * v[l];
+        const float av = sqrtf(sum_x2 / 32);
+        for (int l = 0; l < 32; l++) w[l] = av + fabsf(v[l]);
+        scales[j] = fit_scale_and_min(v, w, nmax, five ? -0.5f : -1.0f, 0.1f, five ? 15 : 20, levels + 32 * j, &mins[j]);
+        if (scales[j] > max_scale) max_scale = scales[j];
+        if (mins[j] > max_min) max_min = mins[j];
+    }
+    const float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f, inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
+    uint8_t *s = out + 4;
+    memset(s, 0, 12);
+    for (int j = 0; j < 8; j++) {
+        uint8_t ls = (uint8_t)round_int(inv_scale * scales[j]), lm = (uint8_t)round_int(inv_min * mins[j]);
+        if (ls > 63) ls = 63;
+        if (lm > 63) lm = 63;
+        if (j < 4) {
+            s[j] = ls;
+            s[j + 4] = lm;
+        } else {
+            s[j + 4] = (uint8_t)((ls & 0xF) | ((lm & 0xF) << 4));
+            s[j - 4] |= (uint8_t)((ls >> 4) << 6);
+            s[j] |= (uint8_t)((lm >> 4) << 6);
+        }
+    }
+    store_half(out, max_scale / 63.0f);
+    store_half(out + 2, max_min / 63.0f);
+    uint8_t sc[8], mn[8];
+    scales_and_mins(s, sc, mn);
+    for (int j = 0; j < 8; j++) {
+        const float d = load_half(out) * sc[j];
+        if (d == 0) continue;
+        const float dm = load_half(out + 2) * mn[j];
+        for (int i = 0; i < 32; i++) {
+            int l = round_int((x[32 * j + i] + dm) / d);
+            levels[32 * j + i] = (uint8_t)(l < 0 ? 0 : l > nmax ? nmax : l);
+        }
+    }
+    uint8_t *qh = out + 16, *qs = out + (five ? 48 : 16);
+    if (five) memset(qh, 0, 32);
+    for (int k = 0; k < 4; k++, qs += 32)
+        for (int l = 0; l < 32; l++) {
+            const uint8_t a = levels[64 * k + l], b = levels[64 * k + 32 + l];
+            if (five) qh[l] |= (uint8_t)(((a >> 4) << (2 * k)) | ((b >> 4) << (2 * k + 1)));
+            qs[l] = (uint8_t)((a & 0xF) | ((b & 0xF) << 4));
+        }
+}
+
+// Signed levels -nmax..nmax-1 for 16 values, searching 19 scales around nmax / max, weighted by x^2.
+static float fit_signed_scale(const float *x, int nmax, int8_t *levels) {
+    float amax = 0, max = 0;
+    for (int i = 0; i < 16; i++) {
+        const float a = fabsf(x[i]);
+        if (a > amax) { amax = a; max = x[i]; }
+    }
+    if (amax < 1e-15f) {
+        memset(levels, 0, 16);
+        return 0;
+    }
+    float iscale = -nmax / max, sum_lx = 0, sum_l2 = 0;
+    for (int i = 0; i < 16; i++) {
+        int l = round_int(iscale * x[i]);
+        l = l < -nmax ? -nmax : l > nmax - 1 ? nmax - 1 : l;
+        levels[i] = (int8_t)(l + nmax);
+        const float w = x[i] * x[i];
+        sum_lx += w * x[i] * l;
+        sum_l2 += w * l * l;
+    }
+    float scale = sum_l2 ? sum_lx / sum_l2 : 0.0f, best = scale * sum_lx;
+    for (int step = -9; step <= 9; step++) {
+        if (step == 0) continue;
+        iscale = -(nmax + 0.1f * step) / max;
+        sum_lx = sum_l2 = 0;
+        for (int i = 0; i < 16; i++) {
+            int l = round_int(iscale * x[i]);
+            l = l < -nmax ? -nmax : l > nmax - 1 ? nmax - 1 : l;
+            const float w = x[i] * x[i];
+            sum_lx += w * x[i] * l;
+            sum_l2 += w * l * l;
+        }
+        if (sum_l2 > 0 && sum_lx * sum_lx > best * sum_l2) {
+            for (int i = 0; i < 16; i++) {
+                int l = round_int(iscale * x[i]);
+                levels[i] = (int8_t)(nmax + (l < -nmax ? -nmax : l > nmax - 1 ? nmax - 1 : l));
+            }
+            scale = sum_lx / sum_l2;
+            best = scale * sum_lx;
+        }
+    }
+    return scale;
+}
+
+static void quantize_q6k_block(const float *x, uint8_t *out) {
+    int8_t levels[256];
+    float scales[16], max_scale = 0, max_abs = 0;
+    for (int g = 0; g < 16; g++) {
+        scales[g] = fit_signed_scale(x + 16 * g, 32, levels + 16 * g);
+        if (fabsf(scales[g]) > max_abs) {
+            max_abs = fabsf(scales[g]);
+            max_scale = scales[g];
+        }
+    }
+    if (max_abs < 1e-15f) {
+        memset(out, 0, 210);
+        return;
+    }
+    const float iscale = -128.0f / max_scale;
+    store_half(out + 208, 1 / iscale);
+    int8_t *sc = (int8_t *)(out + 192);
+    for (int g = 0; g < 16; g++) {
+        const int v = round_int(iscale * scales[g]);
+        sc[g] = (int8_t)(v < 127 ? v : 127);
+    }
+    for (int g = 0; g < 16; g++) {
+        const float d = load_half(out + 208) * sc[g];
+        if (d == 0) continue;
+        for (int i = 0; i < 16; i++) {
+            int l = round_int(x[16 * g + i] / d);
+            levels[16 * g + i] = (int8_t)((l < -32 ? -32 : l > 31 ? 31 : l) + 32);
+        }
+    }
+    uint8_t *ql = out, *qh = out + 128;
+    for (int n = 0; n < 2; n++, ql += 64, qh += 32) {
+        const int8_t *v = levels + 128 * n;
+        for (int l = 0; l < 32; l++) {
+            ql[l] = (uint8_t)((v[l] & 0xF) | ((v[l + 64] & 0xF) << 4));
+            ql[l + 32] = (uint8_t)((v[l + 32] & 0xF) | ((v[l + 96] & 0xF) << 4));
+            qh[l] = (uint8_t)((v[l] >> 4) | ((v[l + 32] >> 4) << 2) | ((v[l + 64] >> 4) << 4) | ((v[l + 96] >> 4) << 6));
+        }
+    }
+}
+
+int llk_qk_quantize(int type, const float *x, int64_t blocks, void *out) {
+    uint8_t *o = (uint8_t *)out;
+    const int bytes = kblock_bytes(type);
+    if (!bytes) return 0;
+    for (int64_t b = 0; b < blocks; b++, x += 256, o += bytes) {
+        if (type == TYPE_Q6_K) quantize_q6k_block(x, o);
+        else quantize_q45k_block(x, o, type == TYPE_Q5_K);
+    }
+    return 1;
+}
