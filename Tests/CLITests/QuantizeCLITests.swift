@@ -16,7 +16,7 @@ import TestSupport
         let target = try #require(GGMLType(name: typeName))
         #expect(file.tensor(named: "blk.0.attn_q.weight")?.type == target)
         #expect(file.tensor(named: "blk.0.attn_norm.weight")?.type == .f32)       // vectors stay
-        #expect(file.tensor(named: "blk.0.ffn_down.weight")?.type == .f32)        // rows of 172: not whole blocks
+        #expect(file.tensor(named: "blk.0.ffn_down.weight")?.type == .f16)        // rows of 172: not whole blocks, F16 as llama.cpp
         #expect(file.tensor(named: "token_embd.weight")?.type == target)
         #expect(file.tensor(named: "output.weight")?.type == .q8_0)               // the output matrix
         #expect(file.int("general.file_type") == Int(QuantizeCommandFileTypes.values[typeName]!))
