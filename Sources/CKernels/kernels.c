@@ -1,4 +1,5 @@
 #include "CKernels.h"
+#include "half.h"
 
 #include <string.h>
 
@@ -9,33 +10,6 @@
 #include <arm_neon.h>
 #define LLK_NEON 1
 #endif
-
-// ---------------------------------------------------------------------------------------------
-// Half precision (scalar, exact).
-
-static inline float half_to_float(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    uint32_t exponent = (h >> 10) & 0x1F;
-    uint32_t mantissa = h & 0x3FF;
-    uint32_t bits;
-    if (exponent == 0x1F) {
-        bits = sign | 0x7F800000u | (mantissa << 13);
-    } else if (exponent == 0) {
-        float magnitude = (float)mantissa * (1.0f / 16777216.0f);
-        return sign ? -magnitude : magnitude;
-    } else {
-        bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-static inline float load_half(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return half_to_float(h);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Dispatch.
