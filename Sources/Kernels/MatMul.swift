@@ -94,14 +94,11 @@ public enum MatMul {
     /// arithmetic of both, for tests).
     public static func multiply(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, tokens: Int,
                                 pool: ThreadPool, workspace: MatMulWorkspace) {
-        if w.integerProducts {
+        if w.integerProducts || w.kIntegerProducts {
             multiplyIntegers(w, x, y, tokens: tokens, pool: pool, workspace: workspace)
             return
         }
-        if w.kIntegerProducts {
-            multiplyKIntegers(w, x, y, tokens: tokens, pool: pool, workspace: workspace)
-            return
-        }
+
         let cols = w.columns
         let prepared = workspace.prepared.ensure(cols * tokens)
         for t in 0..<tokens {
@@ -130,57 +127,40 @@ public enum MatMul {
         }
     }
 
-    /// The integer path: every token rounded to 8-bit blocks once, then each worker multiplies a
-    /// contiguous run of rows (a multiple of 4, the kernels' tile) with all tokens.
+    /// The integer path: every token rounded once to 8-bit blocks (Q8_0/Q8_1 layouts for the
+    /// 32-value types, Q8_K for the K types), then each worker multiplies a contiguous run of rows
+    /// (a multiple of 4, the batch kernel's tile) with all tokens.
     static func multiplyIntegers(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, tokens: Int,
                                  pool: ThreadPool, workspace: MatMulWorkspace) {
         let type = Int32(w.type.id)
-        let blocks = w.columns / 32
-        let tokenBytes = Int(llk_q8_token_bytes(Int64(blocks)))
+        let kTypes = w.kIntegerProducts
+        let blocks = Int64(w.columns / w.type.blockSize)
+        let tokenBytes = Int(kTypes ? llk_qk_token_bytes(blocks) : llk_q8_token_bytes(blocks))
         let prepared = UnsafeMutableRawPointer(workspace.prepared.ensure((tokens * tokenBytes + 3) / 4))
         let input = SendablePointer(UnsafeMutablePointer(mutating: x))
         let activations = SendablePointer(prepared.assumingMemoryBound(to: UInt8.self))
         let threads = max(1, min(pool.threads, workspace.workers.count))
         pool.run(min(threads, tokens)) { worker in
             for t in stride(from: worker, to: tokens, by: min(threads, tokens)) {
-                llk_q8_prepare(type, input.pointer + t * w.columns, Int64(blocks), activations.pointer + t * tokenBytes)
+                let token = input.pointer + t * w.columns, out = activations.pointer + t * tokenBytes
+                if kTypes { llk_qk_prepare(token, blocks, out) } else { llk_q8_prepare(type, token, blocks, out) }
             }
         }
         let quads = (w.rows + 3) / 4
         let workers = max(1, min(threads, quads))
         let output = SendablePointer(y)
-        let scratchFloats = Int(llk_q8_scratch_bytes(Int64(blocks))) / 4
+        let scratchFloats = kTypes || tokens == 1 ? 1 : Int(llk_q8_scratch_bytes(blocks)) / 4
         pool.run(workers) { worker in
             let first = min(w.rows, quads * worker / workers * 4), end = min(w.rows, quads * (worker + 1) / workers * 4)
             guard end > first else { return }
-            let scratch = workspace.workers[worker].ensure(tokens > 1 ? scratchFloats : 1)
-            llk_q8_matmul(type, w.data + first * w.rowBytes, Int64(w.rowBytes), Int64(end - first), activations.pointer,
-                          Int64(tokens), Int64(blocks), output.pointer + first, Int64(w.rows), scratch)
-        }
-    }
-
-    /// The K-quant integer path: tokens rounded to Q8_K blocks, then contiguous runs of rows.
-    static func multiplyKIntegers(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, tokens: Int,
-                                  pool: ThreadPool, workspace: MatMulWorkspace) {
-        let type = Int32(w.type.id)
-        let blocks = w.columns / 256
-        let tokenBytes = Int(llk_qk_token_bytes(Int64(blocks)))
-        let prepared = UnsafeMutableRawPointer(workspace.prepared.ensure((tokens * tokenBytes + 3) / 4))
-        let input = SendablePointer(UnsafeMutablePointer(mutating: x))
-        let activations = SendablePointer(prepared.assumingMemoryBound(to: UInt8.self))
-        let threads = max(1, min(pool.threads, workspace.workers.count))
-        pool.run(min(threads, tokens)) { worker in
-            for t in stride(from: worker, to: tokens, by: min(threads, tokens)) {
-                llk_qk_prepare(input.pointer + t * w.columns, Int64(blocks), activations.pointer + t * tokenBytes)
+            let rows = w.data + first * w.rowBytes, count = Int64(end - first)
+            if kTypes {
+                llk_qk_matmul(type, rows, Int64(w.rowBytes), count, activations.pointer, Int64(tokens), blocks,
+                              output.pointer + first, Int64(w.rows))
+            } else {
+                llk_q8_matmul(type, rows, Int64(w.rowBytes), count, activations.pointer, Int64(tokens), blocks,
+                              output.pointer + first, Int64(w.rows), workspace.workers[worker].ensure(scratchFloats))
             }
-        }
-        let workers = max(1, min(threads, w.rows))
-        let output = SendablePointer(y)
-        pool.run(workers) { worker in
-            let first = w.rows * worker / workers, end = w.rows * (worker + 1) / workers
-            guard end > first else { return }
-            llk_qk_matmul(type, w.data + first * w.rowBytes, Int64(w.rowBytes), Int64(end - first), activations.pointer,
-                          Int64(tokens), Int64(blocks), output.pointer + first, Int64(w.rows))
         }
     }
 
