@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "llama", targets: ["LlamaCLI"]),
         .library(name: "Llama", targets: ["Llama"]),
+        .library(name: "Jinja", targets: ["Jinja"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -20,8 +21,10 @@ let package = Package(
         .target(name: "GGUF", dependencies: ["Kernels"]),
         // SentencePiece-style and byte-level BPE tokenizers. Knows nothing about GGUF.
         .target(name: "Tokenizers"),
+        // The Jinja subset that chat templates use. Knows nothing about models.
+        .target(name: "Jinja"),
         // The public library: model metadata, tokenizer loading, the default model.
-        .target(name: "Llama", dependencies: ["GGUF", "Kernels", "CKernels", "Tokenizers"]),
+        .target(name: "Llama", dependencies: ["GGUF", "Kernels", "CKernels", "Tokenizers", "Jinja"]),
         // The `llama` command-line tool: thin subcommands over the library.
         .executableTarget(
             name: "LlamaCLI",
@@ -32,6 +35,7 @@ let package = Package(
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "TestSupport"]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels"], exclude: ["Golden"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "Llama", "TestSupport"]),
+        .testTarget(name: "JinjaTests", dependencies: ["Jinja"], exclude: ["Golden", "Templates"]),
         .testTarget(name: "LlamaTests", dependencies: ["Llama", "TestSupport"], exclude: ["Golden"]),
         // Runs the built `llama` executable as a user would.
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "LlamaCLI"]),

@@ -1,0 +1,267 @@
+/// A Jinja template parsed once and rendered many times: the subset of Jinja that chat templates
+/// in GGUF and Hugging Face files use, rendered as Hugging Face's `apply_chat_template` renders
+/// it (`trim_blocks`, `lstrip_blocks`, loop controls, `raise_exception`, `tojson` with
+/// `ensure_ascii=False`).
+public struct Template: Sendable {
+    let nodes: [Node]
+
+    public init(_ source: String) throws(JinjaError) {
+        nodes = try Parser.parse(source)
+    }
+
+    /// Renders with `variables` as the template's globals (e.g. `messages`, `bos_token`,
+    /// `add_generation_prompt`). Errors carry the template's own message for `raise_exception`.
+    /// `now` (seconds since 1970) fixes the clock `strftime_now` reads; nil reads the real one.
+    public func render(_ variables: [String: JinjaValue], now: Int? = nil) throws(JinjaError) -> String {
+        var interpreter = Interpreter(globals: variables)
+        interpreter.now = now
+        var out = ""
+        _ = try interpreter.render(nodes, into: &out)
+        return out
+    }
+}
+
+/// Walks the nodes with a stack of scopes: a `for` body gets its own scope (its `set`s do not
+/// leak out, as in Jinja), `if` does not; namespaces are values changed in the scope that holds them.
+struct Interpreter {
+    var scopes: [[String: JinjaValue]]
+    var depth = 0
+    var now: Int? = nil
+
+    init(globals: [String: JinjaValue]) { scopes = [globals] }
+
+    enum Flow { case normal, breakLoop, continueLoop }
+
+    mutating func render(_ nodes: [Node], into out: inout String) throws(JinjaError) -> Flow {
+        for node in nodes {
+            switch node {
+            case .text(let s):
+                out += s
+            case .output(let e):
+                out += try evaluate(e).text
+            case .conditional(let branches, let otherwise):
+                var taken = false
+                for (condition, body) in branches {
+                    guard try evaluate(condition).isTruthy else { continue }
+                    taken = true
+                    let flow = try render(body, into: &out)
+                    if flow != .normal { return flow }
+                    break
+                }
+                if !taken {
+                    let flow = try render(otherwise, into: &out)
+                    if flow != .normal { return flow }
+                }
+            case .loop(let targets, let iterable, let filter, let body, let otherwise):
+                try loop(targets: targets, over: try evaluate(iterable), filter: filter, body: body, otherwise: otherwise, into: &out)
+            case .set(.names(let names), let e):
+                let value = try evaluate(e)
+                if names.count == 1 {
+                    scopes[scopes.count - 1][names[0]] = value
+                } else {
+                    let items = try iterate(value)
+                    guard items.count == names.count else { throw JinjaError("cannot unpack \(items.count) values into \(names.count) names") }
+                    for (name, item) in zip(names, items) { scopes[scopes.count - 1][name] = item }
+                }
+            case .set(.attribute(let object, let attribute), let e):
+                let value = try evaluate(e)
+                guard let level = scopes.lastIndex(where: { $0[object] != nil }), case .namespace(var pairs)? = scopes[level][object] else {
+                    throw JinjaError("cannot set an attribute of '\(object)': only a namespace() takes attributes")
+                }
+                if let i = pairs.firstIndex(where: { $0.0 == attribute }) { pairs[i].1 = value } else { pairs.append((attribute, value)) }
+                scopes[level][object] = .namespace(pairs)
+            case .setBlock(let name, let body):
+                var captured = ""
+                _ = try render(body, into: &captured)
+                scopes[scopes.count - 1][name] = .string(captured)
+            case .filterBlock(let name, let arguments, let body):
+                var captured = ""
+                _ = try render(body, into: &captured)
+                var args: [JinjaValue] = []
+                for a in arguments { args.append(try evaluate(a)) }
+                out += try Builtins.filter(name, .string(captured), args, []).text
+            case .macro(let m):
+                scopes[scopes.count - 1][m.name] = .macro(m)
+            case .breakLoop:
+                return .breakLoop
+            case .continueLoop:
+                return .continueLoop
+            }
+        }
+        return .normal
+    }
+
+    private mutating func loop(targets: [String], over sequence: JinjaValue, filter: Expression?, body: [Node], otherwise: [Node],
+                               into out: inout String) throws(JinjaError) {
+        var items = try iterate(sequence)
+        scopes.append([:])
+        defer { scopes.removeLast() }
+        func bind(_ item: JinjaValue) throws(JinjaError) {
+            if targets.count == 1 {
+                scopes[scopes.count - 1][targets[0]] = item
+            } else {
+                let parts = try iterate(item)
+                guard parts.count == targets.count else { throw JinjaError("cannot unpack \(parts.count) values into \(targets.count) loop names") }
+                for (name, part) in zip(targets, parts) { scopes[scopes.count - 1][name] = part }
+            }
+        }
+        if let filter {
+            var kept: [JinjaValue] = []
+            for item in items {
+                try bind(item)
+                if try evaluate(filter).isTruthy { kept.append(item) }
+            }
+            items = kept
+        }
+        if items.isEmpty {
+            scopes[scopes.count - 1] = [:]
+            _ = try render(otherwise, into: &out)
+            return
+        }
+        for (i, item) in items.enumerated() {
+            scopes[scopes.count - 1] = [:]
+            try bind(item)
+            scopes[scopes.count - 1]["loop"] = .object([
+                ("index", .int(i + 1)), ("index0", .int(i)), ("revindex", .int(items.count - i)), ("revindex0", .int(items.count - i - 1)),
+                ("first", .bool(i == 0)), ("last", .bool(i == items.count - 1)), ("length", .int(items.count)),
+                ("previtem", i > 0 ? items[i - 1] : .undefined), ("nextitem", i + 1 < items.count ? items[i + 1] : .undefined),
+            ])
+            if try render(body, into: &out) == .breakLoop { break }
+        }
+    }
+
+    func lookup(_ name: String) -> JinjaValue {
+        for scope in scopes.reversed() {
+            if let value = scope[name] { return value }
+        }
+        return Builtins.globalFunctions.contains(name) ? .function(name) : .undefined
+    }
+
+    /// The items a `for` walks: a list's elements, a mapping's keys, a string's characters.
+    func iterate(_ value: JinjaValue) throws(JinjaError) -> [JinjaValue] {
+        switch value {
+        case .array(let a): return a
+        case .object(let o): return o.map { .string($0.0) }
+        case .string(let s): return s.map { .string(String($0)) }
+        case .undefined: return []
+        default: throw JinjaError("'\(value.typeName)' object is not iterable")
+        }
+    }
+
+    mutating func evaluate(_ expression: Expression) throws(JinjaError) -> JinjaValue {
+        switch expression {
+        case .literal(let v): return v
+        case .name(let n): return lookup(n)
+        case .list(let items):
+            var values: [JinjaValue] = []
+            for item in items { values.append(try evaluate(item)) }
+            return .array(values)
+        case .dict(let pairs):
+            var values: [(String, JinjaValue)] = []
+            for (k, v) in pairs {
+                let key = try evaluate(k)
+                guard case .string(let s) = key else { throw JinjaError("dictionary keys must be strings here, not \(key.typeName)") }
+                let value = try evaluate(v)
+                if let i = values.firstIndex(where: { $0.0 == s }) { values[i].1 = value } else { values.append((s, value)) }
+            }
+            return .object(values)
+        case .attribute(let base, let name):
+            let value = try evaluate(base)
+            if case .undefined = value { throw JinjaError("'\(Self.describe(base))' is undefined (reading .\(name))") }
+            return Builtins.item(value, .string(name))
+        case .subscript(let base, let key):
+            let value = try evaluate(base)
+            if case .undefined = value { throw JinjaError("'\(Self.describe(base))' is undefined (reading an item)") }
+            return Builtins.item(value, try evaluate(key))
+        case .slice(let base, let start, let stop, let step):
+            return try Builtins.slice(try evaluate(base), start: try start.map { e throws(JinjaError) in try evaluate(e) },
+                                      stop: try stop.map { e throws(JinjaError) in try evaluate(e) }, step: try step.map { e throws(JinjaError) in try evaluate(e) })
+        case .call(let callee, let arguments, let keywords):
+            var args: [JinjaValue] = []
+            for a in arguments { args.append(try evaluate(a)) }
+            var kwargs: [(String, JinjaValue)] = []
+            for (k, v) in keywords { kwargs.append((k, try evaluate(v))) }
+            if case .attribute(let base, let method) = callee {
+                let receiver = try evaluate(base)
+                if case .macro(let m) = Builtins.item(receiver, .string(method)) { return try call(m, args, kwargs) }
+                return try Builtins.method(receiver, method, args, kwargs)
+            }
+            if case .name(let name) = callee {
+                if case .macro(let m) = lookup(name) { return try call(m, args, kwargs) }
+                return try Builtins.function(name, args, kwargs, now: now)
+            }
+            throw JinjaError("this value cannot be called")
+        case .filter(let base, let name, let arguments, let keywords):
+            let value = try evaluate(base)
+            var args: [JinjaValue] = []
+            for a in arguments { args.append(try evaluate(a)) }
+            var kwargs: [(String, JinjaValue)] = []
+            for (k, v) in keywords { kwargs.append((k, try evaluate(v))) }
+            return try Builtins.filter(name, value, args, kwargs)
+        case .test(let base, let name, let arguments, let negated):
+            let value = try evaluate(base)
+            var args: [JinjaValue] = []
+            for a in arguments { args.append(try evaluate(a)) }
+            return .bool(try Builtins.test(name, value, args) != negated)
+        case .unary(let op, let operand):
+            let value = try evaluate(operand)
+            switch op {
+            case "not": return .bool(!value.isTruthy)
+            default:
+                switch value {
+                case .int(let i): return .int(-i)
+                case .double(let d): return .double(-d)
+                case .bool(let b): return .int(b ? -1 : 0)
+                default: throw JinjaError("bad operand type for unary -: '\(value.typeName)'")
+                }
+            }
+        case .binary("and", let l, let r):
+            let left = try evaluate(l)
+            return left.isTruthy ? try evaluate(r) : left
+        case .binary("or", let l, let r):
+            let left = try evaluate(l)
+            return left.isTruthy ? left : try evaluate(r)
+        case .binary(let op, let l, let r):
+            return try Builtins.binary(op, try evaluate(l), try evaluate(r))
+        case .conditional(let value, let condition, let otherwise):
+            if try evaluate(condition).isTruthy { return try evaluate(value) }
+            return try otherwise.map { e throws(JinjaError) in try evaluate(e) } ?? .undefined
+        }
+    }
+
+    /// A macro call renders its body in a fresh scope over the globals, with its parameters bound.
+    private mutating func call(_ m: Macro, _ args: [JinjaValue], _ kwargs: [(String, JinjaValue)]) throws(JinjaError) -> JinjaValue {
+        guard depth < 64 else { throw JinjaError("macros nest too deeply (recursion?)") }
+        var scope: [String: JinjaValue] = [:]
+        for (i, (name, defaultValue)) in m.parameters.enumerated() {
+            if i < args.count {
+                scope[name] = args[i]
+            } else if let given = kwargs.last(where: { $0.0 == name }) {
+                scope[name] = given.1
+            } else if let defaultValue {
+                scope[name] = try evaluate(defaultValue)
+            } else {
+                scope[name] = .undefined
+            }
+        }
+        let saved = scopes
+        scopes = [scopes[0], scope]
+        depth += 1
+        defer {
+            scopes = saved
+            depth -= 1
+        }
+        var out = ""
+        _ = try render(m.body, into: &out)
+        return .string(out)
+    }
+
+    static func describe(_ e: Expression) -> String {
+        switch e {
+        case .name(let n): return n
+        case .attribute(let b, let n): return describe(b) + "." + n
+        case .subscript(let b, _): return describe(b) + "[...]"
+        default: return "value"
+        }
+    }
+}

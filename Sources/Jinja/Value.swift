@@ -1,0 +1,156 @@
+/// A value inside a template: what Python would hand Jinja for a chat template (JSON-like data),
+/// plus `undefined` and the callables the language needs.
+public enum JinjaValue: Sendable, Equatable {
+    case undefined
+    case none
+    case bool(Bool)
+    case int(Int)
+    case double(Double)
+    case string(String)
+    case array([JinjaValue])
+    /// A mapping with string keys, in insertion order (as Python dicts keep it).
+    case object([(String, JinjaValue)])
+    /// A `namespace(...)`: attributes that `{% set ns.x = ... %}` may change from inside loops.
+    case namespace([(String, JinjaValue)])
+    case macro(Macro)
+    /// A built-in global function (`range`, `namespace`, `strftime_now`, ...), so that
+    /// `strftime_now is defined` holds as in Hugging Face's environment.
+    case function(String)
+
+    public static func == (a: JinjaValue, b: JinjaValue) -> Bool {
+        switch (a, b) {
+        case (.undefined, .undefined), (.none, .none): return true
+        case (.bool(let x), .bool(let y)): return x == y
+        case (.string(let x), .string(let y)): return x == y
+        case (.array(let x), .array(let y)): return x == y
+        case (.object(let x), .object(let y)), (.namespace(let x), .namespace(let y)):
+            return x.count == y.count && x.allSatisfy { key, value in y.first { $0.0 == key }?.1 == value }
+        case (.macro(let x), .macro(let y)): return x.name == y.name
+        case (.function(let x), .function(let y)): return x == y
+        default:
+            // Numbers compare across int, float and bool, as in Python.
+            if let x = a.number, let y = b.number { return x == y }
+            return false
+        }
+    }
+
+    /// Python's truthiness.
+    public var isTruthy: Bool {
+        switch self {
+        case .undefined, .none: return false
+        case .bool(let b): return b
+        case .int(let i): return i != 0
+        case .double(let d): return d != 0
+        case .string(let s): return !s.isEmpty
+        case .array(let a): return !a.isEmpty
+        case .object(let o), .namespace(let o): return !o.isEmpty
+        case .macro, .function: return true
+        }
+    }
+
+    var number: Double? {
+        switch self {
+        case .int(let i): return Double(i)
+        case .double(let d): return d
+        case .bool(let b): return b ? 1 : 0
+        default: return nil
+        }
+    }
+
+    var isDefined: Bool { if case .undefined = self { return false } else { return true } }
+
+    /// The value at `key` of a mapping or namespace (undefined when absent).
+    public subscript(key: String) -> JinjaValue {
+        switch self {
+        case .object(let pairs), .namespace(let pairs): return pairs.last { $0.0 == key }?.1 ?? .undefined
+        default: return .undefined
+        }
+    }
+
+    /// Python's type name, for error messages.
+    var typeName: String {
+        switch self {
+        case .undefined: return "undefined"
+        case .none: return "NoneType"
+        case .bool: return "bool"
+        case .int: return "int"
+        case .double: return "float"
+        case .string: return "str"
+        case .array: return "list"
+        case .object: return "dict"
+        case .namespace: return "Namespace"
+        case .macro: return "macro"
+        case .function: return "builtin_function_or_method"
+        }
+    }
+
+    /// The text `{{ value }}` prints: Python's `str()`.
+    public var text: String {
+        switch self {
+        case .undefined: return ""
+        case .string(let s): return s
+        default: return repr
+        }
+    }
+
+    /// Python's `repr()`, which is how lists and dicts print.
+    var repr: String {
+        switch self {
+        case .undefined: return ""
+        case .none: return "None"
+        case .bool(let b): return b ? "True" : "False"
+        case .int(let i): return String(i)
+        case .double(let d): return Self.pythonFloat(d)
+        case .string(let s): return Self.pythonQuoted(s)
+        case .array(let a): return "[" + a.map(\.repr).joined(separator: ", ") + "]"
+        case .object(let o): return "{" + o.map { Self.pythonQuoted($0.0) + ": " + $0.1.repr }.joined(separator: ", ") + "}"
+        case .namespace(let o): return "<Namespace " + o.map { "\($0.0)=\($0.1.repr)" }.joined(separator: ", ") + ">"
+        case .macro(let m): return "<Macro '\(m.name)'>"
+        case .function(let f): return "<built-in function \(f)>"
+        }
+    }
+
+    /// Python's float formatting: shortest round-trip digits, always with a point or exponent.
+    static func pythonFloat(_ d: Double) -> String {
+        if d.isNaN { return "nan" }
+        if d.isInfinite { return d > 0 ? "inf" : "-inf" }
+        if d == d.rounded(), abs(d) < 1e16 { return "\(Int(d)).0" }
+        return "\(d)"  // Swift also prints the shortest round-trip digits
+    }
+
+    /// Python's `repr` of a string: single quotes unless the text holds one and no double quote.
+    static func pythonQuoted(_ s: String) -> String {
+        let quote: Character = s.contains("'") && !s.contains("\"") ? "\"" : "'"
+        var out = String(quote)
+        for c in s.unicodeScalars {
+            switch c {
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if Character(c) == quote { out += "\\" + String(quote) }
+                else if c.value < 0x20 || c.value == 0x7F { out += "\\x" + (c.value < 16 ? "0" : "") + String(c.value, radix: 16) }
+                else { out.unicodeScalars.append(c) }
+            }
+        }
+        return out + String(quote)
+    }
+}
+
+/// A `{% macro %}` definition: its parameters (with defaults) and body.
+public struct Macro: Sendable {
+    let name: String
+    let parameters: [(String, Expression?)]
+    let body: [Node]
+}
+
+extension JinjaValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral,
+    ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral, ExpressibleByFloatLiteral {
+    public init(stringLiteral value: String) { self = .string(value) }
+    public init(integerLiteral value: Int) { self = .int(value) }
+    public init(floatLiteral value: Double) { self = .double(value) }
+    public init(booleanLiteral value: Bool) { self = .bool(value) }
+    public init(arrayLiteral elements: JinjaValue...) { self = .array(elements) }
+    public init(dictionaryLiteral elements: (String, JinjaValue)...) { self = .object(elements) }
+}
