@@ -30,6 +30,8 @@ let package = Package(
             name: "LlamaCLI",
             dependencies: ["Llama", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // About twenty lines that embed the library: load, chat, stream.
+        .executableTarget(name: "chat-example", dependencies: ["Llama"], path: "Examples/ChatExample"),
         // Fixture lookup and scratch files shared by the test targets.
         .target(name: "TestSupport", dependencies: ["Llama"], path: "Tests/TestSupport"),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "TestSupport"]),

@@ -36,7 +36,7 @@ extension LlamaContext {
         stats.promptTokens = prompt.count
         guard !prompt.isEmpty else { return stats }
         let promptStart = Date()
-        var logits = try evaluate(prompt, logitsFor: .last)
+        try evaluate(prompt, logitsFor: .last)
         stats.promptSeconds = Date().timeIntervalSince(promptStart)
         var history = prompt
         let generationStart = Date()
@@ -48,7 +48,7 @@ extension LlamaContext {
             guard try onToken(token) else { break }
             if maxTokens >= 0, stats.generatedTokens >= maxTokens { break }
             if position >= contextSize { break }
-            logits = try evaluate([token], logitsFor: .last)
+            try evaluate([token], logitsFor: .last)
         }
         stats.generationSeconds = Date().timeIntervalSince(generationStart)
         return stats

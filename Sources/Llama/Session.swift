@@ -1,0 +1,256 @@
+import Foundation
+import Tokenizers
+
+/// What shapes one generation.
+public struct GenerationParameters: Sendable {
+    /// Most tokens to generate; negative means until an end token or a full context.
+    public var maxTokens: Int = -1
+    public var sampler = SamplerSettings()
+    /// Texts that end the generation where they appear (they may span tokens); never part of the output.
+    public var stop: [String] = []
+    /// A GBNF grammar the output must follow (see `Grammar`, `JSONGrammar`).
+    public var grammar: String? = nil
+    /// Tokens that end the generation; nil means the model's end-of-text and end-of-turn tokens.
+    public var stopTokens: Set<TokenID>? = nil
+
+    public init(maxTokens: Int = -1, sampler: SamplerSettings = SamplerSettings(), stop: [String] = [], grammar: String? = nil) {
+        self.maxTokens = maxTokens
+        self.sampler = sampler
+        self.stop = stop
+        self.grammar = grammar
+    }
+}
+
+/// Why a generation ended.
+public enum FinishReason: String, Sendable, Codable {
+    /// An end token, a stop string, or a grammar that is complete.
+    case stop
+    /// `maxTokens` reached.
+    case length
+    /// The context is full.
+    case contextFull = "context_full"
+    /// The consumer stopped listening or the task was cancelled.
+    case cancelled
+}
+
+/// The end of a generation: counts, timings, and why it ended.
+public struct GenerationSummary: Sendable {
+    public var statistics: GenerationStatistics
+    public var finishReason: FinishReason
+    /// The whole generated text (stop string excluded).
+    public var text: String
+    /// Prompt tokens that were already in the cache and not evaluated again.
+    public var reusedPromptTokens: Int
+}
+
+/// What a generation stream yields: text as it is produced, notices, and finally a summary.
+public enum GenerationEvent: Sendable {
+    case text(String)
+    /// Something the user should know, such as old turns dropped to fit the context.
+    case notice(String)
+    case finished(GenerationSummary)
+}
+
+/// A sequence being generated: a context (KV cache) on a shared model, and the tokens it holds.
+/// A new prompt reuses the longest cached prefix it shares with the last one, so a conversation
+/// only evaluates what is new. One generation at a time (callers queue on a lock); make one
+/// session per conversation. Many sessions may share one `LlamaModel`.
+public final class Session: @unchecked Sendable {
+    public let model: LlamaModel
+    private let context: LlamaContext
+    private let lock = NSLock()
+    /// The tokens whose keys and values the cache holds, in order.
+    private var cached: [TokenID] = []
+
+    public init(model: LlamaModel, contextSize: Int? = nil, threads: Int? = nil, batchSize: Int = 512,
+                kvCacheType: LlamaContext.KVCacheType = .f16) {
+        self.model = model
+        context = LlamaContext(model: model, contextSize: contextSize, batchSize: batchSize,
+                               threads: threads ?? SystemInfo.physicalCores, kvCacheType: kvCacheType)
+    }
+
+    public var contextSize: Int { context.contextSize }
+
+    /// The tokens in the cache (prompt and generated so far).
+    public var tokens: [TokenID] {
+        lock.lock()
+        defer { lock.unlock() }
+        return cached
+    }
+
+    /// Forgets the cache.
+    public func reset() {
+        lock.lock()
+        defer { lock.unlock() }
+        cached = []
+        context.reset()
+    }
+
+    /// Generates after `prompt` (which should include BOS where the model wants it), calling
+    /// `onEvent` with text as it comes. Runs on the calling thread; `isCancelled` is asked before
+    /// every token. `startOfAnswer` drops the leading space a SentencePiece answer starts with.
+    public func run(prompt: [TokenID], parameters: GenerationParameters, startOfAnswer: Bool = false,
+                    isCancelled: () -> Bool = { false }, onEvent: (GenerationEvent) -> Void) throws -> GenerationSummary {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !prompt.isEmpty else { throw ModelError("the prompt is empty; give at least one token (such as BOS)") }
+        guard prompt.count < context.contextSize else {
+            throw LlamaContext.ContextFull(needed: prompt.count + 1, contextSize: context.contextSize)
+        }
+        let tokenizer = model.tokenizer
+        let stopTokens = parameters.stopTokens ?? model.stopTokens
+        let matcher = try parameters.grammar.map { GrammarMatcher(try Grammar($0)) }
+        var sampler = Sampler(parameters.sampler)
+        var stats = GenerationStatistics()
+        stats.promptTokens = prompt.count
+
+        // Reuse the cached prefix; at least the last prompt token is evaluated, for its logits.
+        var common = 0
+        while common < min(cached.count, prompt.count - 1), cached[common] == prompt[common] { common += 1 }
+        context.truncate(to: common)
+        cached.removeSubrange(common...)
+        let promptStart = Date()
+        do {
+            try context.evaluate(Array(prompt[common...]), logitsFor: .last)
+        } catch {
+            cached = Array(prompt[..<context.position])
+            throw error
+        }
+        cached = prompt
+        stats.promptSeconds = Date().timeIntervalSince(promptStart)
+
+        var decoder = StreamingDecoder(tokenizer: tokenizer, atStartOfText: startOfAnswer)
+        var stopper = StopStringFilter(stops: parameters.stop)
+        var text = ""
+        var reason = FinishReason.length
+        let generationStart = Date()
+        func emit(_ piece: String) {
+            guard !piece.isEmpty else { return }
+            text += piece
+            onEvent(.text(piece))
+        }
+        generating: while parameters.maxTokens < 0 || stats.generatedTokens < parameters.maxTokens {
+            if isCancelled() {
+                reason = .cancelled
+                break
+            }
+            let allowed: ((TokenID) -> Bool)? = matcher.map { m in { m.allows($0, tokenizer: tokenizer, endTokens: stopTokens) } }
+            let token = sampler.sample(context.logits[...], history: cached, allowed: allowed)
+            if stopTokens.contains(token) {
+                reason = .stop
+                break
+            }
+            if let matcher, !matcher.allows(token, tokenizer: tokenizer, endTokens: stopTokens) {
+                reason = .stop  // the grammar allows nothing more
+                break
+            }
+            stats.generatedTokens += 1
+            matcher?.accept(token, tokenizer: tokenizer)
+            let (visible, stopped) = stopper.add(decoder.append(token))
+            emit(visible)
+            if stopped {
+                reason = .stop
+                break generating
+            }
+            if let matcher, matcher.isComplete {
+                reason = .stop
+                break
+            }
+            if parameters.maxTokens >= 0, stats.generatedTokens >= parameters.maxTokens { break }
+            if context.position >= context.contextSize {
+                reason = .contextFull
+                break
+            }
+            try context.evaluate([token], logitsFor: .last)
+            cached.append(token)
+        }
+        if !stopper.stopped {
+            let (visible, _) = stopper.add(decoder.finish())
+            emit(visible + (stopper.stopped ? "" : stopper.flush()))
+        }
+        stats.generationSeconds = Date().timeIntervalSince(generationStart)
+        let summary = GenerationSummary(statistics: stats, finishReason: reason, text: text, reusedPromptTokens: common)
+        onEvent(.finished(summary))
+        return summary
+    }
+
+    /// Generates after `prompt` on a thread of its own, as a stream of events ending with
+    /// `.finished`. Cancelling the consuming task (or dropping the stream) stops it within a token.
+    public func generate(prompt: [TokenID], parameters: GenerationParameters, startOfAnswer: Bool = false) -> AsyncThrowingStream<GenerationEvent, Error> {
+        AsyncThrowingStream { continuation in
+            let cancelled = CancellationFlag()
+            continuation.onTermination = { _ in cancelled.set() }
+            let thread = Thread { [self] in
+                do {
+                    _ = try run(prompt: prompt, parameters: parameters, startOfAnswer: startOfAnswer, isCancelled: { cancelled.isSet }) { event in
+                        continuation.yield(event)
+                    }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
+    }
+
+    /// Text prompt: tokenized with BOS as the model wants it and special tokens parsed.
+    public func generate(prompt: String, parameters: GenerationParameters) -> AsyncThrowingStream<GenerationEvent, Error> {
+        var tokens = model.tokenizer.encode(prompt, addSpecial: true, parseSpecial: true)
+        if tokens.isEmpty, let bos = model.tokenizer.bos { tokens = [bos] }
+        return generate(prompt: tokens, parameters: parameters, startOfAnswer: prompt.isEmpty)
+    }
+}
+
+/// A flag set from one thread and read from another.
+final class CancellationFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.withLock { value = true } }
+    var isSet: Bool { lock.withLock { value } }
+}
+
+/// Holds back text that might be the start of a stop string, and cuts at the first stop string.
+struct StopStringFilter {
+    let stops: [String]
+    private var held = ""
+    private(set) var stopped = false
+
+    init(stops: [String]) { self.stops = stops.filter { !$0.isEmpty } }
+
+    /// Adds text; returns what may be shown now, and whether a stop string was found.
+    mutating func add(_ piece: String) -> (String, Bool) {
+        guard !stopped else { return ("", true) }
+        guard !stops.isEmpty else { return (piece, false) }
+        held += piece
+        // The earliest stop string wins.
+        var cut: String.Index? = nil
+        for stop in stops {
+            if let range = held.range(of: stop), cut.map({ range.lowerBound < $0 }) ?? true { cut = range.lowerBound }
+        }
+        if let cut {
+            stopped = true
+            let visible = String(held[..<cut])
+            held = ""
+            return (visible, true)
+        }
+        // Keep the longest end of the text that begins some stop string.
+        var keep = 0
+        for stop in stops {
+            for length in stride(from: min(stop.count - 1, held.count), to: 0, by: -1) where held.hasSuffix(stop.prefix(length)) {
+                keep = max(keep, length)
+                break
+            }
+        }
+        let visible = String(held.dropLast(keep))
+        held = String(held.suffix(keep))
+        return (visible, false)
+    }
+
+    /// What is held back, at the end of the generation.
+    mutating func flush() -> String {
+        defer { held = "" }
+        return held
+    }
+}

@@ -1,0 +1,198 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import Llama
+
+struct ChatCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "chat",
+        abstract: "Chat with the model in the terminal, or answer one message with --prompt.",
+        discussion: """
+            The conversation goes through the model's chat template (its own Jinja template when the file \
+            has one, else a built-in format: llama2, llama3, chatml, mistral, zephyr). Each answer only \
+            evaluates the new turn: the rest is already in the cache. When the conversation outgrows the \
+            context, the oldest turns are dropped (the system prompt stays).
+
+            Commands: /reset (start over), /system [TEXT] (show or set the system prompt), /save FILE, \
+            /load FILE, /help, /exit. Ctrl-C stops an answer; Ctrl-D (end of input) or /exit leaves.
+            """)
+
+    @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var runOptions: RunOptions
+
+    @Option(help: "The system prompt.")
+    var system: String?
+
+    @Option(name: [.short, .customLong("prompt")], help: "Answer this one message and exit (for scripts).")
+    var prompt: String?
+
+    @Option(name: .customLong("chat-template"), help: "Use a built-in format instead of the model's template: llama2, llama3, chatml, mistral or zephyr.")
+    var chatTemplate: String?
+
+    @Option(name: .customLong("chat-template-file"), help: ArgumentHelp("Use the Jinja chat template in this file.", valueName: "file"))
+    var chatTemplateFile: String?
+
+    @Flag(help: "After each answer, print token counts and speed to standard error.")
+    var stats = false
+
+    @OptionGroup var sampling: SamplingOptions
+
+    func validate() throws {
+        if let chatTemplate, ChatTemplate.Format(rawValue: chatTemplate) == nil {
+            throw ValidationError("--chat-template takes one of \(ChatTemplate.Format.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        if chatTemplate != nil, chatTemplateFile != nil { throw ValidationError("give --chat-template or --chat-template-file, not both") }
+    }
+
+    func template(for model: LlamaModel) throws -> ChatTemplate {
+        if let chatTemplate, let format = ChatTemplate.Format(rawValue: chatTemplate) { return ChatTemplate(format: format) }
+        if let chatTemplateFile {
+            guard let data = FileManager.default.contents(atPath: chatTemplateFile) else { throw CLIError("cannot read '\(chatTemplateFile)'") }
+            do { return try ChatTemplate(jinja: String(decoding: data, as: UTF8.self)) } catch {
+                throw CLIError("the chat template in '\(chatTemplateFile)' does not parse: \(error)")
+            }
+        }
+        return model.chatTemplate
+    }
+
+    func run() async throws {
+        let model = try runOptions.loadModel(modelOptions)
+        let chat = ChatSession(model: model, systemPrompt: system, parameters: try sampling.parameters(),
+                               template: try template(for: model), contextSize: runOptions.contextSize, threads: runOptions.threads)
+        if let prompt {
+            let (_, summary) = try await answer(chat, prompt)
+            if stats, let summary { report(summary) }
+            return
+        }
+
+        let interactive = isatty(0) == 1
+        let contextSize = await chat.session.contextSize
+        Console.error("""
+            chatting with \(URL(fileURLWithPath: model.path).lastPathComponent) (\(await chat.template.name) template, context \(contextSize) tokens)
+            /help lists commands; Ctrl-C stops an answer; Ctrl-D or /exit leaves.
+            """)
+        let interrupts = Interrupts()
+        while true {
+            if interactive { write("> ") }
+            interrupts.atPrompt()
+            guard let line = readLine(strippingNewline: true) else {
+                if interactive { write("\n") }
+                return
+            }
+            let text = line.trimmingCharacters(in: .whitespaces)
+            if text.isEmpty { continue }
+            if text.hasPrefix("/") {
+                if try await command(text, chat) { return }
+                continue
+            }
+            let task = Task { try await answer(chat, text) }
+            interrupts.during(task)
+            do {
+                let (stopped, summary) = try await task.value
+                if stopped { Console.error("[answer stopped]") }
+                if stats, let summary { report(summary) }
+            } catch is CancellationError {
+                write("\n")
+                Console.error("[answer stopped]")
+            } catch {
+                Console.error("Error: \(error)")
+            }
+        }
+    }
+
+    /// Streams one answer to standard output. Returns whether it was cut short, and its summary.
+    func answer(_ chat: ChatSession, _ text: String) async throws -> (Bool, GenerationSummary?) {
+        var summary: GenerationSummary? = nil
+        for try await event in await chat.respond(to: text) {
+            switch event {
+            case .text(let piece): write(piece)
+            case .notice(let notice): Console.error("[\(notice)]")
+            case .finished(let s): summary = s
+            }
+        }
+        write("\n")
+        return (Task.isCancelled || summary?.finishReason == .cancelled || summary == nil, summary)
+    }
+
+    func report(_ summary: GenerationSummary) {
+        let s = summary.statistics
+        Console.error(String(format: "[prompt: %d tokens (%d reused), %.1f tokens/s; answer: %d tokens, %.1f tokens/s]",
+                             s.promptTokens, summary.reusedPromptTokens, s.promptTokensPerSecond, s.generatedTokens, s.generationTokensPerSecond))
+    }
+
+    /// Runs a /command; returns true to leave.
+    func command(_ text: String, _ chat: ChatSession) async throws -> Bool {
+        let parts = text.split(separator: " ", maxSplits: 1).map(String.init)
+        let argument = parts.count > 1 ? parts[1].trimmingCharacters(in: .whitespaces) : ""
+        switch parts[0] {
+        case "/exit", "/quit":
+            return true
+        case "/reset":
+            await chat.reset()
+            Console.error("[conversation cleared]")
+        case "/system":
+            if argument.isEmpty {
+                Console.error("[system prompt: \(await chat.systemPrompt ?? "(none)")]")
+            } else {
+                await chat.setSystemPrompt(argument)
+                Console.error("[system prompt set]")
+            }
+        case "/save":
+            guard !argument.isEmpty else { Console.error("usage: /save FILE"); break }
+            do {
+                try await chat.save(to: argument)
+                Console.error("[saved to \(argument)]")
+            } catch { Console.error("Error: cannot save to '\(argument)': \(error.localizedDescription)") }
+        case "/load":
+            guard !argument.isEmpty else { Console.error("usage: /load FILE"); break }
+            do {
+                try await chat.load(from: argument)
+                Console.error("[loaded \(await chat.messages.count) messages from \(argument)]")
+            } catch { Console.error("Error: \(error)") }
+        case "/help":
+            Console.error("""
+                /reset          start a new conversation (the system prompt stays)
+                /system [TEXT]  show or set the system prompt
+                /save FILE      save the conversation as JSON
+                /load FILE      continue a saved conversation
+                /exit           leave (as does Ctrl-D)
+                Ctrl-C stops the answer being written.
+                """)
+        default:
+            Console.error("unknown command \(parts[0]); /help lists them")
+        }
+        return false
+    }
+
+    func write(_ text: String) {
+        FileHandle.standardOutput.write(Data(text.utf8))
+    }
+}
+
+/// Ctrl-C: stops the answer being written; at the prompt it only says how to leave.
+final class Interrupts: @unchecked Sendable {
+    private let source: DispatchSourceSignal
+    private let lock = NSLock()
+    private var current: Task<(Bool, GenerationSummary?), Error>?
+
+    init() {
+        signal(SIGINT, SIG_IGN)
+        source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        source.setEventHandler { [unowned self] in
+            let task = self.lock.withLock { () -> Task<(Bool, GenerationSummary?), Error>? in
+                defer { self.current = nil }
+                return self.current
+            }
+            if let task {
+                task.cancel()
+            } else {
+                FileHandle.standardError.write(Data("\n(Ctrl-D or /exit leaves)\n".utf8))
+                FileHandle.standardOutput.write(Data("> ".utf8))
+            }
+        }
+        source.resume()
+    }
+
+    func during(_ task: Task<(Bool, GenerationSummary?), Error>) { lock.withLock { current = task } }
+    func atPrompt() { lock.withLock { current = nil } }
+}

@@ -1,0 +1,124 @@
+import Foundation
+import Jinja
+import Llama
+import Testing
+import TestSupport
+
+/// GBNF grammars and JSON-schema grammars: what they accept, what they refuse, and JSON mode on the default model.
+@Suite struct GrammarTests {
+    /// Whether the whole of `text` is a sentence of `grammar`, fed one character at a time
+    /// (and also split at arbitrary byte boundaries, as tokens split text).
+    static func accepts(_ grammar: String, _ text: String) throws -> Bool {
+        let matcher = GrammarMatcher(try Grammar(grammar))
+        for c in text.unicodeScalars {
+            let bytes = Array(String(c).utf8)
+            guard matcher.allows(bytes: bytes, isEndOfText: false) else { return false }
+            matcher.accept(bytes: bytes)
+        }
+        let byBytes = GrammarMatcher(try Grammar(grammar))
+        for b in Array(text.utf8) {
+            guard byBytes.allows(bytes: [b], isEndOfText: false) else { return false }
+            byBytes.accept(bytes: [b])
+        }
+        return matcher.canEnd && byBytes.canEnd
+    }
+
+    @Test func gbnfBasics() throws {
+        let g = #"""
+        root ::= greeting " " name ("!" | "?")?   # a comment
+        greeting ::= "hi" | "hello"
+        name ::= [A-Z] [a-z]{1,5}
+        """#
+        #expect(try Self.accepts(g, "hi Ann"))
+        #expect(try Self.accepts(g, "hello Bob!"))
+        #expect(try !Self.accepts(g, "hello bob"))
+        #expect(try !Self.accepts(g, "hi Annabella"))
+        #expect(try !Self.accepts(g, "hi"))
+        let classes = #"root ::= [^a-c\n]+ "\x41" "é" [\u00e0-\u00ff] ."#
+        #expect(try Self.accepts(classes, "xyzAéü🦙"))
+        #expect(try !Self.accepts(classes, "abcAéü!"))
+        let multiline = "root ::= \"a\"\n    | \"b\" item*\nitem ::= (\"x\"\n  \"y\")"
+        #expect(try Self.accepts(multiline, "bxyxy"))
+    }
+
+    @Test func badGrammarsAreClearErrors() {
+        #expect(throws: GrammarError.self) { try Grammar("rot ::= \"a\"") }
+        #expect(throws: GrammarError.self) { try Grammar("root ::= undefined-rule") }
+        #expect(throws: GrammarError.self) { try Grammar("root ::= \"unterminated") }
+        #expect(throws: GrammarError.self) { try Grammar("root ::= [a-") }
+        #expect(throws: GrammarError.self) { try Grammar("root ::= root \"a\" | \"b\"") }
+        #expect(throws: GrammarError.self) { try Grammar("root ::= \"a\"{3,1}") }
+        #expect(throws: GrammarError.self) { try Grammar("root = \"a\"") }
+    }
+
+    @Test func anyJSONObject() throws {
+        let g = JSONGrammar.anyObject
+        #expect(try Self.accepts(g, #"{"a": [1, -2.5e3, true, null, {"b": "x\"y\u00e9"}], "c": {}}"#))
+        #expect(try Self.accepts(g, "{\n  \"k\": \"v\"\n}"))
+        #expect(try !Self.accepts(g, #"{"a": 01}"#))
+        #expect(try !Self.accepts(g, #"{"a" 1}"#))
+        #expect(try !Self.accepts(g, #"[1, 2]"#))
+        #expect(try !Self.accepts(g, #"{"a": "line"#))
+    }
+
+    @Test func jsonSchemaGrammar() throws {
+        let schema = #"""
+        {"type": "object",
+         "properties": {"name": {"type": "string", "maxLength": 8},
+                        "age": {"type": "integer"},
+                        "role": {"enum": ["admin", "user"]},
+                        "tags": {"type": "array", "items": {"$ref": "#/$defs/tag"}, "maxItems": 2}},
+         "required": ["name", "age"],
+         "$defs": {"tag": {"type": "string", "minLength": 1}}}
+        """#
+        let g = try JSONGrammar.grammar(schemaJSON: schema)
+        #expect(try Self.accepts(g, #"{"name": "Ann", "age": 31}"#))
+        #expect(try Self.accepts(g, #"{"name": "Ann", "age": -3, "role": "user", "tags": ["a", "b"]}"#))
+        #expect(try Self.accepts(g, #"{"name":"Ann","age":3,"tags":[]}"#))
+        #expect(try !Self.accepts(g, #"{"age": 31, "name": "Ann"}"#))              // order of properties
+        #expect(try !Self.accepts(g, #"{"name": "Ann"}"#))                         // a required one missing
+        #expect(try !Self.accepts(g, #"{"name": "Annabella!", "age": 1}"#))        // too long
+        #expect(try !Self.accepts(g, #"{"name": "A", "age": 1.5}"#))               // not an integer
+        #expect(try !Self.accepts(g, #"{"name": "A", "age": 1, "role": "root"}"#)) // not in the enum
+        #expect(try !Self.accepts(g, #"{"name": "A", "age": 1, "tags": ["", "b"]}"#))
+        #expect(try !Self.accepts(g, #"{"name": "A", "age": 1, "tags": ["a", "b", "c"]}"#))
+        let optional = try JSONGrammar.grammar(schemaJSON: #"{"type": "object", "properties": {"a": {"type": "boolean"}, "b": {"type": "null"}}}"#)
+        for text in ["{}", #"{"a": true}"#, #"{"b": null}"#, #"{"a": false, "b": null}"#] { #expect(try Self.accepts(optional, text), "\(text)") }
+        #expect(try !Self.accepts(optional, #"{"b": null, "a": true}"#))
+        #expect(throws: (any Error).self) { try JSONGrammar.grammar(schemaJSON: #"{"type": "object", "properties": {"x": {"$ref": "http://elsewhere"}}}"#) }
+    }
+
+    /// JSON mode on the default model: 20 seeds, each output parses and fits the schema.
+    @Test func jsonModeOnTheDefaultModel() throws {
+        let model = try LlamaModel.load(path: DefaultModel.locate())
+        let schema = #"""
+        {"type": "object",
+         "properties": {"city": {"type": "string", "maxLength": 24},
+                        "country": {"type": "string", "maxLength": 24},
+                        "population": {"type": "integer"},
+                        "capital": {"type": "boolean"},
+                        "languages": {"type": "array", "items": {"type": "string", "maxLength": 16}, "maxItems": 3}},
+         "required": ["city", "country", "population", "capital", "languages"]}
+        """#
+        let grammar = try JSONGrammar.grammar(schemaJSON: schema)
+        let session = Session(model: model, contextSize: 512, threads: SystemInfo.physicalCores)
+        let prompt = try model.chatTemplate.render([.user("Describe Paris as a JSON object.")], bos: model.bosText, eos: model.eosText)
+        let tokens = model.tokenizer.encode(prompt, addSpecial: false, parseSpecial: true)
+        for seed in UInt64(1)...20 {
+            var settings = SamplerSettings()
+            settings.seed = seed
+            settings.temperature = 0.8
+            let summary = try session.run(prompt: tokens, parameters: GenerationParameters(maxTokens: 256, sampler: settings, grammar: grammar)) { _ in }
+            // Valid JSON for Foundation's parser, and the right types for a typed one.
+            #expect((try? JSONSerialization.jsonObject(with: Data(summary.text.utf8))) is [String: Any], "seed \(seed): \(summary.text)")
+            let o = try JinjaValue(json: summary.text)
+            guard case .object(let pairs) = o else { Issue.record("seed \(seed): not an object: \(summary.text)"); continue }
+            #expect(summary.finishReason == .stop, "seed \(seed)")
+            #expect(pairs.map(\.0) == ["city", "country", "population", "capital", "languages"], "seed \(seed)")
+            if case .string(let city) = o["city"] { #expect(city.count <= 24) } else { Issue.record("seed \(seed): city") }
+            if case .int = o["population"] {} else { Issue.record("seed \(seed): population in \(summary.text)") }
+            if case .bool = o["capital"] {} else { Issue.record("seed \(seed): capital in \(summary.text)") }
+            if case .array(let languages) = o["languages"] { #expect(languages.count <= 3) } else { Issue.record("seed \(seed): languages") }
+        }
+    }
+}
