@@ -208,3 +208,81 @@ import TestSupport
         #expect(sampler.nextFloatForTesting() == Float(expected >> 8) / 16_777_216)
     }
 }
+
+/// The samplers llama.cpp adds to run.c's: logit bias, frequency and presence penalties,
+/// locally typical sampling and Mirostat v2, on hand-made distributions.
+@Suite struct SamplerExtrasTests {
+    /// Probabilities 0.5, 0.3, 0.15, 0.05 as logits.
+    static let logits: [Float] = [0.5, 0.3, 0.15, 0.05].map { Float(log($0)) }
+
+    @Test func logitBiasBansAndPromotes() {
+        var settings = SamplerSettings.greedy
+        settings.logitBias = [0: -.infinity]
+        var sampler = Sampler(settings)
+        #expect(sampler.sample(Self.logits[...]) == 1)
+        settings.logitBias = [3: 5]
+        sampler = Sampler(settings)
+        #expect(sampler.sample(Self.logits[...]) == 3)
+    }
+
+    @Test func frequencyAndPresencePenalties() {
+        var x = [Float](repeating: 0, count: 10)
+        x[3] = 2
+        x[7] = 1.5
+        var settings = SamplerSettings.greedy
+        settings.frequencyPenalty = 0.3  // twice seen: 2 - 0.6 < 1.5
+        var sampler = Sampler(settings)
+        #expect(sampler.sample(x[...], history: [3, 3]) == 7)
+        #expect(sampler.sample(x[...], history: [3]) == 3)  // once: 1.7 > 1.5
+        settings.frequencyPenalty = 0
+        settings.presencePenalty = 0.6  // seen at all: 1.4 < 1.5
+        sampler = Sampler(settings)
+        #expect(sampler.sample(x[...], history: [3]) == 7)
+        settings.repeatLastN = 1  // only the last token counts
+        sampler = Sampler(settings)
+        #expect(sampler.sample(x[...], history: [3, 5]) == 3)
+    }
+
+    /// Entropy 1.142 nats; surprises 0.69, 1.20, 1.90, 3.00: the most typical are tokens 1 then 0,
+    /// whose mass 0.8 passes p = 0.5.
+    @Test func typicalKeepsTheTokensNearTheEntropy() {
+        var settings = SamplerSettings()
+        settings.temperature = 1
+        settings.topK = 0
+        settings.topP = 1
+        settings.minP = 0
+        settings.typicalP = 0.5
+        settings.seed = 7
+        var sampler = Sampler(settings)
+        let drawn = Set((0..<400).map { _ in sampler.sample(Self.logits[...]) })
+        #expect(drawn == [0, 1])
+        settings.typicalP = 1
+        var all = Sampler(settings)
+        #expect(Set((0..<400).map { _ in all.sample(Self.logits[...]) }) == [0, 1, 2, 3])
+    }
+
+    @Test func mirostatSteersSurprise() {
+        var settings = SamplerSettings()
+        settings.temperature = 1
+        settings.mirostat = 2
+        settings.seed = 3
+        settings.mirostatTau = 0.1  // hardly any surprise allowed: mu starts at 0.2 bits and rises by
+        var low = Sampler(settings)  // 0.01 a step, so for 150 steps only the top token (1 bit) is left
+        #expect(Set((0..<150).map { _ in low.sample(Self.logits[...]) }) == [0])
+        settings.mirostatTau = 6  // much surprise wanted: every token turns up
+        var high = Sampler(settings)
+        #expect(Set((0..<400).map { _ in high.sample(Self.logits[...]) }) == [0, 1, 2, 3])
+    }
+
+    @Test func constraintRedrawsOnlyAmongAllowedTokens() {
+        var settings = SamplerSettings()
+        settings.temperature = 1
+        settings.topK = 0
+        settings.seed = 11
+        var sampler = Sampler(settings)
+        for _ in 0..<200 {
+            let token = sampler.sample(Self.logits[...], allowed: { $0 == 2 || $0 == 3 })
+            #expect(token == 2 || token == 3)
+        }
+    }
+}
