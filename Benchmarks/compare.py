@@ -26,6 +26,7 @@ import random
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -40,23 +41,27 @@ def log(message):
     print(message, file=sys.stderr, flush=True)
 
 
+# A forked child starts from its parent's peak memory figure (Linux keeps the high-water mark
+# across fork and exec), so each measured command runs under this small wrapper process instead
+# of under the benchmark script, whose own peak is larger than a small model's.
+RSS_WRAPPER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+open(sys.argv[1], "w").write(str(usage.ru_maxrss * 1024))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_with_rss(args):
-    """Runs a command; returns (stdout, its peak resident memory in bytes, from wait4), or raises with its stderr."""
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    # Read both pipes on threads so a chatty child cannot block, then reap it ourselves with wait4.
-    chunks = {"out": [], "err": []}
-    readers = [threading.Thread(target=lambda k, f: chunks[k].append(f.read()), args=(k, f))
-               for k, f in (("out", process.stdout), ("err", process.stderr))]
-    for r in readers:
-        r.start()
-    _, status, usage = os.wait4(process.pid, 0)
-    for r in readers:
-        r.join()
-    process.returncode = os.waitstatus_to_exitcode(status)
-    out, err = (b"".join(chunks[k]).decode(errors="replace") for k in ("out", "err"))
-    if process.returncode:
-        raise RuntimeError(f"{' '.join(args)} failed ({process.returncode}):\n{err[-2000:]}")
-    return out, usage.ru_maxrss * 1024
+    """Runs a command; returns (stdout, its own peak resident memory in bytes), or raises with its stderr."""
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+        result = subprocess.run([sys.executable, "-c", RSS_WRAPPER, rss.name, *args], capture_output=True, text=True)
+        if result.returncode:
+            raise RuntimeError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stderr[-2000:]}")
+        return result.stdout, int(rss.read() or 0)
 
 
 class Ours:
@@ -224,7 +229,7 @@ def main():
                 b.append(tps)
                 rss_b = max(rss_b, rss)
             ceiling = f"{gbs * 1e9 / per_token:.1f}" if test == "tg" else ""
-            # (llama.cpp inside this process, through Python, inflates every child's figure: none shown.)
+            # (llama.cpp inside this process, through Python, has no figure of its own.)
             memory = f"{rss_a / 2**20:.0f} / {rss_b / 2**20:.0f} MiB" if rss_b else "n/a"
             print(f"| {os.path.basename(model)} | {os.path.getsize(model) / 2**20:.0f} MiB | {test}{size} "
                   f"| {statistics.mean(a):.2f} ± {sd(a):.2f} | {statistics.mean(b):.2f} ± {sd(b):.2f} "

@@ -322,7 +322,7 @@ struct GBNFParser {
 
 /// The state of matching a grammar against generated text: the set of parse stacks still
 /// possible, as in llama.cpp. Each stack lists grammar positions; its top is the next element.
-public final class GrammarMatcher: @unchecked Sendable {
+public final class GrammarMatcher {
     struct Position: Hashable {
         var rule: Int32
         var alternative: Int32

@@ -80,4 +80,21 @@ enum QuantizeCommandFileTypes {
         #expect(run.stderr.contains("prompt: 2 tokens"))
         try? FileManager.default.removeItem(atPath: out)
     }
+
+    /// Without --vocab, a made-up vocabulary of Llama 2's size, with its special and byte tokens,
+    /// so the benchmark script needs no vocabulary file.
+    @Test func madeUpVocabulary() throws {
+        let out = TemporaryFile.path("random-vocab.gguf")
+        let r = try CLI.run(["random-model", "stories110M", "Q8_0", out])
+        #expect(r.status == 0, "\(r.stderr)")
+        let file = try GGUFFile(path: out)
+        #expect(file.array("tokenizer.ggml.tokens")?.count == 32000)
+        #expect(file.string("tokenizer.ggml.model") == "llama")
+        let tokenizer = try Tokenizer(gguf: file)
+        #expect(tokenizer.bos == 1 && tokenizer.eos == 2)
+        #expect(tokenizer.decode(tokenizer.encode("tea tin 🦙", addSpecial: false)).trimmingCharacters(in: .whitespaces) == "tea tin 🦙")  // byte fallback for the llama
+        let run = try CLI.run(["generate", "-m", out, "-p", "tea", "-n", "3", "--temp", "0"])
+        #expect(run.status == 0, "\(run.stderr)")
+        try? FileManager.default.removeItem(atPath: out)
+    }
 }

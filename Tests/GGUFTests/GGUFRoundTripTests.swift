@@ -49,6 +49,47 @@ import TestSupport
         for t in file.tensors { #expect(t.fileOffset % 32 == 0) }
     }
 
+    /// Declared tensors are produced one at a time while the file is written (how quantize keeps
+    /// only one tensor in memory), and the result is the same file as with all data given up front.
+    @Test func streamedTensorsMatchTheInMemoryWriter() throws {
+        let data: [[UInt8]] = [(0..<16).map { UInt8($0) }, (0..<34).map { UInt8($0 * 3 % 256) }, [1, 2, 3, 4, 5, 6]]
+        let layout: [(String, [Int], GGMLType)] = [("a", [4], .f32), ("b", [32], .q8_0), ("c", [3], .f16)]
+        var streamed = GGUFWriter(), whole = GGUFWriter()
+        streamed.set("k", .string("v"))
+        whole.set("k", .string("v"))
+        for (i, (name, shape, type)) in layout.enumerated() {
+            #expect(try streamed.declareTensor(name: name, shape: shape, type: type) == i)
+            try whole.addTensor(name: name, shape: shape, type: type, data: data[i])
+        }
+        var asked: [Int] = []
+        let path = TemporaryFile.path("streamed.gguf")
+        try streamed.write(to: path) { index in
+            asked.append(index)
+            return data[index]
+        }
+        #expect(asked == [0, 1, 2])
+        #expect(Array(try Data(contentsOf: URL(fileURLWithPath: path))) == whole.serialized())
+    }
+
+    /// A producer that fails, or gives the wrong number of bytes, leaves no file behind.
+    @Test func failedStreamLeavesNoFile() throws {
+        var writer = GGUFWriter()
+        try writer.declareTensor(name: "a", shape: [4], type: .f32)
+        try writer.declareTensor(name: "b", shape: [4], type: .f32)
+        let path = TemporaryFile.path("failed.gguf")
+        struct Stop: Error {}
+        #expect(throws: Stop.self) {
+            try writer.write(to: path) { index in
+                if index == 1 { throw Stop() }
+                return [UInt8](repeating: 0, count: 16)
+            }
+        }
+        #expect(!FileManager.default.fileExists(atPath: path))
+        #expect(!FileManager.default.fileExists(atPath: path + ".partial"))
+        #expect(throws: GGUFError.self) { try writer.write(to: path) { _ in [1, 2, 3] } }
+        #expect(!FileManager.default.fileExists(atPath: path))
+    }
+
     /// Version 2 has the same layout as version 3 (which only added big-endian files).
     @Test func version2FilesOpen() throws {
         var writer = GGUFWriter()
