@@ -111,11 +111,11 @@ struct RandomModelCommand: ParsableCommand {
 
 extension RandomModelCommand {
     /// A SentencePiece-style vocabulary shaped like Llama 2's: <unk>, <s>, </s>, the 256 byte
-    /// tokens, then distinct word pieces with falling scores. Enough for either runtime to load
+    /// tokens, the space piece, then distinct word pieces with falling scores. Enough for either runtime to load
     /// the model and tokenize text; the pieces mean nothing.
     static func madeUpVocabulary(size: Int) -> [(key: String, value: GGUFValue)] {
-        var tokens = ["<unk>", "<s>", "</s>"] + (0..<256).map { String(format: "<0x%02X>", $0) }
-        var types: [Int32] = [2, 3, 3] + Array(repeating: 6, count: 256)  // unknown, control, byte
+        var tokens = ["<unk>", "<s>", "</s>"] + (0..<256).map { String(format: "<0x%02X>", $0) } + ["\u{2581}"]
+        var types: [Int32] = [2, 3, 3] + Array(repeating: 6, count: 256) + [1]  // unknown, control, byte; the space piece
         let letters = Array("etaoinshrdlcumwfgypbvkjxqz")
         var n = 0
         while tokens.count < size {
