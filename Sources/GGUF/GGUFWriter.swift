@@ -12,7 +12,7 @@ import Darwin
 /// Tensors either carry their bytes (`addTensor(name:shape:type:data:)`) or are only declared
 /// (`declareTensor`) and produced one at a time while the file is written, so that writing a
 /// model of many gigabytes never holds more than one tensor in memory.
-public struct GGUFWriter {
+public struct GGUFWriter: Sendable {
     public private(set) var metadata: [(key: String, value: GGUFValue)] = []
     private var tensors: [(name: String, shape: [Int], type: GGMLType, byteCount: Int, data: [UInt8]?)] = []
 

@@ -668,6 +668,14 @@ extension Array where Element == JinjaValue {
     }
 }
 
+extension JinjaValue {
+    /// The value as compact JSON text (Python's `json.dumps(..., ensure_ascii=False)`); undefined
+    /// values and functions, which JSON cannot hold, are written as null.
+    public var jsonText: String {
+        (try? JSON.encode(self, indent: nil, sortKeys: false, separators: nil)) ?? "null"
+    }
+}
+
 /// `tojson` as Hugging Face defines it: Python's `json.dumps` with `ensure_ascii=False`.
 enum JSON {
     static func encode(_ value: JinjaValue, indent: Int?, sortKeys: Bool, separators: (String, String)?) throws(JinjaError) -> String {

@@ -1,3 +1,4 @@
+import Foundation
 import Tokenizers
 
 /// A context-free grammar in llama.cpp's GBNF notation, for constrained generation:
@@ -322,7 +323,10 @@ struct GBNFParser {
 
 /// The state of matching a grammar against generated text: the set of parse stacks still
 /// possible, as in llama.cpp. Each stack lists grammar positions; its top is the next element.
-public final class GrammarMatcher {
+///
+/// Its methods take a lock, so a matcher may be handed between threads (one call at a time).
+public final class GrammarMatcher: @unchecked Sendable {
+    private let lock = NSLock()
     struct Position: Hashable {
         var rule: Int32
         var alternative: Int32
@@ -344,9 +348,10 @@ public final class GrammarMatcher {
     }
 
     /// Nothing more can be matched: every remaining parse is complete.
-    public var isComplete: Bool { stacks.allSatisfy(\.isEmpty) && pendingBytes.isEmpty }
+    public var isComplete: Bool { lock.withLock { stacks.allSatisfy(\.isEmpty) && pendingBytes.isEmpty } }
     /// The text so far is a whole sentence of the grammar (the end of text may come now).
-    public var canEnd: Bool { stacks.contains(where: \.isEmpty) && pendingBytes.isEmpty }
+    public var canEnd: Bool { lock.withLock { canEndUnlocked } }
+    private var canEndUnlocked: Bool { stacks.contains(where: \.isEmpty) && pendingBytes.isEmpty }
 
     /// Follows rule references and finished alternatives until each stack's top is a character
     /// element (or the stack is empty: a complete parse).
@@ -456,7 +461,11 @@ public final class GrammarMatcher {
     /// Whether `token` (whose text is `bytes`) may come next. A token without text (a control
     /// token) is allowed only as the end of text, when the grammar is complete.
     public func allows(bytes: [UInt8], isEndOfText: Bool) -> Bool {
-        if isEndOfText { return canEnd }
+        lock.withLock { allowsUnlocked(bytes: bytes, isEndOfText: isEndOfText) }
+    }
+
+    private func allowsUnlocked(bytes: [UInt8], isEndOfText: Bool) -> Bool {
+        if isEndOfText { return canEndUnlocked }
         guard !bytes.isEmpty else { return false }
         // Most tokens fail on their first character: test an ASCII first byte before decoding.
         if pendingBytes.isEmpty, bytes[0] < 0x80 {
@@ -502,6 +511,8 @@ public final class GrammarMatcher {
 
     /// Moves past `bytes` (call after the token is chosen; it must be allowed).
     public func accept(bytes: [UInt8]) {
+        lock.lock()
+        defer { lock.unlock() }
         let (points, partial) = decode(bytes)
         for c in points { stacks = advance(stacks, by: c) }
         pendingBytes = partial

@@ -57,7 +57,7 @@ public enum JSONGrammar {
 
         /// A JSON value written as a GBNF literal (for enum and const).
         static func jsonLiteral(_ value: JinjaValue) throws -> String {
-            literal(try Template("{{ v | tojson }}").render(["v": value]))
+            literal(value.jsonText)
         }
 
         mutating func rule(for schema: JinjaValue, depth: Int) throws -> String {
@@ -130,7 +130,7 @@ public enum JSONGrammar {
                 var pairs: [(String, Bool)] = []
                 for (key, value) in properties {
                     let valueRule = try rule(for: value, depth: depth + 1)
-                    pairs.append((Self.literal("\"" + key.jsonEscaped + "\"") + " ws \":\" ws " + valueRule, required.contains(key)))
+                    pairs.append((Self.literal(JinjaValue.string(key).jsonText) + " ws \":\" ws " + valueRule, required.contains(key)))
                 }
                 let mandatory = pairs.filter(\.1).map(\.0)
                 let optional = pairs.filter { !$0.1 }.map(\.0)
@@ -173,21 +173,5 @@ extension JinjaValue {
         case .double(let d) where d == d.rounded(): return Int(d)
         default: return nil
         }
-    }
-}
-
-extension String {
-    /// The text as it appears between JSON quotes.
-    var jsonEscaped: String {
-        var out = ""
-        for c in unicodeScalars {
-            switch c {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            default: out.unicodeScalars.append(c)
-            }
-        }
-        return out
     }
 }

@@ -4,9 +4,10 @@ import Kernels
 import Tokenizers
 
 /// One sequence being evaluated: the KV cache and the scratch buffers of the forward pass.
-/// Not shared between threads; make one per conversation. Buffers are allocated once, for at
-/// most `batchSize` tokens per call.
-public final class LlamaContext {
+/// Make one per conversation. Buffers are allocated once, for at most `batchSize` tokens per
+/// call. Calls from several threads are serialized by a lock (one evaluation at a time).
+public final class LlamaContext: @unchecked Sendable {
+    private let lock = NSLock()
     public let model: LlamaModel
     public let contextSize: Int
     public let batchSize: Int
@@ -26,7 +27,9 @@ public final class LlamaContext {
     /// Normalized rows for the classifier, and the logits of the last call's selected rows
     /// (reused from call to call, so generating a token allocates nothing).
     private var classifierInput: [Float] = []
-    public private(set) var logits: [Float] = []
+    private var lastLogits: [Float] = []
+    /// The logits of the last `evaluate` call's selected rows.
+    public var logits: [Float] { lock.withLock { lastLogits } }
 
     public struct ContextFull: Error, CustomStringConvertible {
         public let needed: Int
@@ -70,15 +73,17 @@ public final class LlamaContext {
     }
 
     /// Forgets everything evaluated so far.
-    public func reset() { position = 0 }
+    public func reset() { lock.withLock { position = 0 } }
 
     /// Rewinds to `newPosition` (keeping the cache before it), e.g. to reuse a shared prompt prefix.
-    public func truncate(to newPosition: Int) { position = min(position, max(0, newPosition)) }
+    public func truncate(to newPosition: Int) { lock.withLock { position = min(position, max(0, newPosition)) } }
 
     /// Evaluates `tokens` after what is already in the cache. Returns the logits of the positions
     /// `logitsFor` selects (rows of `vocabularySize`), in order. Long inputs go through in batches.
     @discardableResult
     public func evaluate(_ tokens: [TokenID], logitsFor: LogitSelection = .last) throws -> [Float] {
+        lock.lock()
+        defer { lock.unlock() }
         guard position + tokens.count <= contextSize else {
             throw ContextFull(needed: position + tokens.count, contextSize: contextSize)
         }
@@ -97,11 +102,11 @@ public final class LlamaContext {
             case .none: wanted = 0..<0
             }
             tokens.withUnsafeBufferPointer { forward(UnsafeBufferPointer(rebasing: $0[start..<end]), logitRows: wanted) }
-            if logitsFor == .all { all += logits }
+            if logitsFor == .all { all += lastLogits }
             start = end
         }
         switch logitsFor {
-        case .last: return logits
+        case .last: return lastLogits
         case .all: return all
         case .none: return []
         }
@@ -166,7 +171,7 @@ public final class LlamaContext {
         guard !logitRows.isEmpty else { return }
         // Final norm and classifier, only for the rows asked for.
         if classifierInput.count != logitRows.count * dim { classifierInput = [Float](repeating: 0, count: logitRows.count * dim) }
-        if logits.count != logitRows.count * c.vocabularySize { logits = [Float](repeating: 0, count: logitRows.count * c.vocabularySize) }
+        if lastLogits.count != logitRows.count * c.vocabularySize { lastLogits = [Float](repeating: 0, count: logitRows.count * c.vocabularySize) }
         x.withUnsafeBufferPointer { x in
             classifierInput.withUnsafeMutableBufferPointer { out in
                 model.outputNorm.withUnsafeBufferPointer { w in
@@ -176,7 +181,7 @@ public final class LlamaContext {
                 }
             }
         }
-        multiply(model.output, &classifierInput, &logits, logitRows.count)
+        multiply(model.output, &classifierInput, &lastLogits, logitRows.count)
     }
 
     private static func roundToHalf(_ x: inout [Float], count: Int) {
