@@ -1,42 +1,40 @@
 import CKernels
 import Kernels
 
-/// Keys and values of every layer and position, `[layer][position][kvDimension]`, stored in
-/// binary16 (half the memory, llama.cpp's default) or Float.
-struct KVCache {
+/// Keys and values of every layer and position of one sequence, `[layer][position][kvDimension]`,
+/// stored in binary16 (half the memory, llama.cpp's default) or Float. Memory is reserved at
+/// once and filled as positions are used.
+final class KVCache: @unchecked Sendable {
     let layerStride: Int
     let kvDimension: Int
     let type: LlamaContext.KVCacheType
-    private(set) var keys16: [UInt16] = []
-    private(set) var values16: [UInt16] = []
-    private(set) var keys32: [Float] = []
-    private(set) var values32: [Float] = []
+    private let keys: UnsafeMutableRawPointer
+    private let values: UnsafeMutableRawPointer
 
     init(layers: Int, positions: Int, kvDimension: Int, type: LlamaContext.KVCacheType) {
         layerStride = positions * kvDimension
         self.kvDimension = kvDimension
         self.type = type
-        let count = layers * layerStride
-        switch type {
-        case .f16:
-            keys16 = [UInt16](repeating: 0, count: count)
-            values16 = keys16
-        case .f32:
-            keys32 = [Float](repeating: 0, count: count)
-            values32 = keys32
-        }
+        let bytes = max(1, layers * layerStride) * (type == .f16 ? 2 : 4)
+        keys = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        values = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+    }
+
+    deinit {
+        keys.deallocate()
+        values.deallocate()
     }
 
     /// Stores `count` positions of keys and values (rows of kvDimension) from `position` on.
-    mutating func store(layer: Int, position: Int, count: Int, keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>) {
+    func store(layer: Int, position: Int, count: Int, keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>) {
         let start = layer * layerStride + position * kvDimension, n = count * kvDimension
         switch type {
         case .f16:
-            keys16.withUnsafeMutableBufferPointer { KVCache.toHalf(k, $0.baseAddress! + start, n) }
-            values16.withUnsafeMutableBufferPointer { KVCache.toHalf(v, $0.baseAddress! + start, n) }
+            KVCache.toHalf(k, keys.assumingMemoryBound(to: UInt16.self) + start, n)
+            KVCache.toHalf(v, values.assumingMemoryBound(to: UInt16.self) + start, n)
         case .f32:
-            keys32.withUnsafeMutableBufferPointer { ($0.baseAddress! + start).update(from: k, count: n) }
-            values32.withUnsafeMutableBufferPointer { ($0.baseAddress! + start).update(from: v, count: n) }
+            (keys.assumingMemoryBound(to: Float.self) + start).update(from: k, count: n)
+            (values.assumingMemoryBound(to: Float.self) + start).update(from: v, count: n)
         }
     }
 
@@ -46,22 +44,16 @@ struct KVCache {
         }
     }
 
-    /// Read access for the attention workers: raw pointers to one layer's keys and values.
-    func withLayer<R>(_ layer: Int, _ body: (Layer) -> R) -> R {
+    /// Raw pointers to one layer's keys and values, for the attention workers.
+    func layer(_ layer: Int) -> Layer {
         let start = layer * layerStride
         switch type {
         case .f16:
-            return keys16.withUnsafeBufferPointer { k in
-                values16.withUnsafeBufferPointer { v in
-                    body(Layer(keys16: k.baseAddress! + start, values16: v.baseAddress! + start, keys32: nil, values32: nil, kvDimension: kvDimension))
-                }
-            }
+            return Layer(keys16: UnsafePointer(keys.assumingMemoryBound(to: UInt16.self) + start),
+                         values16: UnsafePointer(values.assumingMemoryBound(to: UInt16.self) + start), keys32: nil, values32: nil, kvDimension: kvDimension)
         case .f32:
-            return keys32.withUnsafeBufferPointer { k in
-                values32.withUnsafeBufferPointer { v in
-                    body(Layer(keys16: nil, values16: nil, keys32: k.baseAddress! + start, values32: v.baseAddress! + start, kvDimension: kvDimension))
-                }
-            }
+            return Layer(keys16: nil, values16: nil, keys32: UnsafePointer(keys.assumingMemoryBound(to: Float.self) + start),
+                         values32: UnsafePointer(values.assumingMemoryBound(to: Float.self) + start), kvDimension: kvDimension)
         }
     }
 

@@ -3,9 +3,11 @@ import CKernels
 import Kernels
 import Tokenizers
 
-/// One sequence being evaluated: the KV cache and the scratch buffers of the forward pass.
-/// Make one per conversation. Buffers are allocated once, for at most `batchSize` tokens per
-/// call. Calls from several threads are serialized by a lock (one evaluation at a time).
+/// Sequences being evaluated: one KV cache per sequence and the scratch buffers of the forward
+/// pass. Usually one sequence (a conversation); with `sequences: N`, one batch may mix tokens of
+/// N independent sequences, each attending only to its own cache, so every weight matrix is
+/// read once for all of them (continuous batching). Buffers are allocated once, for at most
+/// `batchSize` tokens per call. Calls from several threads are serialized by a lock.
 public final class LlamaContext: @unchecked Sendable {
     private let lock = NSLock()
     public let model: LlamaModel
@@ -17,10 +19,13 @@ public final class LlamaContext: @unchecked Sendable {
     /// Attention scores, one buffer of contextSize per worker.
     private let scores: [ScratchBuffer]
     public let kvCacheType: KVCacheType
-    /// How many positions of the cache are filled.
-    public private(set) var position = 0
-
-    private var cache: KVCache
+    /// How many positions of sequence 0's cache are filled.
+    public var position: Int { lock.withLock { positions[0] } }
+    /// How many positions of each sequence's cache are filled.
+    private var positions: [Int]
+    private let caches: [KVCache]
+    /// For the batch being evaluated: each token's sequence and position.
+    private var batchSequence: [Int], batchPosition: [Int]
     // Scratch, [batch][width]
     private var x, xb, q, k, v, attention, gate, up: [Float]
     private var ropeTable: [Float]
@@ -49,7 +54,7 @@ public final class LlamaContext: @unchecked Sendable {
     }
 
     public init(model: LlamaModel, contextSize: Int? = nil, batchSize: Int = 512, threads: Int = ProcessInfo.processInfo.activeProcessorCount,
-                kvCacheType: KVCacheType = .f16) {
+                kvCacheType: KVCacheType = .f16, sequences: Int = 1) {
         let c = model.configuration
         self.model = model
         self.kvCacheType = kvCacheType
@@ -59,8 +64,13 @@ public final class LlamaContext: @unchecked Sendable {
         self.pool = ThreadPool(threads: max(1, threads))
         self.workspace = MatMulWorkspace(threads: max(1, threads))
         self.scores = (0..<max(1, threads)).map { _ in ScratchBuffer(capacity: max(1, contextSize ?? model.configuration.contextLength)) }
-        cache = KVCache(layers: c.layerCount, positions: self.contextSize, kvDimension: c.kvDimension, type: kvCacheType)
+        caches = (0..<max(1, sequences)).map { _ in
+            KVCache(layers: c.layerCount, positions: max(1, contextSize ?? c.contextLength), kvDimension: c.kvDimension, type: kvCacheType)
+        }
+        positions = [Int](repeating: 0, count: max(1, sequences))
         let n = self.batchSize
+        batchSequence = [Int](repeating: 0, count: n)
+        batchPosition = batchSequence
         x = [Float](repeating: 0, count: n * c.embeddingLength)
         xb = x
         q = [Float](repeating: 0, count: n * c.qDimension)
@@ -72,11 +82,64 @@ public final class LlamaContext: @unchecked Sendable {
         ropeTable = [Float](repeating: 0, count: c.ropeDimensions)
     }
 
-    /// Forgets everything evaluated so far.
-    public func reset() { lock.withLock { position = 0 } }
+    public var sequenceCount: Int { caches.count }
 
-    /// Rewinds to `newPosition` (keeping the cache before it), e.g. to reuse a shared prompt prefix.
-    public func truncate(to newPosition: Int) { lock.withLock { position = min(position, max(0, newPosition)) } }
+    /// Forgets everything a sequence (by default the first) holds.
+    public func reset(sequence: Int = 0) { lock.withLock { positions[sequence] = 0 } }
+
+    /// Rewinds a sequence to `newPosition` (keeping the cache before it), e.g. to reuse a shared prompt prefix.
+    public func truncate(to newPosition: Int, sequence: Int = 0) {
+        lock.withLock { positions[sequence] = min(positions[sequence], max(0, newPosition)) }
+    }
+
+    /// How many positions of a sequence's cache are filled.
+    public func position(of sequence: Int) -> Int { lock.withLock { positions[sequence] } }
+
+    /// One token of a mixed batch: which sequence it continues, and whether its logits are wanted.
+    public struct BatchEntry: Sendable, Equatable {
+        public var sequence: Int
+        public var token: TokenID
+        public var wantsLogits: Bool
+        public init(sequence: Int, token: TokenID, wantsLogits: Bool) {
+            self.sequence = sequence
+            self.token = token
+            self.wantsLogits = wantsLogits
+        }
+    }
+
+    /// Evaluates tokens of several sequences in one pass: each entry goes at the next position of
+    /// its sequence (entries of one sequence in order). Returns the logits of the entries that
+    /// want them, one row of `vocabularySize` each, in batch order.
+    public func evaluate(batch: [BatchEntry]) throws -> [Float] {
+        lock.lock()
+        defer { lock.unlock() }
+        let vocab = model.configuration.vocabularySize
+        var needed = positions
+        for entry in batch {
+            guard caches.indices.contains(entry.sequence) else { throw ModelError("sequence \(entry.sequence) is outside the context's \(caches.count)") }
+            guard entry.token >= 0, Int(entry.token) < vocab else { throw ModelError("token id \(entry.token) is outside the vocabulary of \(vocab)") }
+            needed[entry.sequence] += 1
+            guard needed[entry.sequence] <= contextSize else { throw ContextFull(needed: needed[entry.sequence], contextSize: contextSize) }
+        }
+        var out: [Float] = []
+        var start = 0
+        while start < batch.count {
+            let end = min(batch.count, start + batchSize)
+            var tokens: [TokenID] = []
+            var rows: [Int] = []
+            for (i, entry) in batch[start..<end].enumerated() {
+                batchSequence[i] = entry.sequence
+                batchPosition[i] = positions[entry.sequence]
+                positions[entry.sequence] += 1
+                tokens.append(entry.token)
+                if entry.wantsLogits { rows.append(i) }
+            }
+            tokens.withUnsafeBufferPointer { forward($0, logitRows: rows) }
+            if !rows.isEmpty { out += lastLogits }
+            start = end
+        }
+        return out
+    }
 
     /// Evaluates `tokens` after what is already in the cache. Returns the logits of the positions
     /// `logitsFor` selects (rows of `vocabularySize`), in order. Long inputs go through in batches.
@@ -84,8 +147,8 @@ public final class LlamaContext: @unchecked Sendable {
     public func evaluate(_ tokens: [TokenID], logitsFor: LogitSelection = .last) throws -> [Float] {
         lock.lock()
         defer { lock.unlock() }
-        guard position + tokens.count <= contextSize else {
-            throw ContextFull(needed: position + tokens.count, contextSize: contextSize)
+        guard positions[0] + tokens.count <= contextSize else {
+            throw ContextFull(needed: positions[0] + tokens.count, contextSize: contextSize)
         }
         let vocab = model.configuration.vocabularySize
         for token in tokens where token < 0 || Int(token) >= vocab {
@@ -101,7 +164,12 @@ public final class LlamaContext: @unchecked Sendable {
             case .all: wanted = 0..<(end - start)
             case .none: wanted = 0..<0
             }
-            tokens.withUnsafeBufferPointer { forward(UnsafeBufferPointer(rebasing: $0[start..<end]), logitRows: wanted) }
+            for t in 0..<(end - start) {
+                batchSequence[t] = 0
+                batchPosition[t] = positions[0] + t
+            }
+            positions[0] += end - start
+            tokens.withUnsafeBufferPointer { forward(UnsafeBufferPointer(rebasing: $0[start..<end]), logitRows: Array(wanted)) }
             if logitsFor == .all { all += lastLogits }
             start = end
         }
@@ -117,11 +185,11 @@ public final class LlamaContext: @unchecked Sendable {
     }
 
     /// The forward pass over one batch, as llama2.c's `forward` but for n tokens at once.
-    private func forward(_ tokens: UnsafeBufferPointer<TokenID>, logitRows: Range<Int>) {
+    /// Token t goes at position batchPosition[t] of sequence batchSequence[t] (set by the caller).
+    private func forward(_ tokens: UnsafeBufferPointer<TokenID>, logitRows: [Int]) {
         let c = model.configuration
         let n = tokens.count, dim = c.embeddingLength, kvDim = c.kvDimension, qDim = c.qDimension
         let hidden = c.feedForwardLength, headSize = c.headDimension
-        let pos0 = position
 
         x.withUnsafeMutableBufferPointer { x in
             for (t, token) in tokens.enumerated() { model.tokenEmbedding.dequantizeRow(Int(token), into: x.baseAddress! + t * dim) }
@@ -136,7 +204,7 @@ public final class LlamaContext: @unchecked Sendable {
                 k.withUnsafeMutableBufferPointer { k in
                     ropeTable.withUnsafeMutableBufferPointer { table in
                         for t in 0..<n {
-                            Ops.ropeTable(position: pos0 + t, dimensions: c.ropeDimensions, base: c.ropeBase, into: table.baseAddress!)
+                            Ops.ropeTable(position: batchPosition[t], dimensions: c.ropeDimensions, base: c.ropeBase, into: table.baseAddress!)
                             Ops.rope(q.baseAddress! + t * qDim, heads: c.headCount, headSize: headSize, dimensions: c.ropeDimensions, table: table.baseAddress!, style: c.ropeStyle)
                             Ops.rope(k.baseAddress! + t * kvDim, heads: c.kvHeadCount, headSize: headSize, dimensions: c.ropeDimensions, table: table.baseAddress!, style: c.ropeStyle)
                         }
@@ -149,7 +217,15 @@ public final class LlamaContext: @unchecked Sendable {
             }
             k.withUnsafeBufferPointer { k in
                 v.withUnsafeBufferPointer { v in
-                    cache.store(layer: l, position: pos0, count: n, keys: k.baseAddress!, values: v.baseAddress!)
+                    // Runs of consecutive positions of one sequence are stored at once.
+                    var t = 0
+                    while t < n {
+                        var e = t + 1
+                        while e < n, batchSequence[e] == batchSequence[t], batchPosition[e] == batchPosition[e - 1] + 1 { e += 1 }
+                        caches[batchSequence[t]].store(layer: l, position: batchPosition[t], count: e - t,
+                                                       keys: k.baseAddress! + t * kvDim, values: v.baseAddress! + t * kvDim)
+                        t = e
+                    }
                 }
             }
             attend(n, layer: l)
@@ -166,8 +242,6 @@ public final class LlamaContext: @unchecked Sendable {
             multiply(layer.down, &gate, &xb, n)
             addResidual(n * dim)
         }
-        position += n
-
         guard !logitRows.isEmpty else { return }
         // Final norm and classifier, only for the rows asked for.
         if classifierInput.count != logitRows.count * dim { classifierInput = [Float](repeating: 0, count: logitRows.count * dim) }
@@ -215,38 +289,46 @@ public final class LlamaContext: @unchecked Sendable {
         }
     }
 
-    /// Causal grouped-query attention for the n new tokens against the whole cache.
+    /// Causal grouped-query attention: each new token against its own sequence's cache, up to
+    /// and including its own position.
     private func attend(_ n: Int, layer: Int) {
         let c = model.configuration
         let headSize = c.headDimension, qDim = c.qDimension
         let group = c.headCount / c.kvHeadCount
         let scale = 1 / Float(headSize).squareRoot()
-        let pos0 = position
         let halfWeights = kvCacheType == .f16
         let pool = self.pool, scoreBuffers = self.scores
-        q.withUnsafeBufferPointer { q in
-            attention.withUnsafeMutableBufferPointer { out in
-                cache.withLayer(layer) { kv in
-                    let qp = SendablePointer(UnsafeMutablePointer(mutating: q.baseAddress!))
-                    let op = SendablePointer(out.baseAddress!)
-                    let jobs = n * c.headCount
-                    let workers = max(1, min(pool.threads, jobs, scoreBuffers.count))
-                    pool.run(workers) { worker in
-                        let scores = scoreBuffers[worker].ensure(pos0 + n)
-                        for job in stride(from: worker, to: jobs, by: workers) {
-                            let t = job / c.headCount, h = job % c.headCount
-                            let length = pos0 + t + 1
-                            let query = qp.pointer + t * qDim + h * headSize
-                            let kvOffset = (h / group) * headSize
-                            for p in 0..<length { scores[p] = kv.dotKey(p, kvOffset, query, headSize) * scale }
-                            Ops.softmax(scores, count: length)
-                            if halfWeights {
-                                // The weights meet F16 values, so llama.cpp rounds them to F16 too.
-                                for p in 0..<length { scores[p] = HalfFloat.toFloat(HalfFloat.fromFloat(scores[p])) }
+        let layers = caches.map { $0.layer(layer) }
+        var longest = 0
+        for t in 0..<n { longest = max(longest, batchPosition[t] + 1) }
+        batchSequence.withUnsafeBufferPointer { sequences in
+            batchPosition.withUnsafeBufferPointer { positions in
+                q.withUnsafeBufferPointer { q in
+                    attention.withUnsafeMutableBufferPointer { out in
+                        let qp = SendablePointer(UnsafeMutablePointer(mutating: q.baseAddress!))
+                        let op = SendablePointer(out.baseAddress!)
+                        let sp = SendablePointer(UnsafeMutablePointer(mutating: sequences.baseAddress!))
+                        let pp = SendablePointer(UnsafeMutablePointer(mutating: positions.baseAddress!))
+                        let jobs = n * c.headCount
+                        let workers = max(1, min(pool.threads, jobs, scoreBuffers.count))
+                        pool.run(workers) { worker in
+                            let scores = scoreBuffers[worker].ensure(longest)
+                            for job in stride(from: worker, to: jobs, by: workers) {
+                                let t = job / c.headCount, h = job % c.headCount
+                                let kv = layers[sp.pointer[t]]
+                                let length = pp.pointer[t] + 1
+                                let query = qp.pointer + t * qDim + h * headSize
+                                let kvOffset = (h / group) * headSize
+                                for p in 0..<length { scores[p] = kv.dotKey(p, kvOffset, query, headSize) * scale }
+                                Ops.softmax(scores, count: length)
+                                if halfWeights {
+                                    // The weights meet F16 values, so llama.cpp rounds them to F16 too.
+                                    for p in 0..<length { scores[p] = HalfFloat.toFloat(HalfFloat.fromFloat(scores[p])) }
+                                }
+                                let result = op.pointer + t * qDim + h * headSize
+                                result.update(repeating: 0, count: headSize)
+                                for p in 0..<length { kv.addValue(scores[p], p, kvOffset, into: result, headSize) }
                             }
-                            let result = op.pointer + t * qDim + h * headSize
-                            result.update(repeating: 0, count: headSize)
-                            for p in 0..<length { kv.addValue(scores[p], p, kvOffset, into: result, headSize) }
                         }
                     }
                 }
