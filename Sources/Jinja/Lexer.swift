@@ -221,17 +221,13 @@ struct Lexer {
                 case UInt8(ascii: "f"): out.append(12)
                 case UInt8(ascii: "0"): out.append(0)
                 case UInt8(ascii: "\\"), UInt8(ascii: "'"), UInt8(ascii: "\""): out.append(bytes[i])
-                case UInt8(ascii: "u") where i + 4 < bytes.count:
-                    if let v = UInt32(String(decoding: bytes[i + 1...i + 4], as: UTF8.self), radix: 16), let s = UnicodeScalar(v) {
+                case UInt8(ascii: "u"), UInt8(ascii: "x"):
+                    // \uXXXX and \xXX: a code point in hex (left as written when malformed, as Python would refuse).
+                    let digits = bytes[i] == UInt8(ascii: "u") ? 4 : 2
+                    if i + digits < bytes.count,
+                       let v = UInt32(String(decoding: bytes[i + 1...i + digits], as: UTF8.self), radix: 16), let s = UnicodeScalar(v) {
                         out += Array(String(s).utf8)
-                        i += 4
-                    } else {
-                        out += [UInt8(ascii: "\\"), bytes[i]]
-                    }
-                case UInt8(ascii: "x") where i + 2 < bytes.count:
-                    if let v = UInt32(String(decoding: bytes[i + 1...i + 2], as: UTF8.self), radix: 16), let s = UnicodeScalar(v) {
-                        out += Array(String(s).utf8)
-                        i += 2
+                        i += digits
                     } else {
                         out += [UInt8(ascii: "\\"), bytes[i]]
                     }

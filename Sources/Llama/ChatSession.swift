@@ -72,11 +72,10 @@ public actor ChatSession {
                 prompt = try promptTokens(for: messages)
             }
             guard prompt.count < session.contextSize else {
-                messages.removeLast()
                 throw LlamaContext.ContextFull(needed: prompt.count, contextSize: session.contextSize)
             }
         } catch {
-            if messages.last == .user(text) { messages.removeLast() }
+            messages.removeLast()  // the user's message, which did not go through
             return AsyncThrowingStream { $0.finish(throwing: error) }
         }
         let notice = dropped > 0 ? "the conversation outgrew the context (\(session.contextSize) tokens): dropped the oldest \(dropped) turn\(dropped == 1 ? "" : "s")" : nil

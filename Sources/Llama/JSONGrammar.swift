@@ -56,7 +56,7 @@ public enum JSONGrammar {
         }
 
         /// A JSON value written as a GBNF literal (for enum and const).
-        static func jsonLiteral(_ value: JinjaValue) throws -> String {
+        static func jsonLiteral(_ value: JinjaValue) -> String {
             literal(value.jsonText)
         }
 
@@ -70,10 +70,10 @@ public enum JSONGrammar {
             if case .string(let ref) = schema["$ref"] {
                 return try reference(ref, depth: depth)
             }
-            if schema["const"].isDefinedValue { return try Self.jsonLiteral(schema["const"]) }
+            if schema["const"].isDefinedValue { return Self.jsonLiteral(schema["const"]) }
             if case .array(let options) = schema["enum"] {
                 guard !options.isEmpty else { throw GrammarError("an empty enum matches nothing") }
-                return "(" + (try options.map(Self.jsonLiteral)).joined(separator: " | ") + ")"
+                return "(" + options.map(Self.jsonLiteral).joined(separator: " | ") + ")"
             }
             for key in ["anyOf", "oneOf"] {
                 if case .array(let options) = schema[key] {
