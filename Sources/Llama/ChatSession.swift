@@ -47,12 +47,7 @@ public actor ChatSession {
     /// The prompt tokens for a transcript, ending where the assistant's answer begins.
     public func promptTokens(for conversation: [ChatMessage]) throws -> [TokenID] {
         let all = (systemPrompt.map { [ChatMessage.system($0)] } ?? []) + conversation
-        let text = try template.render(all, addGenerationPrompt: true, bos: model.bosText, eos: model.eosText)
-        var tokens = model.tokenizer.encode(text, addSpecial: false, parseSpecial: true)
-        if model.tokenizer.definition.addBOS, let bos = model.tokenizer.bos, tokens.first != bos {
-            tokens.insert(bos, at: 0)
-        }
-        return tokens
+        return try model.chatPromptTokens(all, template: template)
     }
 
     /// Adds the user's message and streams the answer. When the transcript no longer fits the

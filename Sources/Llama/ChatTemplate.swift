@@ -163,4 +163,15 @@ extension LlamaModel {
     /// The model's special tokens as text, for templates (`<s>`, `</s>`, `<|im_end|>`, ...).
     public var bosText: String { tokenizer.bos.map { tokenizer.decode([$0], renderSpecial: true) } ?? "" }
     public var eosText: String { tokenizer.eos.map { tokenizer.decode([$0], renderSpecial: true) } ?? "" }
+
+    /// The prompt tokens of a conversation in `template` (by default the model's own), ending
+    /// where the assistant's answer begins; special tokens parsed, BOS once where the model wants it.
+    public func chatPromptTokens(_ messages: [ChatMessage], template: ChatTemplate? = nil) throws -> [TokenID] {
+        let text = try (template ?? chatTemplate).render(messages, addGenerationPrompt: true, bos: bosText, eos: eosText)
+        var tokens = tokenizer.encode(text, addSpecial: false, parseSpecial: true)
+        if tokenizer.definition.addBOS, let bos = tokenizer.bos, tokens.first != bos {
+            tokens.insert(bos, at: 0)
+        }
+        return tokens
+    }
 }

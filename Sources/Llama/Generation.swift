@@ -54,3 +54,78 @@ extension LlamaContext {
         return stats
     }
 }
+
+/// One generation's choices token by token, apart from where the logits come from: sampler,
+/// grammar, stop tokens and strings, token budget, and the text so far. `Session` drives one on
+/// its own context; `BatchScheduler` drives one per slot on a shared context.
+struct GenerationState {
+    let tokenizer: Tokenizer
+    let maxTokens: Int
+    let stopTokens: Set<TokenID>
+    let matcher: GrammarMatcher?
+    var sampler: Sampler
+    var decoder: StreamingDecoder
+    var stopper: StopStringFilter
+    private(set) var text = ""
+    private(set) var generated = 0
+    /// Set when the generation has ended.
+    private(set) var finishReason: FinishReason?
+
+    /// Throws when the grammar does not parse.
+    init(model: LlamaModel, parameters: GenerationParameters, startOfAnswer: Bool) throws {
+        tokenizer = model.tokenizer
+        maxTokens = parameters.maxTokens
+        stopTokens = parameters.stopTokens ?? model.stopTokens
+        matcher = try parameters.grammar.map { GrammarMatcher(try Grammar($0)) }
+        sampler = Sampler(parameters.sampler)
+        decoder = StreamingDecoder(tokenizer: model.tokenizer, atStartOfText: startOfAnswer)
+        stopper = StopStringFilter(stops: parameters.stop)
+    }
+
+    /// Picks the next token from the logits after `history`, passing the text that may be shown
+    /// to `emit`. Returns the token to evaluate next, or nil when the generation has ended (then
+    /// `finishReason` says why and all text has been emitted).
+    mutating func next(logits: ArraySlice<Float>, history: [TokenID], emit: (String) -> Void) -> TokenID? {
+        guard finishReason == nil else { return nil }
+        if maxTokens >= 0, generated >= maxTokens {
+            end(.length, emit: emit)
+            return nil
+        }
+        let allowed: ((TokenID) -> Bool)? = matcher.map { [tokenizer, stopTokens] m in { m.allows($0, tokenizer: tokenizer, endTokens: stopTokens) } }
+        let token = sampler.sample(logits, history: history, allowed: allowed)
+        // An end token, or nothing more that the grammar allows.
+        if stopTokens.contains(token) || matcher.map({ !$0.allows(token, tokenizer: tokenizer, endTokens: stopTokens) }) == true {
+            end(.stop, emit: emit)
+            return nil
+        }
+        generated += 1
+        matcher?.accept(token, tokenizer: tokenizer)
+        let (visible, stopped) = stopper.add(decoder.append(token))
+        show(visible, emit)
+        if stopped || matcher?.isComplete == true {
+            end(.stop, emit: emit)
+            return nil
+        }
+        if maxTokens >= 0, generated >= maxTokens {
+            end(.length, emit: emit)
+            return nil
+        }
+        return token
+    }
+
+    /// Ends the generation (if it has not ended) and emits what was held back.
+    mutating func end(_ reason: FinishReason, emit: (String) -> Void) {
+        guard finishReason == nil else { return }
+        finishReason = reason
+        if !stopper.stopped {
+            let (visible, _) = stopper.add(decoder.finish())
+            show(visible + (stopper.stopped ? "" : stopper.flush()), emit)
+        }
+    }
+
+    private mutating func show(_ piece: String, _ emit: (String) -> Void) {
+        guard !piece.isEmpty else { return }
+        text += piece
+        emit(piece)
+    }
+}

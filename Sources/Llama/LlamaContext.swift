@@ -184,6 +184,65 @@ public final class LlamaContext: @unchecked Sendable {
         case last, all, none
     }
 
+    /// How the hidden states of a text's tokens become one embedding (llama.cpp's `--pooling`).
+    public enum Pooling: String, Sendable, CaseIterable {
+        /// The average over the tokens.
+        case mean
+        /// The last token's state (what a causal model has seen the whole text at).
+        case last
+        /// The first token's state (`cls`).
+        case first
+    }
+
+    /// The embedding of `tokens`: the hidden states after the final norm (where the classifier
+    /// would start), pooled, and scaled to unit length when `normalize`, as llama.cpp's embeddings.
+    /// Replaces what `sequence` held.
+    public func embedding(of tokens: [TokenID], pooling: Pooling = .mean, normalize: Bool = true, sequence: Int = 0) throws -> [Float] {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !tokens.isEmpty else { throw ModelError("there is nothing to embed; the text has no tokens") }
+        guard tokens.count <= contextSize else { throw ContextFull(needed: tokens.count, contextSize: contextSize) }
+        let c = model.configuration
+        for token in tokens where token < 0 || Int(token) >= c.vocabularySize {
+            throw ModelError("token id \(token) is outside the vocabulary of \(c.vocabularySize)")
+        }
+        let dim = c.embeddingLength
+        var pooled = [Float](repeating: 0, count: dim)
+        var row = [Float](repeating: 0, count: dim)
+        positions[sequence] = 0
+        var start = 0
+        while start < tokens.count {
+            let end = min(tokens.count, start + batchSize)
+            for t in 0..<(end - start) {
+                batchSequence[t] = sequence
+                batchPosition[t] = positions[sequence] + t
+            }
+            positions[sequence] += end - start
+            tokens.withUnsafeBufferPointer { forward(UnsafeBufferPointer(rebasing: $0[start..<end]), logitRows: []) }
+            for t in 0..<(end - start) {
+                let index = start + t
+                switch pooling {
+                case .mean: break
+                case .last: if index != tokens.count - 1 { continue }
+                case .first: if index != 0 { continue }
+                }
+                x.withUnsafeBufferPointer { x in
+                    model.outputNorm.withUnsafeBufferPointer { w in
+                        Ops.rmsNorm(x.baseAddress! + t * dim, weight: w.baseAddress!, eps: c.rmsEpsilon, count: dim, into: &row)
+                    }
+                }
+                for i in 0..<dim { pooled[i] += row[i] }
+            }
+            start = end
+        }
+        if pooling == .mean { for i in 0..<dim { pooled[i] /= Float(tokens.count) } }
+        if normalize {
+            let norm = pooled.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            if norm > 0 { for i in 0..<dim { pooled[i] /= norm } }
+        }
+        return pooled
+    }
+
     /// The forward pass over one batch, as llama2.c's `forward` but for n tokens at once.
     /// Token t goes at position batchPosition[t] of sequence batchSequence[t] (set by the caller).
     private func forward(_ tokens: UnsafeBufferPointer<TokenID>, logitRows: [Int]) {

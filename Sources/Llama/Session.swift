@@ -97,10 +97,7 @@ public final class Session: @unchecked Sendable {
         guard prompt.count < context.contextSize else {
             throw LlamaContext.ContextFull(needed: prompt.count + 1, contextSize: context.contextSize)
         }
-        let tokenizer = model.tokenizer
-        let stopTokens = parameters.stopTokens ?? model.stopTokens
-        let matcher = try parameters.grammar.map { GrammarMatcher(try Grammar($0)) }
-        var sampler = Sampler(parameters.sampler)
+        var state = try GenerationState(model: model, parameters: parameters, startOfAnswer: startOfAnswer)
         var stats = GenerationStatistics()
         stats.promptTokens = prompt.count
 
@@ -119,57 +116,24 @@ public final class Session: @unchecked Sendable {
         cached = prompt
         stats.promptSeconds = Date().timeIntervalSince(promptStart)
 
-        var decoder = StreamingDecoder(tokenizer: tokenizer, atStartOfText: startOfAnswer)
-        var stopper = StopStringFilter(stops: parameters.stop)
-        var text = ""
-        var reason = FinishReason.length
         let generationStart = Date()
-        func emit(_ piece: String) {
-            guard !piece.isEmpty else { return }
-            text += piece
-            onEvent(.text(piece))
-        }
-        generating: while parameters.maxTokens < 0 || stats.generatedTokens < parameters.maxTokens {
+        func emit(_ piece: String) { onEvent(.text(piece)) }
+        while true {
             if isCancelled() {
-                reason = .cancelled
+                state.end(.cancelled, emit: emit)
                 break
             }
-            let allowed: ((TokenID) -> Bool)? = matcher.map { m in { m.allows($0, tokenizer: tokenizer, endTokens: stopTokens) } }
-            let token = sampler.sample(context.logits[...], history: cached, allowed: allowed)
-            if stopTokens.contains(token) {
-                reason = .stop
-                break
-            }
-            if let matcher, !matcher.allows(token, tokenizer: tokenizer, endTokens: stopTokens) {
-                reason = .stop  // the grammar allows nothing more
-                break
-            }
-            stats.generatedTokens += 1
-            matcher?.accept(token, tokenizer: tokenizer)
-            let (visible, stopped) = stopper.add(decoder.append(token))
-            emit(visible)
-            if stopped {
-                reason = .stop
-                break generating
-            }
-            if let matcher, matcher.isComplete {
-                reason = .stop
-                break
-            }
-            if parameters.maxTokens >= 0, stats.generatedTokens >= parameters.maxTokens { break }
+            guard let token = state.next(logits: context.logits[...], history: cached, emit: emit) else { break }
             if context.position >= context.contextSize {
-                reason = .contextFull
+                state.end(.contextFull, emit: emit)
                 break
             }
             try context.evaluate([token], logitsFor: .last)
             cached.append(token)
         }
-        if !stopper.stopped {
-            let (visible, _) = stopper.add(decoder.finish())
-            emit(visible + (stopper.stopped ? "" : stopper.flush()))
-        }
+        stats.generatedTokens = state.generated
         stats.generationSeconds = Date().timeIntervalSince(generationStart)
-        let summary = GenerationSummary(statistics: stats, finishReason: reason, text: text, reusedPromptTokens: common)
+        let summary = GenerationSummary(statistics: stats, finishReason: state.finishReason ?? .length, text: state.text, reusedPromptTokens: common)
         onEvent(.finished(summary))
         return summary
     }
