@@ -8,9 +8,14 @@ let package = Package(
         .executable(name: "llama", targets: ["LlamaCLI"]),
         .library(name: "Llama", targets: ["Llama"]),
         .library(name: "Jinja", targets: ["Jinja"]),
+        .library(name: "LlamaServer", targets: ["LlamaServer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // Only the server target and the CLI use these; the core library stays dependency-free.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // Vectorized C kernels with run-time choice of AVX-512 / AVX2 / NEON / scalar code.
@@ -25,10 +30,25 @@ let package = Package(
         .target(name: "Jinja"),
         // The public library: model metadata, tokenizer loading, the default model.
         .target(name: "Llama", dependencies: ["GGUF", "Kernels", "CKernels", "Tokenizers", "Jinja"]),
+        // The OpenAI-compatible HTTP server on Hummingbird: routes, request validation, metrics.
+        .target(
+            name: "LlamaServer",
+            dependencies: [
+                "Llama",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // The `llama` command-line tool: thin subcommands over the library.
         .executableTarget(
             name: "LlamaCLI",
-            dependencies: ["Llama", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: [
+                "Llama", "LlamaServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
         // About twenty lines that embed the library: load, chat, stream.
         .executableTarget(name: "chat-example", dependencies: ["Llama"], path: "Examples/ChatExample"),
@@ -39,6 +59,11 @@ let package = Package(
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "Llama", "TestSupport"]),
         .testTarget(name: "JinjaTests", dependencies: ["Jinja"], exclude: ["Golden", "Templates"]),
         .testTarget(name: "LlamaTests", dependencies: ["Llama", "TestSupport"], exclude: ["Golden"]),
+        // The server's routes in-process (Hummingbird's test client), and over loopback.
+        .testTarget(
+            name: "ServerTests",
+            dependencies: ["LlamaServer", "TestSupport", .product(name: "HummingbirdTesting", package: "hummingbird")]
+        ),
         // Runs the built `llama` executable as a user would.
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "LlamaCLI"]),
     ],

@@ -39,6 +39,7 @@ public final class BatchScheduler: @unchecked Sendable {
 
     /// The scheduler stopped before the request finished.
     public struct ShutDown: Error, CustomStringConvertible {
+        public init() {}
         public var description: String { "the server is shutting down" }
     }
 
@@ -110,7 +111,8 @@ public final class BatchScheduler: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         guard running else { throw ShutDown() }
-        guard queue.count < configuration.queueLimit else { throw QueueFull(limit: configuration.queueLimit) }
+        // Requests that a free slot takes at the next step do not count as waiting.
+        guard queue.count < configuration.queueLimit + (status.slots - status.busySlots) else { throw QueueFull(limit: configuration.queueLimit) }
         queue.append(job)
         status.queued = queue.count
         condition.signal()
@@ -274,7 +276,12 @@ public final class BatchScheduler: @unchecked Sendable {
             let token = job.state.next(logits: logits[(row * vocabulary)..<((row + 1) * vocabulary)], history: slot.cached) {
                 continuation.yield(.text($0))
             }
-            generated += job.state.generated - before
+            let produced = job.state.generated - before
+            if produced > 0 {
+                generated += produced
+                // Counted before the request can end, so a client that saw its end sees it counted.
+                condition.withLock { status.generatedTokens += produced }
+            }
             guard let token else {
                 finish(slot, reason: nil)
                 continue
@@ -288,7 +295,6 @@ public final class BatchScheduler: @unchecked Sendable {
         condition.withLock {
             status.busySeconds += now.timeIntervalSince(start)
             if generated > 0 { status.generatingSeconds += now.timeIntervalSince(start) }
-            status.generatedTokens += generated
         }
     }
 
@@ -305,14 +311,15 @@ public final class BatchScheduler: @unchecked Sendable {
         statistics.generationSeconds = job.promptDone.map { end.timeIntervalSince($0) } ?? 0
         let summary = GenerationSummary(statistics: statistics, finishReason: job.state.finishReason ?? .cancelled,
                                         text: job.state.text, reusedPromptTokens: job.reused)
+        release(slot)
         continuation.yield(.finished(summary))
         continuation.finish()
-        release(slot)
     }
 
     private func free(_ slot: Slot, error: Error) {
-        slot.job?.continuation.finish(throwing: error)
+        let continuation = slot.job?.continuation
         release(slot)
+        continuation?.finish(throwing: error)
     }
 
     private func release(_ slot: Slot) {

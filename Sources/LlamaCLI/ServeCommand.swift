@@ -1,0 +1,89 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Llama
+import LlamaServer
+import Logging
+import ServiceLifecycle
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve the model over an OpenAI-compatible HTTP API, many requests at once.",
+        discussion: """
+            Endpoints: POST /v1/chat/completions, /v1/completions (both stream with "stream": true), \
+            /v1/embeddings, /tokenize, /detokenize; GET /v1/models, /health, /metrics (Prometheus). \
+            Any OpenAI client works: point its base URL at http://HOST:PORT/v1.
+
+            --parallel slots generate together: each step evaluates one token of every busy slot in a \
+            single batch, and new requests join between steps. -c is the context of all slots together \
+            (as llama-server), split evenly. A slot keeps its last prompt, so a conversation's next turn \
+            only evaluates what is new. When every slot is busy and --queue requests wait, more get 503 \
+            with Retry-After. Ctrl-C (or SIGTERM) lets running requests finish, then stops.
+
+            Example: curl http://127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' \
+            -d '{"messages": [{"role": "user", "content": "Hello"}]}'
+            """)
+
+    @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var runOptions: RunOptions
+
+    @Option(help: "Address to listen on (0.0.0.0 for every interface).")
+    var host = "127.0.0.1"
+
+    @Option(help: "Port to listen on (0: any free port, printed at start).")
+    var port = 8080
+
+    @Option(name: [.customLong("parallel"), .customLong("np", withSingleDash: true)], help: "Requests generated at the same time (slots).")
+    var parallel = 4
+
+    @Option(help: "Requests that may wait for a free slot; more are answered 503.")
+    var queue = 64
+
+    @Option(name: .customLong("api-key"), help: "Require 'Authorization: Bearer KEY' on every route but /health. Default: $LLAMA_API_KEY, else none.")
+    var apiKey: String?
+
+    @Option(help: "The model's name in the API. Default: the file name without .gguf.")
+    var alias: String?
+
+    @Option(name: .customLong("max-body"), help: ArgumentHelp("Largest request body accepted, in bytes; larger ones get 413.", valueName: "bytes"))
+    var maxBody = 8 << 20
+
+    func validate() throws {
+        if parallel < 1 { throw ValidationError("--parallel must be at least 1") }
+        if queue < 0 { throw ValidationError("--queue cannot be negative") }
+        if !(0...65535).contains(port) { throw ValidationError("--port must be between 0 and 65535") }
+    }
+
+    func run() async throws {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = .info
+            return handler
+        }
+        let model = try runOptions.loadModel(modelOptions)
+        var configuration = ServerConfiguration()
+        configuration.host = host
+        configuration.port = port
+        configuration.slots = parallel
+        configuration.contextSize = runOptions.contextSize
+        configuration.threads = runOptions.threads ?? SystemInfo.physicalCores
+        configuration.kvCacheType = runOptions.cacheType
+        configuration.queueLimit = queue
+        configuration.apiKey = apiKey ?? ProcessInfo.processInfo.environment["LLAMA_API_KEY"]
+        configuration.modelAlias = alias
+        configuration.maxBodyBytes = maxBody
+        let engine = makeEngine(model: model, configuration: configuration)
+        let slotContext = engine.scheduler.contextSize
+        if let asked = runOptions.contextSize, asked / parallel < 16 {
+            Console.error("note: -c \(asked) over \(parallel) slots is less than 16 positions each; each slot holds \(slotContext)")
+        }
+        let app = buildApplication(engine: engine, configuration: configuration) { [host, configuration] port in
+            Console.error("serving \(engine.modelID) at http://\(host):\(port)/v1 — \(parallel) slot\(parallel == 1 ? "" : "s") of \(slotContext) tokens, \(configuration.threads) threads\(configuration.apiKey == nil ? "" : ", API key required")")
+        }
+        // The server stops first (finishing its requests), then the engine.
+        let group = ServiceGroup(configuration: .init(services: [engine, app], gracefulShutdownSignals: [.sigterm, .sigint],
+                                                      logger: Logger(label: "llama.serve")))
+        try await group.run()
+    }
+}

@@ -1,0 +1,84 @@
+import Foundation
+import Hummingbird
+import Llama
+import Logging
+
+/// How `llama serve` runs: where it listens, how many generations at once, and limits.
+public struct ServerConfiguration: Sendable {
+    public var host = "127.0.0.1"
+    /// 0 picks a free port.
+    public var port = 8080
+    /// Generations that run at the same time (llama-server's --parallel).
+    public var slots = 4
+    /// Positions of all slots together, split evenly among them as llama-server does; nil means
+    /// the model's training context.
+    public var contextSize: Int?
+    public var threads = SystemInfo.physicalCores
+    public var batchSize = 512
+    public var kvCacheType = LlamaContext.KVCacheType.f16
+    /// Requests that may wait for a slot; more get 503 with Retry-After.
+    public var queueLimit = 64
+    /// When set, every route but /health wants `Authorization: Bearer KEY`.
+    public var apiKey: String?
+    /// Larger request bodies get 413.
+    public var maxBodyBytes = 8 << 20
+    /// The model's name in the API; nil means the file name without .gguf.
+    public var modelAlias: String?
+
+    public init() {}
+
+    /// Positions each slot holds.
+    public func slotContext(for model: LlamaModel) -> Int {
+        max(16, (contextSize ?? model.configuration.contextLength) / max(1, slots))
+    }
+}
+
+/// The engine (scheduler and embeddings) for `model` as the configuration describes.
+public func makeEngine(model: LlamaModel, configuration: ServerConfiguration) -> InferenceEngine {
+    let scheduler = BatchScheduler.Configuration(slots: configuration.slots, contextSize: configuration.slotContext(for: model),
+                                                 threads: configuration.threads, batchSize: configuration.batchSize,
+                                                 queueLimit: configuration.queueLimit, kvCacheType: configuration.kvCacheType)
+    return InferenceEngine(model: model, modelID: configuration.modelAlias, scheduler: scheduler)
+}
+
+/// The whole server as a Hummingbird application, apart from `main`, so tests drive the same
+/// app in-process. The engine outlives it: run both in one ServiceGroup, the engine first, so
+/// that on SIGINT/SIGTERM the server finishes its requests before the engine stops (see `llama serve`).
+public func buildApplication(engine: InferenceEngine, configuration: ServerConfiguration, logger: Logger? = nil,
+                             onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
+    var log = logger ?? Logger(label: "llama.serve")
+    if logger == nil { log.logLevel = .info }
+    let router = Router(context: BasicRequestContext.self)
+    router.add(middleware: MetricsMiddleware(metrics: engine.metrics))
+    router.add(middleware: OpenAIErrorMiddleware())
+    if let key = configuration.apiKey, !key.isEmpty { router.add(middleware: APIKeyMiddleware(key: key)) }
+    Routes(engine: engine, maxBodyBytes: configuration.maxBodyBytes).add(to: router)
+    return Application(
+        router: router,
+        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "swift-llama"),
+        onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
+        logger: log
+    )
+}
+
+/// Counts answered requests by route and status for /metrics (outside the error middleware,
+/// so it sees the status an error became).
+struct MetricsMiddleware<Context: RequestContext>: RouterMiddleware {
+    let metrics: ServerMetrics
+    static var knownRoutes: Set<String> {
+        ["/health", "/v1/health", "/metrics", "/v1/models", "/models", "/v1/chat/completions", "/chat/completions",
+         "/v1/completions", "/completions", "/v1/embeddings", "/embeddings", "/tokenize", "/detokenize"]
+    }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let route = Self.knownRoutes.contains(request.uri.path) ? request.uri.path : "other"
+        do {
+            let response = try await next(request, context)
+            metrics.count(route: route, status: Int(response.status.code))
+            return response
+        } catch {
+            metrics.count(route: route, status: Int(APIError.from(error).status.code))
+            throw error
+        }
+    }
+}

@@ -1,0 +1,102 @@
+import Foundation
+import Llama
+import ServiceLifecycle
+
+/// What the routes share: the model, the scheduler that runs generations, a context for
+/// embeddings, and the counters /metrics reports. As a `Service`, it stops the scheduler when
+/// the application shuts down (after the HTTP server has finished its requests).
+public final class InferenceEngine: Service, Sendable {
+    public let model: LlamaModel
+    /// The name clients use in `model` (the file name without .gguf, unless an alias is given).
+    public let modelID: String
+    public let scheduler: BatchScheduler
+    let metrics = ServerMetrics()
+    /// Embeddings run one at a time on a context of their own, beside the generations.
+    private let embedder: LlamaContext
+    private let embedQueue = DispatchQueue(label: "llama-embeddings")
+    let created = Int(Date().timeIntervalSince1970)
+
+    public init(model: LlamaModel, modelID: String? = nil, scheduler: BatchScheduler.Configuration) {
+        self.model = model
+        self.modelID = modelID ?? Self.defaultID(path: model.path)
+        self.scheduler = BatchScheduler(model: model, configuration: scheduler)
+        embedder = LlamaContext(model: model, contextSize: self.scheduler.contextSize, batchSize: scheduler.batchSize,
+                                threads: scheduler.threads, kvCacheType: scheduler.kvCacheType)
+    }
+
+    static func defaultID(path: String) -> String {
+        let name = URL(fileURLWithPath: path).lastPathComponent
+        return name.hasSuffix(".gguf") ? String(name.dropLast(5)) : name
+    }
+
+    /// A request may name this model by its id or its file name, or leave `model` out.
+    func check(model requested: String?) throws {
+        guard let requested, !requested.isEmpty else { return }
+        let file = URL(fileURLWithPath: model.path).lastPathComponent
+        guard requested == modelID || requested == file else {
+            throw APIError(.notFound, "the model '\(requested)' does not exist on this server; it serves '\(modelID)' (GET /v1/models)",
+                           param: "model", code: "model_not_found")
+        }
+    }
+
+    /// Unit-length mean-pooled embeddings, computed off the event loop.
+    func embeddings(_ inputs: [[TokenID]]) async throws -> [[Float]] {
+        for (i, tokens) in inputs.enumerated() {
+            if tokens.isEmpty { throw APIError.badRequest("input \(i) is empty", param: "input") }
+            if tokens.count > embedder.contextSize {
+                throw APIError(.badRequest, "input \(i) has \(tokens.count) tokens but the context holds \(embedder.contextSize); shorten it or start the server with a larger context (-c)",
+                               param: "input", code: "context_length_exceeded")
+            }
+        }
+        let embedder = self.embedder
+        return try await withCheckedThrowingContinuation { continuation in
+            embedQueue.async {
+                continuation.resume(with: Result { try inputs.map { try embedder.embedding(of: $0) } })
+            }
+        }
+    }
+
+    public func run() async throws {
+        try? await gracefulShutdown()
+        scheduler.shutdown()
+    }
+}
+
+/// Counters for /metrics that the scheduler does not keep itself.
+final class ServerMetrics: @unchecked Sendable {
+    private let lock = NSLock()
+    private var requests: [String: Int] = [:]
+    private var embeddingTokens = 0
+
+    func count(route: String, status: Int) {
+        lock.withLock { requests["route=\"\(route)\",status=\"\(status)\"", default: 0] += 1 }
+    }
+
+    func countEmbedded(tokens: Int) { lock.withLock { embeddingTokens += tokens } }
+
+    /// Prometheus' text format.
+    func render(_ s: BatchScheduler.Status) -> String {
+        let (requests, embedded) = lock.withLock { (self.requests, embeddingTokens) }
+        var out = ""
+        func metric(_ name: String, _ type: String, _ help: String, _ values: [(String, Double)]) {
+            out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+            for (labels, value) in values {
+                out += name + (labels.isEmpty ? "" : "{\(labels)}") + " " + value.compact + "\n"
+            }
+        }
+        metric("llama_requests_total", "counter", "HTTP requests answered, by route and status.",
+               requests.sorted { $0.key < $1.key }.map { ($0.key, Double($0.value)) })
+        metric("llama_prompt_tokens_total", "counter", "Prompt tokens of generation requests.", [("", Double(s.promptTokens))])
+        metric("llama_prompt_tokens_reused_total", "counter", "Prompt tokens found in a slot's cache and not evaluated again.", [("", Double(s.reusedPromptTokens))])
+        metric("llama_generated_tokens_total", "counter", "Tokens generated.", [("", Double(s.generatedTokens))])
+        metric("llama_embedding_tokens_total", "counter", "Tokens embedded.", [("", Double(embedded))])
+        metric("llama_generation_requests_finished_total", "counter", "Generations finished (completed, stopped or cancelled).", [("", Double(s.requestsFinished))])
+        metric("llama_busy_seconds_total", "counter", "Time spent in forward steps.", [("", s.busySeconds)])
+        metric("llama_generated_tokens_per_second", "gauge", "Tokens generated per second of generating steps, all slots together.",
+               [("", s.generatingSeconds > 0 ? Double(s.generatedTokens) / s.generatingSeconds : 0)])
+        metric("llama_queue_depth", "gauge", "Requests waiting for a slot.", [("", Double(s.queued))])
+        metric("llama_slots_busy", "gauge", "Slots generating now.", [("", Double(s.busySlots))])
+        metric("llama_slots", "gauge", "Slots (parallel generations).", [("", Double(s.slots))])
+        return out
+    }
+}

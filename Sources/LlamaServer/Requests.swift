@@ -1,0 +1,268 @@
+import Foundation
+import Jinja
+import Llama
+
+/// A request body's JSON object, read field by field with errors that name the field. JSON is
+/// parsed with key order kept (a JSON schema's properties keep their order in the grammar).
+struct JSONFields {
+    let pairs: [(String, JinjaValue)]
+
+    init(body: String) throws {
+        let value: JinjaValue
+        do {
+            value = try JinjaValue(json: body)
+        } catch {
+            throw APIError.badRequest("the request body is not valid JSON: \(error)")
+        }
+        guard case .object(let pairs) = value else { throw APIError.badRequest("the request body must be a JSON object") }
+        self.pairs = pairs
+    }
+
+    init(pairs: [(String, JinjaValue)]) { self.pairs = pairs }
+
+    /// A field's value; nil when absent or null.
+    subscript(key: String) -> JinjaValue? {
+        guard let value = pairs.last(where: { $0.0 == key })?.1 else { return nil }
+        if case .none = value { return nil }
+        return value
+    }
+
+    static func typeName(_ value: JinjaValue) -> String {
+        switch value {
+        case .bool: return "a boolean"
+        case .int, .double: return "a number"
+        case .string: return "a string"
+        case .array: return "an array"
+        case .object: return "an object"
+        default: return "null"
+        }
+    }
+
+    static func mistyped(_ key: String, _ expected: String, _ value: JinjaValue) -> APIError {
+        .badRequest("'\(key)' must be \(expected), not \(typeName(value))", param: key)
+    }
+
+    func string(_ key: String) throws -> String? {
+        guard let value = self[key] else { return nil }
+        guard case .string(let s) = value else { throw Self.mistyped(key, "a string", value) }
+        return s
+    }
+
+    func bool(_ key: String) throws -> Bool? {
+        guard let value = self[key] else { return nil }
+        guard case .bool(let b) = value else { throw Self.mistyped(key, "a boolean", value) }
+        return b
+    }
+
+    func number(_ key: String, in range: ClosedRange<Double>? = nil) throws -> Double? {
+        guard let value = self[key] else { return nil }
+        let number: Double
+        switch value {
+        case .int(let i): number = Double(i)
+        case .double(let d): number = d
+        default: throw Self.mistyped(key, "a number", value)
+        }
+        if let range, !range.contains(number) {
+            throw APIError.badRequest("'\(key)' must be between \(range.lowerBound.compact) and \(range.upperBound.compact); it is \(number.compact)", param: key)
+        }
+        return number
+    }
+
+    func integer(_ key: String, atLeast minimum: Int? = nil) throws -> Int? {
+        guard let value = self[key] else { return nil }
+        let integer: Int
+        switch value {
+        case .int(let i): integer = i
+        case .double(let d) where d == d.rounded() && abs(d) < 1e15: integer = Int(d)
+        default: throw Self.mistyped(key, "an integer", value)
+        }
+        if let minimum, integer < minimum {
+            throw APIError.badRequest("'\(key)' must be at least \(minimum); it is \(integer)", param: key)
+        }
+        return integer
+    }
+
+    func object(_ key: String) throws -> JSONFields? {
+        guard let value = self[key] else { return nil }
+        guard case .object(let pairs) = value else { throw Self.mistyped(key, "an object", value) }
+        return JSONFields(pairs: pairs)
+    }
+}
+
+extension Double {
+    var compact: String { self == rounded() && abs(self) < 1e15 ? String(Int(self)) : String(self) }
+}
+
+/// What every text-generating request shares: sampling, limits, stops, format, streaming.
+struct GenerationRequest {
+    var model: String?
+    var parameters = GenerationParameters()
+    var stream = false
+    var includeUsage = false
+
+    /// Reads the OpenAI fields (and llama.cpp's top_k, min_p, repeat_penalty), validating each.
+    init(_ fields: JSONFields, vocabularySize: Int) throws {
+        model = try fields.string("model")
+        var sampler = SamplerSettings()
+        if let t = try fields.number("temperature", in: 0...2) { sampler.temperature = Float(t) }
+        if let p = try fields.number("top_p", in: 0...1) { sampler.topP = Float(p) }
+        if let k = try fields.integer("top_k", atLeast: 0) { sampler.topK = k }
+        if let p = try fields.number("min_p", in: 0...1) { sampler.minP = Float(p) }
+        if let p = try fields.number("typical_p", in: 0...1) { sampler.typicalP = Float(p) }
+        if let r = try fields.number("repeat_penalty", in: 0...10) { sampler.repeatPenalty = Float(r) }
+        if let p = try fields.number("presence_penalty", in: -2...2) { sampler.presencePenalty = Float(p) }
+        if let p = try fields.number("frequency_penalty", in: -2...2) { sampler.frequencyPenalty = Float(p) }
+        if let seed = try fields.integer("seed") { sampler.seed = UInt64(bitPattern: Int64(seed)) }
+        if let bias = try fields.object("logit_bias") {
+            for (key, value) in bias.pairs {
+                guard let id = Int(key), id >= 0, id < vocabularySize else {
+                    throw APIError.badRequest("'logit_bias' keys must be token ids below \(vocabularySize); '\(key)' is not", param: "logit_bias")
+                }
+                let b: Double
+                switch value {
+                case .int(let i): b = Double(i)
+                case .double(let d): b = d
+                default: throw APIError.badRequest("'logit_bias' values must be numbers", param: "logit_bias")
+                }
+                guard (-100...100).contains(b) else {
+                    throw APIError.badRequest("'logit_bias' values must be between -100 and 100; token \(key) has \(b.compact)", param: "logit_bias")
+                }
+                // OpenAI: -100 bans the token, 100 makes it the only choice.
+                sampler.logitBias[TokenID(id)] = b <= -100 ? -.infinity : Float(b)
+            }
+        }
+        parameters.sampler = sampler
+
+        // max_completion_tokens is the newer name; either may come.
+        if let n = try fields.integer("max_completion_tokens", atLeast: 0) ?? fields.integer("max_tokens", atLeast: 0) ?? fields.integer("n_predict") {
+            parameters.maxTokens = n
+        }
+        if let value = fields["stop"] {
+            switch value {
+            case .string(let s): parameters.stop = [s]
+            case .array(let items):
+                parameters.stop = try items.map { item in
+                    guard case .string(let s) = item else { throw APIError.badRequest("'stop' must be a string or an array of strings", param: "stop") }
+                    return s
+                }
+            default: throw JSONFields.mistyped("stop", "a string or an array of strings", value)
+            }
+        }
+        if let n = try fields.integer("n"), n != 1 {
+            throw APIError.badRequest("only one choice per request is supported ('n' must be 1)", param: "n")
+        }
+        _ = try fields.string("user")  // accepted, as OpenAI does, for the caller's own tracking
+
+        if let format = try fields.object("response_format") {
+            switch try format.string("type") {
+            case "text", nil: break
+            case "json_object":
+                parameters.grammar = JSONGrammar.anyObject
+            case "json_schema":
+                guard let wrapper = try format.object("json_schema"), let schema = wrapper["schema"] else {
+                    throw APIError.badRequest("'response_format' of type json_schema needs 'json_schema': {\"name\": ..., \"schema\": {...}}", param: "response_format")
+                }
+                do {
+                    parameters.grammar = try JSONGrammar.grammar(schema: schema)
+                } catch {
+                    throw APIError.badRequest("the JSON schema cannot be followed: \(error)", param: "response_format")
+                }
+            case let other?:
+                throw APIError.badRequest("'response_format' type '\(other)' is not one of text, json_object, json_schema", param: "response_format")
+            }
+        }
+        if let grammar = try fields.string("grammar") { parameters.grammar = grammar }
+
+        stream = try fields.bool("stream") ?? false
+        if let options = try fields.object("stream_options") {
+            includeUsage = try options.bool("include_usage") ?? false
+        }
+    }
+}
+
+/// The messages of a chat request: roles and text content (plain or as text parts).
+func chatMessages(_ fields: JSONFields) throws -> [ChatMessage] {
+    guard let value = fields["messages"] else { throw APIError.badRequest("'messages' is required", param: "messages") }
+    guard case .array(let items) = value, !items.isEmpty else {
+        throw APIError.badRequest("'messages' must be a non-empty array of {\"role\", \"content\"}", param: "messages")
+    }
+    return try items.enumerated().map { index, item in
+        guard case .object(let pairs) = item else { throw APIError.badRequest("messages[\(index)] must be an object", param: "messages") }
+        let message = JSONFields(pairs: pairs)
+        guard let role = try message.string("role") else { throw APIError.badRequest("messages[\(index)] has no 'role'", param: "messages") }
+        guard ["system", "developer", "user", "assistant", "tool"].contains(role) else {
+            throw APIError.badRequest("messages[\(index)].role '\(role)' is not one of system, developer, user, assistant, tool", param: "messages")
+        }
+        var text = ""
+        switch message["content"] {
+        case nil: break
+        case .string(let s)?: text = s
+        case .array(let parts)?:
+            for part in parts {
+                guard case .object(let p) = part, let type = try JSONFields(pairs: p).string("type") else {
+                    throw APIError.badRequest("messages[\(index)].content parts must be objects with a 'type'", param: "messages")
+                }
+                guard type == "text", let partText = try JSONFields(pairs: p).string("text") else {
+                    throw APIError.badRequest("messages[\(index)] has a content part of type '\(type)'; only text is supported", param: "messages")
+                }
+                text += partText
+            }
+        case let other?:
+            throw APIError.badRequest("messages[\(index)].content must be a string or an array of parts, not \(JSONFields.typeName(other))", param: "messages")
+        }
+        // Templates know system, not OpenAI's newer name for it.
+        return ChatMessage(role: role == "developer" ? "system" : role, content: text)
+    }
+}
+
+/// A completion prompt: a string, one string in an array, or token ids.
+func completionPrompt(_ fields: JSONFields, tokenizer: Tokenizer) throws -> [TokenID] {
+    func text(_ s: String) -> [TokenID] {
+        var tokens = tokenizer.encode(s, addSpecial: true, parseSpecial: true)
+        if tokens.isEmpty, let bos = tokenizer.bos { tokens = [bos] }
+        return tokens
+    }
+    let invalid = APIError.badRequest("'prompt' must be a string, an array of one string, or an array of token ids", param: "prompt")
+    switch fields["prompt"] {
+    case nil: throw APIError.badRequest("'prompt' is required", param: "prompt")
+    case .string(let s)?: return text(s)
+    case .array(let items)?:
+        if items.count == 1, case .string(let s) = items[0] { return text(s) }
+        if items.count == 1, case .array(let inner) = items[0] { return try tokenIDs(inner, param: "prompt") }
+        if items.count > 1, items.allSatisfy({ if case .string = $0 { true } else { false } }) {
+            throw APIError.badRequest("several prompts in one request are not supported; send one request per prompt", param: "prompt")
+        }
+        return try tokenIDs(items, param: "prompt", invalid: invalid)
+    default: throw invalid
+    }
+}
+
+func tokenIDs(_ items: [JinjaValue], param: String, invalid: APIError? = nil) throws -> [TokenID] {
+    try items.map { item in
+        guard case .int(let id) = item, let token = TokenID(exactly: id) else {
+            throw invalid ?? APIError.badRequest("'\(param)' must hold token ids (integers)", param: param)
+        }
+        return token
+    }
+}
+
+/// Embedding inputs: a string, strings, token ids, or arrays of token ids.
+func embeddingInputs(_ fields: JSONFields, tokenizer: Tokenizer) throws -> [[TokenID]] {
+    func text(_ s: String) -> [TokenID] { tokenizer.encode(s, addSpecial: true, parseSpecial: false) }
+    let invalid = APIError.badRequest("'input' must be a string, an array of strings, token ids, or arrays of token ids", param: "input")
+    switch fields["input"] {
+    case nil: throw APIError.badRequest("'input' is required", param: "input")
+    case .string(let s)?: return [text(s)]
+    case .array(let items)?:
+        guard !items.isEmpty else { throw invalid }
+        if items.allSatisfy({ if case .int = $0 { true } else { false } }) { return [try tokenIDs(items, param: "input")] }
+        return try items.map { item in
+            switch item {
+            case .string(let s): return text(s)
+            case .array(let ids): return try tokenIDs(ids, param: "input", invalid: invalid)
+            default: throw invalid
+            }
+        }
+    default: throw invalid
+    }
+}

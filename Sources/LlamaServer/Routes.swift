@@ -1,0 +1,253 @@
+import Foundation
+import Hummingbird
+import Jinja
+import Llama
+
+/// The OpenAI routes and llama.cpp's extras, over one engine.
+struct Routes<Context: RequestContext>: Sendable {
+    let engine: InferenceEngine
+    let maxBodyBytes: Int
+
+    var model: LlamaModel { engine.model }
+
+    func add(to router: Router<Context>) {
+        router.get("/health") { _, _ in health() }
+        router.get("/v1/health") { _, _ in health() }
+        router.get("/metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                     body: .init(byteBuffer: ByteBuffer(string: engine.metrics.render(engine.scheduler.currentStatus))))
+        }
+        router.get("/v1/models") { _, _ in models() }
+        router.get("/models") { _, _ in models() }
+        router.post("/v1/chat/completions") { request, _ in try await chatCompletion(request) }
+        router.post("/chat/completions") { request, _ in try await chatCompletion(request) }
+        router.post("/v1/completions") { request, _ in try await completion(request) }
+        router.post("/completions") { request, _ in try await completion(request) }
+        router.post("/v1/embeddings") { request, _ in try await embeddings(request) }
+        router.post("/embeddings") { request, _ in try await embeddings(request) }
+        router.post("/tokenize") { request, _ in try await tokenize(request) }
+        router.post("/detokenize") { request, _ in try await detokenize(request) }
+    }
+
+    // MARK: Small routes
+
+    func health() -> Response {
+        let s = engine.scheduler.currentStatus
+        return json(.object([("status", .string("ok")), ("slots_idle", .int(s.slots - s.busySlots)),
+                             ("slots_processing", .int(s.busySlots)), ("queued", .int(s.queued))]))
+    }
+
+    func models() -> Response {
+        let c = model.configuration
+        let meta: JinjaValue = .object([("n_ctx_train", .int(c.contextLength)), ("n_ctx_slot", .int(engine.scheduler.contextSize)),
+                                        ("n_vocab", .int(c.vocabularySize)), ("n_embd", .int(c.embeddingLength)),
+                                        ("slots", .int(engine.scheduler.configuration.slots))])
+        let entry: JinjaValue = .object([("id", .string(engine.modelID)), ("object", .string("model")), ("created", .int(engine.created)),
+                                         ("owned_by", .string("swift-llama")), ("meta", meta)])
+        return json(.object([("object", .string("list")), ("data", .array([entry]))]))
+    }
+
+    func tokenize(_ request: Request) async throws -> Response {
+        let fields = try await body(request)
+        guard let content = try fields.string("content") else { throw APIError.badRequest("'content' (a string) is required", param: "content") }
+        let addSpecial = try fields.bool("add_special") ?? false
+        let parseSpecial = try fields.bool("parse_special") ?? true
+        let tokens = model.tokenizer.encode(content, addSpecial: addSpecial, parseSpecial: parseSpecial)
+        if try fields.bool("with_pieces") == true {
+            let pieces = tokens.map { id in
+                JinjaValue.object([("id", .int(Int(id))), ("piece", .string(model.tokenizer.decode([id], renderSpecial: true)))])
+            }
+            return json(.object([("tokens", .array(pieces))]))
+        }
+        return json(.object([("tokens", .array(tokens.map { .int(Int($0)) }))]))
+    }
+
+    func detokenize(_ request: Request) async throws -> Response {
+        let fields = try await body(request)
+        guard case .array(let items)? = fields["tokens"] else { throw APIError.badRequest("'tokens' (an array of token ids) is required", param: "tokens") }
+        let tokens = try tokenIDs(items, param: "tokens")
+        try checkVocabulary(tokens, param: "tokens")
+        // Special tokens are written out, as llama-server does.
+        return json(.object([("content", .string(model.tokenizer.decode(tokens, renderSpecial: true)))]))
+    }
+
+    // MARK: Generation
+
+    func chatCompletion(_ request: Request) async throws -> Response {
+        let fields = try await body(request)
+        let generation = try GenerationRequest(fields, vocabularySize: model.configuration.vocabularySize)
+        try engine.check(model: generation.model)
+        let messages = try chatMessages(fields)
+        let prompt: [TokenID]
+        do {
+            prompt = try model.chatPromptTokens(messages)
+        } catch {
+            throw APIError.badRequest("the model's chat template does not accept these messages: \(error)", param: "messages")
+        }
+        return try await generate(prompt: prompt, generation, chat: true)
+    }
+
+    func completion(_ request: Request) async throws -> Response {
+        let fields = try await body(request)
+        let generation = try GenerationRequest(fields, vocabularySize: model.configuration.vocabularySize)
+        try engine.check(model: generation.model)
+        if try fields.bool("echo") == true { throw APIError.badRequest("'echo' is not supported", param: "echo") }
+        let prompt = try completionPrompt(fields, tokenizer: model.tokenizer)
+        try checkVocabulary(prompt, param: "prompt")
+        return try await generate(prompt: prompt, generation, chat: false)
+    }
+
+    /// Queues the generation and answers with one JSON object, or with server-sent events as it goes.
+    func generate(prompt: [TokenID], _ generation: GenerationRequest, chat: Bool) async throws -> Response {
+        let events = try engine.scheduler.submit(prompt: prompt, parameters: generation.parameters, startOfAnswer: chat)
+        let shape = ResponseShape(chat: chat, model: engine.modelID)
+        guard generation.stream else {
+            var text = ""
+            for try await event in events {
+                switch event {
+                case .text(let piece): text += piece
+                case .finished(let summary): return json(shape.whole(text: text, summary: summary))
+                case .notice: break
+                }
+            }
+            throw BatchScheduler.ShutDown()
+        }
+        let includeUsage = generation.includeUsage
+        let headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
+        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+            func send(_ value: JinjaValue) async throws {
+                try await writer.write(ByteBuffer(string: "data: " + value.jsonText + "\n\n"))
+            }
+            do {
+                if chat { try await send(shape.chunk(delta: .object([("role", .string("assistant")), ("content", .string(""))]), includeUsage: includeUsage)) }
+                for try await event in events {
+                    switch event {
+                    case .text(let piece):
+                        try await send(shape.chunk(delta: chat ? .object([("content", .string(piece))]) : .string(piece), includeUsage: includeUsage))
+                    case .finished(let summary):
+                        try await send(shape.chunk(delta: chat ? .object([]) : .string(""), finish: summary.finishReason, includeUsage: includeUsage))
+                        if includeUsage { try await send(shape.usageChunk(summary)) }
+                    case .notice: break
+                    }
+                }
+            } catch let error as CancellationError {
+                throw error
+            } catch {
+                // The status line is gone; the error travels as an event, as OpenAI's streams do.
+                try await writer.write(ByteBuffer(string: "data: " + String(buffer: APIError.from(error).jsonBody) + "\n\n"))
+            }
+            try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+            try await writer.finish(nil)
+        })
+    }
+
+    // MARK: Embeddings
+
+    func embeddings(_ request: Request) async throws -> Response {
+        let fields = try await body(request)
+        try engine.check(model: try fields.string("model"))
+        let inputs = try embeddingInputs(fields, tokenizer: model.tokenizer)
+        for tokens in inputs { try checkVocabulary(tokens, param: "input") }
+        let dimension = model.configuration.embeddingLength
+        if let d = try fields.integer("dimensions"), d != dimension {
+            throw APIError.badRequest("this model's embeddings have \(dimension) dimensions; 'dimensions' cannot change that", param: "dimensions")
+        }
+        let format = try fields.string("encoding_format") ?? "float"
+        guard format == "float" || format == "base64" else {
+            throw APIError.badRequest("'encoding_format' must be float or base64", param: "encoding_format")
+        }
+        _ = try fields.string("user")
+        let vectors = try await engine.embeddings(inputs)
+        let tokenCount = inputs.reduce(0) { $0 + $1.count }
+        engine.metrics.countEmbedded(tokens: tokenCount)
+        let data: [JinjaValue] = vectors.enumerated().map { index, vector in
+            let embedding: JinjaValue
+            if format == "base64" {
+                // Little-endian float32, as OpenAI sends it.
+                embedding = .string(vector.withUnsafeBytes { Data($0) }.base64EncodedString())
+            } else {
+                embedding = .array(vector.map { .double(Double("\($0)") ?? Double($0)) })
+            }
+            return .object([("object", .string("embedding")), ("index", .int(index)), ("embedding", embedding)])
+        }
+        return json(.object([("object", .string("list")), ("data", .array(data)), ("model", .string(engine.modelID)),
+                             ("usage", .object([("prompt_tokens", .int(tokenCount)), ("total_tokens", .int(tokenCount))]))]))
+    }
+
+    // MARK: Helpers
+
+    func body(_ request: Request) async throws -> JSONFields {
+        let buffer = try await request.body.collect(upTo: maxBodyBytes)
+        return try JSONFields(body: String(buffer: buffer))
+    }
+
+    func checkVocabulary(_ tokens: [TokenID], param: String) throws {
+        let size = model.configuration.vocabularySize
+        if let bad = tokens.first(where: { $0 < 0 || Int($0) >= size }) {
+            throw APIError.badRequest("token id \(bad) is outside the vocabulary (0..<\(size))", param: param)
+        }
+    }
+
+    func json(_ value: JinjaValue, status: HTTPResponse.Status = .ok) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: value.jsonText)))
+    }
+}
+
+/// The JSON of chat and text completions, whole or as stream chunks.
+struct ResponseShape: Sendable {
+    let chat: Bool
+    let model: String
+    let id: String
+    let created = Int(Date().timeIntervalSince1970)
+
+    init(chat: Bool, model: String) {
+        self.chat = chat
+        self.model = model
+        let hex = (0..<12).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        id = (chat ? "chatcmpl-" : "cmpl-") + hex
+    }
+
+    static func finishReason(_ reason: FinishReason) -> JinjaValue {
+        switch reason {
+        case .stop: return .string("stop")
+        case .length, .contextFull: return .string("length")
+        case .cancelled: return .none
+        }
+    }
+
+    func usage(_ summary: GenerationSummary) -> JinjaValue {
+        let s = summary.statistics
+        return .object([("prompt_tokens", .int(s.promptTokens)), ("completion_tokens", .int(s.generatedTokens)),
+                        ("total_tokens", .int(s.promptTokens + s.generatedTokens)),
+                        ("prompt_tokens_details", .object([("cached_tokens", .int(summary.reusedPromptTokens))]))])
+    }
+
+    private func header(_ object: String) -> [(String, JinjaValue)] {
+        [("id", .string(id)), ("object", .string(object)), ("created", .int(created)), ("model", .string(model)),
+         ("system_fingerprint", .string("swift-llama"))]
+    }
+
+    func whole(text: String, summary: GenerationSummary) -> JinjaValue {
+        let choice: JinjaValue = chat
+            ? .object([("index", .int(0)), ("message", .object([("role", .string("assistant")), ("content", .string(text))])),
+                       ("logprobs", .none), ("finish_reason", Self.finishReason(summary.finishReason))])
+            : .object([("index", .int(0)), ("text", .string(text)), ("logprobs", .none), ("finish_reason", Self.finishReason(summary.finishReason))])
+        return .object(header(chat ? "chat.completion" : "text_completion") + [("choices", .array([choice])), ("usage", usage(summary))])
+    }
+
+    /// A chunk with a delta (chat) or a piece of text (completions).
+    func chunk(delta: JinjaValue, finish: FinishReason? = nil, includeUsage: Bool) -> JinjaValue {
+        let reason = finish.map(Self.finishReason) ?? .none
+        let choice: JinjaValue = chat
+            ? .object([("index", .int(0)), ("delta", delta), ("logprobs", .none), ("finish_reason", reason)])
+            : .object([("index", .int(0)), ("text", delta), ("logprobs", .none), ("finish_reason", reason)])
+        var pairs = header(chat ? "chat.completion.chunk" : "text_completion") + [("choices", .array([choice]))]
+        if includeUsage { pairs.append(("usage", .none)) }
+        return .object(pairs)
+    }
+
+    /// The extra last chunk of `stream_options.include_usage`: no choices, the usage.
+    func usageChunk(_ summary: GenerationSummary) -> JinjaValue {
+        .object(header(chat ? "chat.completion.chunk" : "text_completion") + [("choices", .array([])), ("usage", usage(summary))])
+    }
+}
