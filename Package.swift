@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // Vectorized C kernels with run-time choice of AVX-512 / AVX2 / NEON / scalar code.
@@ -62,7 +63,7 @@ let package = Package(
         // The server's routes in-process (Hummingbird's test client), and over loopback.
         .testTarget(
             name: "ServerTests",
-            dependencies: ["LlamaServer", "TestSupport", .product(name: "HummingbirdTesting", package: "hummingbird")]
+            dependencies: ["LlamaServer", "TestSupport", .product(name: "NIOEmbedded", package: "swift-nio")]
         ),
         // Runs the built `llama` executable as a user would.
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "LlamaCLI"]),

@@ -45,7 +45,7 @@ public func makeEngine(model: LlamaModel, configuration: ServerConfiguration) ->
 /// app in-process. The engine outlives it: run both in one ServiceGroup, the engine first, so
 /// that on SIGINT/SIGTERM the server finishes its requests before the engine stops (see `llama serve`).
 public func buildApplication(engine: InferenceEngine, configuration: ServerConfiguration, logger: Logger? = nil,
-                             onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
+                             onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> Application<RouterResponder<BasicRequestContext>> {
     var log = logger ?? Logger(label: "llama.serve")
     if logger == nil { log.logLevel = .info }
     let router = Router(context: BasicRequestContext.self)

@@ -1,12 +1,11 @@
 import Foundation
 import Hummingbird
-import HummingbirdTesting
 import Llama
 import LlamaServer
 import Testing
 import TestSupport
 
-/// Every route and every error, in-process through Hummingbird's router test client, on the
+/// Every route and every error, in-process (requests handed to the app's responder), on the
 /// default model. Responses are read with Foundation's JSON parser (not ours).
 @Suite struct RouteTests {
     static let model: LlamaModel = try! LlamaModel.load(path: DefaultModel.locate())
@@ -26,23 +25,23 @@ import TestSupport
 
     /// Runs `test` against an app on `engine` (the shared one unless given).
     static func withApp<T>(_ configuration: ServerConfiguration = configuration(), engine: InferenceEngine = shared,
-                           _ test: @Sendable (any TestClientProtocol) async throws -> T) async throws -> T {
-        try await buildApplication(engine: engine, configuration: configuration).test(.router, test)
+                           _ test: (InProcessClient) async throws -> T) async throws -> T {
+        try await buildApplication(engine: engine, configuration: configuration).inProcess(test)
     }
 
-    static func post(_ client: any TestClientProtocol, _ uri: String, _ json: String, headers: HTTPFields = [:]) async throws -> TestResponse {
+    static func post(_ client: InProcessClient, _ uri: String, _ json: String, headers: HTTPFields = [:]) async throws -> InProcessClient.Reply {
         var fields = headers
         fields[.contentType] = "application/json"
         return try await client.execute(uri: uri, method: .post, headers: fields, body: ByteBuffer(string: json))
     }
 
-    static func object(_ response: TestResponse) throws -> [String: Any] {
+    static func object(_ response: InProcessClient.Reply) throws -> [String: Any] {
         let data = Data(String(buffer: response.body).utf8)
         return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any], "\(String(buffer: response.body))")
     }
 
     /// The `data:` payloads of a server-sent event stream; the last must be [DONE].
-    static func events(_ response: TestResponse) throws -> [[String: Any]] {
+    static func events(_ response: InProcessClient.Reply) throws -> [[String: Any]] {
         let text = String(buffer: response.body)
         let payloads = text.components(separatedBy: "\n\n").filter { !$0.isEmpty }.map { chunk -> String in
             #expect(chunk.hasPrefix("data: "), "\(chunk)")
@@ -53,7 +52,7 @@ import TestSupport
     }
 
     /// The error object, after checking the status and OpenAI's shape.
-    static func error(_ response: TestResponse, _ status: HTTPResponse.Status, sourceLocation: SourceLocation = #_sourceLocation) throws -> [String: Any] {
+    static func error(_ response: InProcessClient.Reply, _ status: HTTPResponse.Status, sourceLocation: SourceLocation = #_sourceLocation) throws -> [String: Any] {
         #expect(response.status == status, "\(String(buffer: response.body))", sourceLocation: sourceLocation)
         #expect(response.headers[.contentType] == "application/json", sourceLocation: sourceLocation)
         let error = try #require(try object(response)["error"] as? [String: Any], sourceLocation: sourceLocation)
