@@ -115,6 +115,26 @@ public struct Sampler: Sendable {
         }
     }
 
+    /// The indices of the k largest values, largest first (equal values in index order). One pass
+    /// that keeps a sorted list of k: most values fall below its last and cost one comparison,
+    /// where sorting the whole vocabulary cost milliseconds per token.
+    static func largest(_ k: Int, of values: [Float]) -> [Int] {
+        var top: [Int] = []
+        top.reserveCapacity(k + 1)
+        for i in values.indices {
+            let v = values[i]
+            if top.count == k, v <= values[top[k - 1]] { continue }
+            var low = 0, high = top.count
+            while low < high {
+                let middle = (low + high) / 2
+                if values[top[middle]] >= v { low = middle + 1 } else { high = middle }
+            }
+            top.insert(i, at: low)
+            if top.count > k { top.removeLast() }
+        }
+        return top
+    }
+
     /// Temperature, softmax, truncation and the draw, on adjusted logits (overwritten).
     private mutating func draw(_ logits: inout [Float]) -> TokenID {
         if settings.temperature <= 0 { return Sampler.argmax(logits) }
@@ -125,7 +145,7 @@ public struct Sampler: Sendable {
 
         var candidates: [Int]? = nil  // nil: the whole vocabulary, in id order
         if settings.topK > 0, settings.topK < probabilities.count {
-            candidates = Array(probabilities.indices.sorted { probabilities[$0] > probabilities[$1] }.prefix(settings.topK))
+            candidates = Sampler.largest(settings.topK, of: probabilities)
         }
         if settings.typicalP < 1 {
             candidates = Sampler.typical(probabilities, candidates: candidates ?? probabilities.indices.filter { probabilities[$0] > 0 }, p: settings.typicalP)
