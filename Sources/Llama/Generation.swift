@@ -26,35 +26,6 @@ extension LlamaModel {
     }
 }
 
-extension LlamaContext {
-    /// Evaluates `prompt`, then samples up to `maxTokens` tokens (negative: until a stop token or
-    /// the context is full), calling `onToken` with each; `onToken` returns false to stop early.
-    /// The prompt must not be empty (give at least BOS).
-    public func generate(prompt: [TokenID], maxTokens: Int, sampler: inout Sampler, stopTokens: Set<TokenID>,
-                         onToken: (TokenID) throws -> Bool) throws -> GenerationStatistics {
-        var stats = GenerationStatistics()
-        stats.promptTokens = prompt.count
-        guard !prompt.isEmpty else { return stats }
-        let promptStart = Date()
-        try evaluate(prompt, logitsFor: .last)
-        stats.promptSeconds = Date().timeIntervalSince(promptStart)
-        var history = prompt
-        let generationStart = Date()
-        while maxTokens < 0 || stats.generatedTokens < maxTokens {
-            let token = sampler.sample(logits[...], history: history)
-            if stopTokens.contains(token) { break }
-            stats.generatedTokens += 1
-            history.append(token)
-            guard try onToken(token) else { break }
-            if maxTokens >= 0, stats.generatedTokens >= maxTokens { break }
-            if position >= contextSize { break }
-            try evaluate([token], logitsFor: .last)
-        }
-        stats.generationSeconds = Date().timeIntervalSince(generationStart)
-        return stats
-    }
-}
-
 /// One generation's choices token by token, apart from where the logits come from: sampler,
 /// grammar, stop tokens and strings, token budget, and the text so far. `Session` drives one on
 /// its own context; `BatchScheduler` drives one per slot on a shared context.

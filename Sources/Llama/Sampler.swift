@@ -214,7 +214,7 @@ public struct Sampler: Sendable {
         return TokenID(chosen)
     }
 
-    static func argmax(_ x: [Float]) -> TokenID {
+    public static func argmax(_ x: [Float]) -> TokenID {
         var best = 0
         for i in x.indices where x[i] > x[best] { best = i }
         return TokenID(best)

@@ -94,13 +94,16 @@ import TestSupport
         ]
     }
 
+    /// run.c's loop: evaluate, take the argmax, stop at an end token or after `count`.
     static func greedy(_ model: LlamaModel, prompt: [Int32], count: Int) throws -> [Int32] {
         let context = LlamaContext(model: model, threads: 1)
-        var sampler = Sampler(.greedy)
+        var logits = try context.evaluate(prompt, logitsFor: .last)
         var out: [Int32] = []
-        _ = try context.generate(prompt: prompt, maxTokens: count, sampler: &sampler, stopTokens: model.stopTokens) { token in
+        while out.count < count {
+            let token = Sampler.argmax(logits)
+            if model.stopTokens.contains(token) { break }
             out.append(token)
-            return true
+            logits = try context.evaluate([token], logitsFor: .last)
         }
         return out
     }

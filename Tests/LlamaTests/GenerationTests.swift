@@ -6,16 +6,9 @@ import TestSupport
 @Suite struct DefaultModelGenerationTests {
     static func greedy(_ prompt: String, count: Int) throws -> String {
         let model = try LlamaModel.load(path: DefaultModel.locate())
-        let context = LlamaContext(model: model, contextSize: 512, threads: SystemInfo.physicalCores)
-        var sampler = Sampler(.greedy)
-        var decoder = StreamingDecoder(tokenizer: model.tokenizer, atStartOfText: false)
-        var text = ""
+        let session = Session(model: model, contextSize: 512)
         let tokens = model.tokenizer.encode(prompt, parseSpecial: true)
-        _ = try context.generate(prompt: tokens, maxTokens: count, sampler: &sampler, stopTokens: model.stopTokens) { token in
-            text += decoder.append(token)
-            return true
-        }
-        return text + decoder.finish()
+        return try session.run(prompt: tokens, parameters: GenerationParameters(maxTokens: count, sampler: .greedy)) { _ in }.text
     }
 
     /// With llama.cpp's default F16 KV cache, as the fixture's expected text was made.
@@ -123,14 +116,13 @@ import TestSupport
 
     @Test func zeroTokensToGenerate() throws {
         let model = try LlamaModel.load(path: Self.stories)
-        let context = LlamaContext(model: model, threads: 1)
-        var sampler = Sampler(.greedy)
+        let session = Session(model: model, threads: 1)
         var produced = 0
-        let stats = try context.generate(prompt: model.tokenizer.encode("Once"), maxTokens: 0, sampler: &sampler, stopTokens: model.stopTokens) { _ in
-            produced += 1
-            return true
+        let summary = try session.run(prompt: model.tokenizer.encode("Once"), parameters: GenerationParameters(maxTokens: 0, sampler: .greedy)) { event in
+            if case .text = event { produced += 1 }
         }
-        #expect(produced == 0 && stats.generatedTokens == 0)
+        #expect(produced == 0 && summary.statistics.generatedTokens == 0)
+        #expect(summary.finishReason == .length)
     }
 }
 
