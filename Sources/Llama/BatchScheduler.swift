@@ -93,7 +93,9 @@ public final class BatchScheduler: @unchecked Sendable {
     /// for an empty or too long prompt, a grammar that does not parse, or a full queue. The stream
     /// yields text, then `.finished`; dropping it or cancelling its task frees the slot at the
     /// next step.
-    public func submit(prompt: [TokenID], parameters: GenerationParameters, startOfAnswer: Bool = false) throws -> AsyncThrowingStream<GenerationEvent, Error> {
+    /// `cancellation` lets a caller stop it from elsewhere, e.g. when its client disconnects.
+    public func submit(prompt: [TokenID], parameters: GenerationParameters, startOfAnswer: Bool = false,
+                       cancellation: Cancellation = Cancellation()) throws -> AsyncThrowingStream<GenerationEvent, Error> {
         guard !prompt.isEmpty else { throw ModelError("the prompt is empty; give at least one token (such as BOS)") }
         guard prompt.count < contextSize else { throw LlamaContext.ContextFull(needed: prompt.count + 1, contextSize: contextSize) }
         let vocabulary = model.configuration.vocabularySize
@@ -102,12 +104,9 @@ public final class BatchScheduler: @unchecked Sendable {
         }
         let state = try GenerationState(model: model, parameters: parameters, startOfAnswer: startOfAnswer)
         let (stream, continuation) = AsyncThrowingStream<GenerationEvent, Error>.makeStream()
-        let job = Job(prompt: prompt, state: state, continuation: continuation)
-        let cancelled = job.cancelled
-        continuation.onTermination = { [weak self] _ in
-            cancelled.set()
-            self?.wake()
-        }
+        let job = Job(prompt: prompt, state: state, continuation: continuation, cancelled: cancellation)
+        continuation.onTermination = { _ in cancellation.cancel() }
+        cancellation.whenCancelled { [weak self] in self?.wake() }
         condition.lock()
         defer { condition.unlock() }
         guard running else { throw ShutDown() }
@@ -139,12 +138,13 @@ public final class BatchScheduler: @unchecked Sendable {
         let prompt: [TokenID]
         var state: GenerationState
         let continuation: AsyncThrowingStream<GenerationEvent, Error>.Continuation
-        let cancelled = CancellationFlag()
+        let cancelled: Cancellation
         var reused = 0
         var admitted = Date()
         var promptDone: Date?
 
-        init(prompt: [TokenID], state: GenerationState, continuation: AsyncThrowingStream<GenerationEvent, Error>.Continuation) {
+        init(prompt: [TokenID], state: GenerationState, continuation: AsyncThrowingStream<GenerationEvent, Error>.Continuation, cancelled: Cancellation) {
+            self.cancelled = cancelled
             self.prompt = prompt
             self.state = state
             self.continuation = continuation
@@ -179,7 +179,7 @@ public final class BatchScheduler: @unchecked Sendable {
                 return
             }
             queue.removeAll { job in
-                guard job.cancelled.isSet else { return false }
+                guard job.cancelled.isCancelled else { return false }
                 job.continuation.finish()
                 return true
             }
@@ -187,7 +187,7 @@ public final class BatchScheduler: @unchecked Sendable {
             status.queued = queue.count
             condition.unlock()
 
-            for slot in slots where slot.job?.cancelled.isSet == true { finish(slot, reason: .cancelled) }
+            for slot in slots where slot.job?.cancelled.isCancelled == true { finish(slot, reason: .cancelled) }
             if slots.contains(where: { $0.job != nil }) { step() }
         }
     }

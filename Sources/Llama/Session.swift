@@ -142,11 +142,11 @@ public final class Session: @unchecked Sendable {
     /// `.finished`. Cancelling the consuming task (or dropping the stream) stops it within a token.
     public func generate(prompt: [TokenID], parameters: GenerationParameters, startOfAnswer: Bool = false) -> AsyncThrowingStream<GenerationEvent, Error> {
         AsyncThrowingStream { continuation in
-            let cancelled = CancellationFlag()
-            continuation.onTermination = { _ in cancelled.set() }
+            let cancelled = Cancellation()
+            continuation.onTermination = { _ in cancelled.cancel() }
             let thread = Thread { [self] in
                 do {
-                    _ = try run(prompt: prompt, parameters: parameters, startOfAnswer: startOfAnswer, isCancelled: { cancelled.isSet }) { event in
+                    _ = try run(prompt: prompt, parameters: parameters, startOfAnswer: startOfAnswer, isCancelled: { cancelled.isCancelled }) { event in
                         continuation.yield(event)
                     }
                     continuation.finish()
@@ -167,12 +167,35 @@ public final class Session: @unchecked Sendable {
     }
 }
 
-/// A flag set from one thread and read from another.
-final class CancellationFlag: @unchecked Sendable {
+/// Stops a generation from anywhere (another thread, a network callback) before its next token.
+public final class Cancellation: @unchecked Sendable {
     private let lock = NSLock()
     private var value = false
-    func set() { lock.withLock { value = true } }
-    var isSet: Bool { lock.withLock { value } }
+    private var onCancel: [@Sendable () -> Void] = []
+
+    public init() {}
+
+    public func cancel() {
+        let actions: [@Sendable () -> Void] = lock.withLock {
+            guard !value else { return [] }
+            value = true
+            defer { onCancel = [] }
+            return onCancel
+        }
+        for action in actions { action() }
+    }
+
+    public var isCancelled: Bool { lock.withLock { value } }
+
+    /// Runs `action` once when cancelled (at once if it already is).
+    func whenCancelled(_ action: @escaping @Sendable () -> Void) {
+        let now: Bool = lock.withLock {
+            if value { return true }
+            onCancel.append(action)
+            return false
+        }
+        if now { action() }
+    }
 }
 
 /// Holds back text that might be the start of a stop string, and cuts at the first stop string.

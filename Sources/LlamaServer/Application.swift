@@ -45,16 +45,17 @@ public func makeEngine(model: LlamaModel, configuration: ServerConfiguration) ->
 /// app in-process. The engine outlives it: run both in one ServiceGroup, the engine first, so
 /// that on SIGINT/SIGTERM the server finishes its requests before the engine stops (see `llama serve`).
 public func buildApplication(engine: InferenceEngine, configuration: ServerConfiguration, logger: Logger? = nil,
-                             onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> Application<RouterResponder<BasicRequestContext>> {
+                             onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> Application<RouterResponder<ServerRequestContext>> {
     var log = logger ?? Logger(label: "llama.serve")
     if logger == nil { log.logLevel = .info }
-    let router = Router(context: BasicRequestContext.self)
+    let router = Router(context: ServerRequestContext.self)
     router.add(middleware: MetricsMiddleware(metrics: engine.metrics))
     router.add(middleware: OpenAIErrorMiddleware())
     if let key = configuration.apiKey, !key.isEmpty { router.add(middleware: APIKeyMiddleware(key: key)) }
     Routes(engine: engine, maxBodyBytes: configuration.maxBodyBytes).add(to: router)
     return Application(
         router: router,
+        server: .http1(configuration: .init(additionalChannelHandlers: [DisconnectWatcher()])),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "swift-llama"),
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
         logger: log

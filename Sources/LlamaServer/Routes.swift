@@ -4,7 +4,8 @@ import Jinja
 import Llama
 
 /// The OpenAI routes and llama.cpp's extras, over one engine.
-struct Routes<Context: RequestContext>: Sendable {
+struct Routes: Sendable {
+    typealias Context = ServerRequestContext
     let engine: InferenceEngine
     let maxBodyBytes: Int
 
@@ -19,10 +20,10 @@ struct Routes<Context: RequestContext>: Sendable {
         }
         router.get("/v1/models") { _, _ in models() }
         router.get("/models") { _, _ in models() }
-        router.post("/v1/chat/completions") { request, _ in try await chatCompletion(request) }
-        router.post("/chat/completions") { request, _ in try await chatCompletion(request) }
-        router.post("/v1/completions") { request, _ in try await completion(request) }
-        router.post("/completions") { request, _ in try await completion(request) }
+        router.post("/v1/chat/completions") { request, context in try await chatCompletion(request, context) }
+        router.post("/chat/completions") { request, context in try await chatCompletion(request, context) }
+        router.post("/v1/completions") { request, context in try await completion(request, context) }
+        router.post("/completions") { request, context in try await completion(request, context) }
         router.post("/v1/embeddings") { request, _ in try await embeddings(request) }
         router.post("/embeddings") { request, _ in try await embeddings(request) }
         router.post("/tokenize") { request, _ in try await tokenize(request) }
@@ -73,7 +74,7 @@ struct Routes<Context: RequestContext>: Sendable {
 
     // MARK: Generation
 
-    func chatCompletion(_ request: Request) async throws -> Response {
+    func chatCompletion(_ request: Request, _ context: Context) async throws -> Response {
         let fields = try await body(request)
         let generation = try GenerationRequest(fields, vocabularySize: model.configuration.vocabularySize)
         try engine.check(model: generation.model)
@@ -84,24 +85,28 @@ struct Routes<Context: RequestContext>: Sendable {
         } catch {
             throw APIError.badRequest("the model's chat template does not accept these messages: \(error)", param: "messages")
         }
-        return try await generate(prompt: prompt, generation, chat: true)
+        return try await generate(prompt: prompt, generation, chat: true, context: context)
     }
 
-    func completion(_ request: Request) async throws -> Response {
+    func completion(_ request: Request, _ context: Context) async throws -> Response {
         let fields = try await body(request)
         let generation = try GenerationRequest(fields, vocabularySize: model.configuration.vocabularySize)
         try engine.check(model: generation.model)
         if try fields.bool("echo") == true { throw APIError.badRequest("'echo' is not supported", param: "echo") }
         let prompt = try completionPrompt(fields, tokenizer: model.tokenizer)
         try checkVocabulary(prompt, param: "prompt")
-        return try await generate(prompt: prompt, generation, chat: false)
+        return try await generate(prompt: prompt, generation, chat: false, context: context)
     }
 
     /// Queues the generation and answers with one JSON object, or with server-sent events as it goes.
-    func generate(prompt: [TokenID], _ generation: GenerationRequest, chat: Bool) async throws -> Response {
-        let events = try engine.scheduler.submit(prompt: prompt, parameters: generation.parameters, startOfAnswer: chat)
+    /// A client that leaves cancels its generation: the slot is free at the next step.
+    func generate(prompt: [TokenID], _ generation: GenerationRequest, chat: Bool, context: Context) async throws -> Response {
+        let cancellation = Cancellation()
+        let events = try engine.scheduler.submit(prompt: prompt, parameters: generation.parameters, startOfAnswer: chat, cancellation: cancellation)
+        let watch = await context.whenClientLeaves { cancellation.cancel() }
         let shape = ResponseShape(chat: chat, model: engine.modelID)
         guard generation.stream else {
+            defer { watch?.cancel() }
             var text = ""
             for try await event in events {
                 switch event {
@@ -115,6 +120,7 @@ struct Routes<Context: RequestContext>: Sendable {
         let includeUsage = generation.includeUsage
         let headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+            defer { watch?.cancel() }
             func send(_ value: JinjaValue) async throws {
                 try await writer.write(ByteBuffer(string: "data: " + value.jsonText + "\n\n"))
             }

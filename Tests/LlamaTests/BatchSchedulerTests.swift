@@ -130,6 +130,30 @@ import TestSupport
         #expect(summary.statistics.generatedTokens <= 3)
     }
 
+    /// `Cancellation` (what the server calls when a client leaves) frees the slot at the next step:
+    /// at most the token of the step already running comes after it.
+    @Test func cancellationStopsAtTheNextStep() async throws {
+        let scheduler = BatchScheduler(model: Self.model, configuration: .init(slots: 2, contextSize: 512))
+        defer { scheduler.shutdown() }
+        let cancellation = Cancellation()
+        let stream = try scheduler.submit(prompt: try Self.chat("Tell me a long story."), parameters: Self.greedy(400), cancellation: cancellation)
+        var pieces = 0
+        var summary: GenerationSummary?
+        for try await event in stream {
+            switch event {
+            case .text:
+                pieces += 1
+                if pieces == 5 { cancellation.cancel() }
+            case .finished(let s): summary = s
+            case .notice: break
+            }
+        }
+        let finished = try #require(summary)
+        #expect(finished.finishReason == .cancelled)
+        #expect(finished.statistics.generatedTokens <= 6, "\(finished.statistics.generatedTokens)")
+        #expect(scheduler.currentStatus.busySlots == 0)
+    }
+
     @Test func badRequestsAreRefusedAtOnce() throws {
         let scheduler = BatchScheduler(model: Self.model, configuration: .init(slots: 1, contextSize: 32))
         defer { scheduler.shutdown() }

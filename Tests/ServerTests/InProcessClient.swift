@@ -2,11 +2,12 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOEmbedded
+import LlamaServer
 
 /// Sends requests straight to an application's responder, in-process and without a socket, and
 /// collects the whole response (a streamed body as it was written).
 struct InProcessClient: Sendable {
-    let responder: any HTTPResponder<BasicRequestContext>
+    let responder: any HTTPResponder<ServerRequestContext>
     let logger = Logger(label: "tests")
 
     struct Reply: Sendable {
@@ -18,7 +19,7 @@ struct InProcessClient: Sendable {
     func execute(uri: String, method: HTTPRequest.Method, headers: HTTPFields = [:], body: ByteBuffer? = nil) async throws -> Reply {
         let request = Request(head: HTTPRequest(method: method, scheme: "http", authority: "localhost", path: uri, headerFields: headers),
                               body: RequestBody(buffer: body ?? ByteBuffer()))
-        let context = BasicRequestContext(source: ApplicationRequestContextSource(channel: EmbeddedChannel(), logger: logger))
+        let context = ServerRequestContext(source: ApplicationRequestContextSource(channel: EmbeddedChannel(), logger: logger))
         let response = try await responder.respond(to: request, context: context)
         let collector = Collector()
         try await response.body.write(collector)
@@ -36,7 +37,7 @@ struct InProcessClient: Sendable {
     }
 }
 
-extension ApplicationProtocol where Responder.Context == BasicRequestContext {
+extension ApplicationProtocol where Responder.Context == ServerRequestContext {
     /// Runs `test` with a client of this application's responder.
     func inProcess<T>(_ test: (InProcessClient) async throws -> T) async throws -> T {
         try await test(InProcessClient(responder: try await responder))
