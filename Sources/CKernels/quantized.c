@@ -296,6 +296,52 @@ ATTR_VNNI __attribute__((always_inline)) static inline float dot_row_vnni_typed(
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + (offsets[0] + offsets[1]);
 }
 
+// One row times TT tokens (a few: the tokens of several sequences in one generation step).
+// Each weight pair is unpacked once, in registers, for all of them; repacking rows into scratch,
+// as the prompt-sized kernel does, costs more than it saves when only a few tokens share it.
+ATTR_VNNI __attribute__((always_inline)) static inline void row_tokens_vnni_typed(
+    const int type, const int TT, const uint8_t *row, const uint8_t *acts, int64_t pa_stride, int64_t blocks,
+    float *out, int64_t out_stride) {
+    const int64_t npairs = pairs_of(blocks);
+    const int bytes = block_bytes(type), offset = has_offset(type);
+    __m512 acc[7];
+    for (int j = 0; j < TT; j++) acc[j] = _mm512_setzero_ps();
+    for (int64_t p = 0; p < npairs; p++) {
+        const uint8_t *b0 = row + 2 * p * bytes, *b1 = 2 * p + 1 < blocks ? b0 + bytes : NULL;
+        _mm_prefetch((const char *)b0 + 16 * bytes, _MM_HINT_T0);
+        const __m512i w = unpack_pair_vnni(type, b0, b1);
+        const __m512 dw = pair_scales(b0, b1);
+        for (int j = 0; j < TT; j++) {
+            const q8_pair *a = (const q8_pair *)(acts + j * pa_stride) + p;
+            const __m512i lanes = _mm512_dpbusd_epi32(_mm512_loadu_si512(a->init), w, _mm512_loadu_si512(a->q));
+            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lanes), _mm512_mul_ps(dw, _mm512_loadu_ps(a->d)), acc[j]);
+        }
+    }
+    for (int j = 0; j < TT; j++) {
+        float sum = _mm512_reduce_add_ps(acc[j]);
+        if (offset) {
+            const float *sums = (const float *)((const q8_pair *)(acts + j * pa_stride) + npairs);
+            for (int64_t b = 0; b < blocks; b++) sum += half_f16c(row + b * bytes + 2) * sums[b];
+        }
+        out[j * out_stride] = sum;
+    }
+}
+
+// Rows times 2 to 7 tokens, the type and the token count constants in each case.
+ATTR_VNNI static void few_tokens_vnni(int type, int tokens, const uint8_t *w, int64_t row_bytes, int64_t rows,
+                                      const uint8_t *acts, int64_t pa_stride, int64_t blocks, float *out, int64_t out_stride) {
+#define FEW_CASE(T, N) \
+    case N: for (int64_t r = 0; r < rows; r++) row_tokens_vnni_typed(T, N, w + r * row_bytes, acts, pa_stride, blocks, out + r, out_stride); return;
+#define FEW_TYPE(T) \
+    case T: switch (tokens) { FEW_CASE(T, 2) FEW_CASE(T, 3) FEW_CASE(T, 4) FEW_CASE(T, 5) FEW_CASE(T, 6) FEW_CASE(T, 7) default: return; }
+    switch (type) {
+        FEW_TYPE(TYPE_Q4_0) FEW_TYPE(TYPE_Q4_1) FEW_TYPE(TYPE_Q5_0) FEW_TYPE(TYPE_Q5_1) FEW_TYPE(TYPE_Q8_0)
+    default: return;
+    }
+#undef FEW_TYPE
+#undef FEW_CASE
+}
+
 ATTR_VNNI static void rows_vnni(int type, const uint8_t *w, int64_t row_bytes, int64_t rows, const uint8_t *token,
                                 int64_t blocks, float *out) {
 #define ROWS_CASE(T) \
@@ -402,6 +448,11 @@ ATTR_VNNI static void matmul_vnni(int type, const uint8_t *w, int64_t row_bytes,
 
 // ---------------------------------------------------------------------------------------------
 
+// Up to this many tokens, rows are multiplied without repacking (few_tokens_vnni).
+#ifndef FEW_TOKENS
+#define FEW_TOKENS 7
+#endif
+
 void llk_q8_matmul(int type, const void *weights, int64_t row_bytes, int64_t rows, const void *activations,
                    int64_t tokens, int64_t blocks, float *out, int64_t out_stride, void *scratch) {
     const uint8_t *w = (const uint8_t *)weights, *a = (const uint8_t *)activations;
@@ -409,6 +460,10 @@ void llk_q8_matmul(int type, const void *weights, int64_t row_bytes, int64_t row
 #if LLK_X86
     const int isa = llk_isa_id();
     if (isa == 2 && llk_has_vnni()) {
+        if (tokens >= 2 && tokens <= FEW_TOKENS) {
+            few_tokens_vnni(type, (int)tokens, w, row_bytes, rows, a, token_bytes, blocks, out, out_stride);
+            return;
+        }
         if (tokens >= 2) {
             matmul_vnni(type, w, row_bytes, rows, a, tokens, blocks, out, out_stride, (uint8_t *)scratch);
             return;

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Jinja
 import Llama
+import Logging
 
 /// The OpenAI routes and llama.cpp's extras, over one engine.
 struct Routes: Sendable {
@@ -111,13 +112,16 @@ struct Routes: Sendable {
             for try await event in events {
                 switch event {
                 case .text(let piece): text += piece
-                case .finished(let summary): return json(shape.whole(text: text, summary: summary))
+                case .finished(let summary):
+                    Self.log(summary, chat: chat, logger: context.logger)
+                    return json(shape.whole(text: text, summary: summary))
                 case .notice: break
                 }
             }
             throw BatchScheduler.ShutDown()
         }
         let includeUsage = generation.includeUsage
+        let logger = context.logger
         let headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
             defer { watch?.cancel() }
@@ -131,6 +135,7 @@ struct Routes: Sendable {
                     case .text(let piece):
                         try await send(shape.chunk(delta: chat ? .object([("content", .string(piece))]) : .string(piece), includeUsage: includeUsage))
                     case .finished(let summary):
+                        Self.log(summary, chat: chat, logger: logger)
                         try await send(shape.chunk(delta: chat ? .object([]) : .string(""), finish: summary.finishReason, includeUsage: includeUsage))
                         if includeUsage { try await send(shape.usageChunk(summary)) }
                     case .notice: break
@@ -145,6 +150,12 @@ struct Routes: Sendable {
             try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
             try await writer.finish(nil)
         })
+    }
+
+    /// One line per generation, as llama-server prints its timings.
+    static func log(_ summary: GenerationSummary, chat: Bool, logger: Logger) {
+        let s = summary.statistics
+        logger.info("\(chat ? "chat completion" : "completion"): \(s.promptTokens) prompt tokens (\(summary.reusedPromptTokens) cached), \(s.generatedTokens) generated at \(String(format: "%.1f", s.generationTokensPerSecond)) tokens/s, finish: \(summary.finishReason.rawValue)")
     }
 
     // MARK: Embeddings
