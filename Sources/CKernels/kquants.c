@@ -217,6 +217,42 @@ ATTR_K __attribute__((always_inline)) static inline float dot_k_avx2(const int t
     return total;
 }
 
+// One Q6_K row times up to 8 tokens: each block is unpacked once for all of them (the output
+// matrix meets every generating sequence's token in a batched step). The same integer and float
+// steps as dot_k_avx2, per token in the same order, so the results are the same.
+ATTR_K static void q6k_row_tokens_avx2(const uint8_t *row, const q8k_block *a, int64_t tokens, int64_t blocks,
+                                       float *out, int64_t out_stride) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(3);
+    float total[8] = {0};
+    for (int64_t b = 0; b < blocks; b++, row += 210) {
+        const int8_t *sc = (const int8_t *)(row + 192);
+        __m256i v[8], scale[8];
+        for (int n = 0; n < 2; n++) {
+            const uint8_t *ql = row + 64 * n, *qh = row + 128 + 32 * n;
+            const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql), l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            const __m256i h = _mm256_loadu_si256((const __m256i *)qh);
+            v[4 * n] = _mm256_or_si256(_mm256_and_si256(l0, low4), _mm256_slli_epi16(_mm256_and_si256(h, two), 4));
+            v[4 * n + 1] = _mm256_or_si256(_mm256_and_si256(l1, low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), two), 4));
+            v[4 * n + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), two), 4));
+            v[4 * n + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), two), 4));
+        }
+        for (int m = 0; m < 8; m++) scale[m] = _mm256_set_m128i(_mm_set1_epi16(sc[2 * m + 1]), _mm_set1_epi16(sc[2 * m]));
+        const __m256i scales = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
+        const float d = load_half(row + 208);
+        for (int64_t t = 0; t < tokens; t++) {
+            const q8k_block *at = a + t * blocks + b;
+            __m256i acc = _mm256_setzero_si256();
+            for (int m = 0; m < 8; m++) {
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(at->q + 32 * m));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(v[m], q), scale[m]));
+            }
+            const int bias = hsum_i32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)at->sums), scales));
+            total[t] += (d * at->d) * (float)(hsum_i32(acc) - 32 * bias);
+        }
+    }
+    for (int64_t t = 0; t < tokens; t++) out[t * out_stride] = total[t];
+}
+
 // Rows outside, tokens inside: a row stays in L1 while every token meets it.
 ATTR_K static void rows_k_avx2(int type, const uint8_t *w, int64_t row_bytes, int64_t rows, const q8k_block *a,
                                int64_t tokens, int64_t blocks, float *out, int64_t out_stride) {
@@ -226,6 +262,13 @@ ATTR_K static void rows_k_avx2(int type, const uint8_t *w, int64_t row_bytes, in
             for (int64_t t = 0; t < tokens; t++)                                                      \
                 out[t * out_stride + r] = dot_k_avx2(T, w + r * row_bytes, a + t * blocks, blocks);   \
         return;
+    if (type == TYPE_Q6_K && tokens > 1) {
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t t0 = 0; t0 < tokens; t0 += 8)
+                q6k_row_tokens_avx2(w + r * row_bytes, a + t0 * blocks, tokens - t0 < 8 ? tokens - t0 : 8, blocks,
+                                    out + t0 * out_stride + r, out_stride);
+        return;
+    }
     switch (type) {
         K_CASE(TYPE_Q4_K) K_CASE(TYPE_Q5_K) K_CASE(TYPE_Q6_K)
     default: return;
