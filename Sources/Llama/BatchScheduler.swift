@@ -197,22 +197,15 @@ public final class BatchScheduler: @unchecked Sendable {
     private func bestSlot(for prompt: [TokenID]) -> Slot? {
         var best: (slot: Slot, common: Int)?
         for slot in slots where slot.job == nil {
-            let common = commonPrefix(slot.cached, prompt)
+            let common = reusablePrefix(slot.cached, prompt)
             if let b = best, common < b.common || (common == b.common && slot.lastUsed >= b.slot.lastUsed) { continue }
             best = (slot, common)
         }
         return best?.slot
     }
 
-    private func commonPrefix(_ a: [TokenID], _ b: [TokenID]) -> Int {
-        var n = 0
-        while n < min(a.count, b.count), a[n] == b[n] { n += 1 }
-        return n
-    }
-
     private func admit(_ job: Job, to slot: Slot) {
-        // At least the last prompt token is evaluated again, for its logits.
-        let common = min(commonPrefix(slot.cached, job.prompt), job.prompt.count - 1)
+        let common = reusablePrefix(slot.cached, job.prompt)
         context.truncate(to: common, sequence: slot.sequence)
         slot.cached.removeSubrange(common...)
         slot.pending = job.prompt[common...]

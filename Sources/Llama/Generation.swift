@@ -26,6 +26,14 @@ extension LlamaModel {
     }
 }
 
+/// How many of a new prompt's tokens a cache holding `cached` can keep: their common prefix, but
+/// never the whole prompt, whose last token is evaluated again for its logits.
+func reusablePrefix(_ cached: [TokenID], _ prompt: [TokenID]) -> Int {
+    var common = 0
+    while common < min(cached.count, prompt.count - 1), cached[common] == prompt[common] { common += 1 }
+    return common
+}
+
 /// One generation's choices token by token, apart from where the logits come from: sampler,
 /// grammar, stop tokens and strings, token budget, and the text so far. `Session` drives one on
 /// its own context; `BatchScheduler` drives one per slot on a shared context.

@@ -102,8 +102,7 @@ public final class Session: @unchecked Sendable {
         stats.promptTokens = prompt.count
 
         // Reuse the cached prefix; at least the last prompt token is evaluated, for its logits.
-        var common = 0
-        while common < min(cached.count, prompt.count - 1), cached[common] == prompt[common] { common += 1 }
+        let common = reusablePrefix(cached, prompt)
         context.truncate(to: common)
         cached.removeSubrange(common...)
         let promptStart = Date()

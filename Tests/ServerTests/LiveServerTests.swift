@@ -14,6 +14,7 @@ import Glibc
 @Suite(.serialized) struct LiveServerTests {
     /// A running server on a free port, stopped by `stop()`.
     struct Running {
+        let engine: InferenceEngine
         let port: Int
         let group: ServiceGroup
         let task: Task<Void, Error>
@@ -23,14 +24,21 @@ import Glibc
         }
     }
 
-    static func start(_ engine: InferenceEngine, _ configuration: ServerConfiguration) async throws -> Running {
+    /// The default model with one slot of `contextSize` positions, served on a free port.
+    static func start(contextSize: Int) async throws -> Running {
+        let model = try LlamaModel.load(path: DefaultModel.locate())
+        var configuration = ServerConfiguration()
+        configuration.port = 0
+        configuration.slots = 1
+        configuration.contextSize = contextSize
+        let engine = makeEngine(model: model, configuration: configuration)
         let (ports, continuation) = AsyncStream<Int>.makeStream()
         let app = buildApplication(engine: engine, configuration: configuration) { port in continuation.yield(port) }
         let group = ServiceGroup(configuration: .init(services: [engine, app], logger: Logger(label: "tests")))
         let task = Task { try await group.run() }
         var iterator = ports.makeAsyncIterator()
         let port = try #require(await iterator.next())
-        return Running(port: port, group: group, task: task)
+        return Running(engine: engine, port: port, group: group, task: task)
     }
 
     /// A blocking TCP connection to 127.0.0.1.
@@ -76,13 +84,8 @@ import Glibc
     }
 
     @Test func clientThatDisconnectsMidStreamFreesItsSlot() async throws {
-        let model = try LlamaModel.load(path: DefaultModel.locate())
-        var configuration = ServerConfiguration()
-        configuration.port = 0
-        configuration.slots = 1
-        configuration.contextSize = 1024
-        let engine = makeEngine(model: model, configuration: configuration)
-        let server = try await Self.start(engine, configuration)
+        let server = try await Self.start(contextSize: 1024)
+        let engine = server.engine
 
         // Streaming and not: three tokens in, the client goes away.
         for stream in [true, false] {
@@ -122,13 +125,8 @@ import Glibc
 
     /// A graceful shutdown lets a running request finish before the engine stops.
     @Test func gracefulShutdownFinishesRunningRequests() async throws {
-        let model = try LlamaModel.load(path: DefaultModel.locate())
-        var configuration = ServerConfiguration()
-        configuration.port = 0
-        configuration.slots = 1
-        configuration.contextSize = 512
-        let engine = makeEngine(model: model, configuration: configuration)
-        let server = try await Self.start(engine, configuration)
+        let server = try await Self.start(contextSize: 512)
+        let engine = server.engine
         let connection = try Connection(port: server.port)
         connection.send(Self.post("/v1/completions", #"{"prompt": "Once upon a time", "max_tokens": 40, "temperature": 0, "stop": []}"#))
         for _ in 0..<400 where engine.scheduler.currentStatus.busySlots == 0 { try await Task.sleep(for: .milliseconds(5)) }
