@@ -4,6 +4,7 @@ import Hummingbird
 import Llama
 import LlamaServer
 import Logging
+import NIOCore
 import ServiceLifecycle
 
 struct ServeCommand: AsyncParsableCommand {
@@ -84,6 +85,12 @@ struct ServeCommand: AsyncParsableCommand {
         // The server stops first (finishing its requests), then the engine.
         let group = ServiceGroup(configuration: .init(services: [engine, app], gracefulShutdownSignals: [.sigterm, .sigint],
                                                       logger: Logger(label: "llama.serve")))
-        try await group.run()
+        do {
+            try await group.run()
+        } catch let error as IOError where error.errnoCode == EADDRINUSE || error.errnoCode == EACCES {
+            throw CLIError(error.errnoCode == EADDRINUSE
+                ? "port \(port) on \(host) is already in use (another server?); choose another with --port, or stop the other program"
+                : "not allowed to listen on \(host):\(port); ports below 1024 need privileges, so choose another with --port")
+        }
     }
 }
