@@ -24,7 +24,7 @@ import TestSupport
     static let shared: InferenceEngine = makeEngine(model: model, configuration: configuration())
 
     /// Runs `test` against an app on `engine` (the shared one unless given).
-    static func withApp<T>(_ configuration: ServerConfiguration = configuration(), engine: InferenceEngine = shared,
+    public static func withApp<T>(_ configuration: ServerConfiguration = configuration(), engine: InferenceEngine = shared,
                            _ test: (InProcessClient) async throws -> T) async throws -> T {
         try await buildApplication(engine: engine, configuration: configuration).inProcess(test)
     }
