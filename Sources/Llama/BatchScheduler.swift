@@ -74,6 +74,10 @@ public final class BatchScheduler: @unchecked Sendable {
     // The scheduling thread's own.
     private var slots: [Slot]
     private var clock = 0
+    // Reused from step to step.
+    private var batch: [LlamaContext.BatchEntry] = []
+    private var sampling: [Slot] = []
+    private var logits: [Float] = []
 
     public init(model: LlamaModel, configuration: Configuration = Configuration()) {
         self.model = model
@@ -223,8 +227,8 @@ public final class BatchScheduler: @unchecked Sendable {
     /// One forward pass: the last sampled token of every generating slot, then as much of the
     /// waiting prompts as the batch holds; then a token is sampled for every slot that has logits.
     private func step() {
-        var batch: [LlamaContext.BatchEntry] = []
-        var sampling: [Slot] = []
+        batch.removeAll(keepingCapacity: true)
+        sampling.removeAll(keepingCapacity: true)
         for slot in slots where slot.job != nil {
             guard let token = slot.next else { continue }
             batch.append(.init(sequence: slot.sequence, token: token, wantsLogits: true))
@@ -246,9 +250,8 @@ public final class BatchScheduler: @unchecked Sendable {
         guard !batch.isEmpty else { return }
 
         let start = Date()
-        let logits: [Float]
         do {
-            logits = try context.evaluate(batch: batch)
+            try context.evaluate(batch: batch, logits: &logits)
         } catch {
             // Cannot happen with the checks above; fail the step's requests rather than the server.
             for slot in slots where slot.job != nil {

@@ -111,6 +111,14 @@ public final class LlamaContext: @unchecked Sendable {
     /// its sequence (entries of one sequence in order). Returns the logits of the entries that
     /// want them, one row of `vocabularySize` each, in batch order.
     public func evaluate(batch: [BatchEntry]) throws -> [Float] {
+        var out: [Float] = []
+        try evaluate(batch: batch, logits: &out)
+        return out
+    }
+
+    /// `evaluate(batch:)` writing the logits into `out`, whose storage is reused from call to
+    /// call (a generation step allocates nothing).
+    public func evaluate(batch: [BatchEntry], logits out: inout [Float]) throws {
         lock.lock()
         defer { lock.unlock() }
         let vocab = model.configuration.vocabularySize
@@ -121,7 +129,7 @@ public final class LlamaContext: @unchecked Sendable {
             needed[entry.sequence] += 1
             guard needed[entry.sequence] <= contextSize else { throw ContextFull(needed: needed[entry.sequence], contextSize: contextSize) }
         }
-        var out: [Float] = []
+        out.removeAll(keepingCapacity: true)
         var start = 0
         while start < batch.count {
             let end = min(batch.count, start + batchSize)
@@ -138,7 +146,6 @@ public final class LlamaContext: @unchecked Sendable {
             if !rows.isEmpty { out += lastLogits }
             start = end
         }
-        return out
     }
 
     /// Evaluates `tokens` after what is already in the cache. Returns the logits of the positions
