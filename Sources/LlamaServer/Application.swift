@@ -50,6 +50,8 @@ public func buildApplication(engine: InferenceEngine, configuration: ServerConfi
     if logger == nil { log.logLevel = .info }
     let router = Router(context: ServerRequestContext.self)
     router.add(middleware: MetricsMiddleware(metrics: engine.metrics))
+    // Browser apps on other origins may call it, as llama-server allows (preflights need no key).
+    router.add(middleware: CORSMiddleware(allowOrigin: .all))
     router.add(middleware: OpenAIErrorMiddleware())
     if let key = configuration.apiKey, !key.isEmpty { router.add(middleware: APIKeyMiddleware(key: key)) }
     Routes(engine: engine, maxBodyBytes: configuration.maxBodyBytes).add(to: router)
@@ -67,12 +69,13 @@ public func buildApplication(engine: InferenceEngine, configuration: ServerConfi
 struct MetricsMiddleware<Context: RequestContext>: RouterMiddleware {
     let metrics: ServerMetrics
     static var knownRoutes: Set<String> {
-        ["/health", "/v1/health", "/metrics", "/v1/models", "/models", "/v1/chat/completions", "/chat/completions",
+        ["/health", "/v1/health", "/metrics", "/v1/models", "/models", "/v1/models/{id}", "/v1/chat/completions", "/chat/completions",
          "/v1/completions", "/completions", "/v1/embeddings", "/embeddings", "/tokenize", "/detokenize"]
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let route = Self.knownRoutes.contains(request.uri.path) ? request.uri.path : "other"
+        let path = request.uri.path.hasPrefix("/v1/models/") ? "/v1/models/{id}" : request.uri.path
+        let route = Self.knownRoutes.contains(path) ? path : "other"
         do {
             let response = try await next(request, context)
             metrics.count(route: route, status: Int(response.status.code))

@@ -21,6 +21,11 @@ struct Routes: Sendable {
         }
         router.get("/v1/models") { _, _ in models() }
         router.get("/models") { _, _ in models() }
+        router.get("/v1/models/{id}") { _, context in
+            let id = context.parameters.get("id") ?? ""
+            try engine.check(model: id)
+            return json(modelEntry)
+        }
         router.post("/v1/chat/completions") { request, context in try await chatCompletion(request, context) }
         router.post("/chat/completions") { request, context in try await chatCompletion(request, context) }
         router.post("/v1/completions") { request, context in try await completion(request, context) }
@@ -39,14 +44,17 @@ struct Routes: Sendable {
                              ("slots_processing", .int(s.busySlots)), ("queued", .int(s.queued))]))
     }
 
-    func models() -> Response {
+    var modelEntry: JinjaValue {
         let c = model.configuration
         let meta: JinjaValue = .object([("n_ctx_train", .int(c.contextLength)), ("n_ctx_slot", .int(engine.scheduler.contextSize)),
                                         ("n_vocab", .int(c.vocabularySize)), ("n_embd", .int(c.embeddingLength)),
                                         ("slots", .int(engine.scheduler.configuration.slots))])
-        let entry: JinjaValue = .object([("id", .string(engine.modelID)), ("object", .string("model")), ("created", .int(engine.created)),
-                                         ("owned_by", .string("swift-llama")), ("meta", meta)])
-        return json(.object([("object", .string("list")), ("data", .array([entry]))]))
+        return .object([("id", .string(engine.modelID)), ("object", .string("model")), ("created", .int(engine.created)),
+                        ("owned_by", .string("swift-llama")), ("meta", meta)])
+    }
+
+    func models() -> Response {
+        json(.object([("object", .string("list")), ("data", .array([modelEntry]))]))
     }
 
     func tokenize(_ request: Request) async throws -> Response {

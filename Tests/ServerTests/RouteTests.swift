@@ -88,6 +88,9 @@ import TestSupport
             #expect(data.count == 1)
             #expect(data[0]["id"] as? String == "SmolLM2-135M-Instruct.Q4_1")
             #expect(data[0]["object"] as? String == "model")
+            let one = try Self.object(try await client.execute(uri: "/v1/models/SmolLM2-135M-Instruct.Q4_1", method: .get))
+            #expect(one["id"] as? String == "SmolLM2-135M-Instruct.Q4_1")
+            _ = try Self.error(try await client.execute(uri: "/v1/models/gpt-4", method: .get), .notFound)
             _ = try await Self.post(client, "/v1/chat/completions", Self.chatBody("Hi", #", "max_tokens": 2"#))
             let metrics = try await client.execute(uri: "/metrics", method: .get)
             #expect(metrics.status == .ok)
@@ -328,6 +331,20 @@ import TestSupport
             _ = try Self.error(try await client.execute(uri: "/v1/models", method: .get), .unauthorized)
             #expect(try await Self.post(client, "/v1/chat/completions", body, headers: [.authorization: "Bearer sk-test-123"]).status == .ok)
             #expect(try await client.execute(uri: "/health", method: .get).status == .ok)
+        }
+    }
+
+    /// Browser apps on other origins: preflights answered without a key, answers carry the header.
+    @Test func crossOriginRequests() async throws {
+        try await Self.withApp(Self.configuration(key: "sk-test-123")) { client in
+            let preflight = try await client.execute(uri: "/v1/chat/completions", method: .options,
+                                                     headers: [.origin: "http://localhost:3000", .accessControlRequestMethod: "POST"])
+            #expect(preflight.status.kind == .successful)
+            #expect(preflight.headers[.accessControlAllowOrigin] == "*")
+            #expect(preflight.headers[.accessControlAllowHeaders]?.lowercased().contains("authorization") == true)
+            let denied = try await client.execute(uri: "/v1/models", method: .get, headers: [.origin: "http://localhost:3000"])
+            #expect(denied.status == .unauthorized)
+            #expect(denied.headers[.accessControlAllowOrigin] == "*")
         }
     }
 
