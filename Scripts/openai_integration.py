@@ -102,6 +102,13 @@ def main():
         check(finish in ("stop", "length") and usage is not None and usage.completion_tokens > 0,
               f"chat stream end: finish_reason {finish}, usage {usage and usage.completion_tokens}")
 
+        scored = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Name a color."}],
+                                                max_tokens=5, temperature=0, logprobs=True, top_logprobs=2)
+        entries = scored.choices[0].logprobs.content
+        check(len(entries) == scored.usage.completion_tokens and all(len(e.top_logprobs) == 2 and e.logprob <= 0 for e in entries)
+              and entries[0].token == entries[0].top_logprobs[0].token,
+              f"chat logprobs: {[(e.token, round(e.logprob, 3)) for e in entries]}")
+
         completion = client.completions.create(model=model, prompt="Once upon a time", max_tokens=16, temperature=0)
         check(completion.object == "text_completion" and completion.choices[0].text != "", f"completion: {completion.choices[0].text!r}")
         streamed = "".join(c.choices[0].text for c in client.completions.create(model=model, prompt="Once upon a time", max_tokens=16,

@@ -270,7 +270,7 @@ public final class BatchScheduler: @unchecked Sendable {
             let continuation = job.continuation
             let before = job.state.generated
             let token = job.state.next(logits: logits[(row * vocabulary)..<((row + 1) * vocabulary)], history: slot.cached) {
-                continuation.yield(.text($0))
+                continuation.yield($0)
             }
             let produced = job.state.generated - before
             if produced > 0 {
@@ -298,7 +298,7 @@ public final class BatchScheduler: @unchecked Sendable {
     private func finish(_ slot: Slot, reason: FinishReason?) {
         guard let job = slot.job else { return }
         let continuation = job.continuation
-        if let reason { job.state.end(reason, emit: { continuation.yield(.text($0)) }) }
+        if let reason { job.state.end(reason, emit: { continuation.yield($0) }) }
         let end = Date()
         var statistics = GenerationStatistics()
         statistics.promptTokens = job.prompt.count

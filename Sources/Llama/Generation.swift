@@ -42,6 +42,7 @@ struct GenerationState {
     let maxTokens: Int
     let stopTokens: Set<TokenID>
     let matcher: GrammarMatcher?
+    let logprobs: Int?
     var sampler: Sampler
     var decoder: StreamingDecoder
     var stopper: StopStringFilter
@@ -56,15 +57,16 @@ struct GenerationState {
         maxTokens = parameters.maxTokens
         stopTokens = parameters.stopTokens ?? model.stopTokens
         matcher = try parameters.grammar.map { GrammarMatcher(try Grammar($0)) }
+        logprobs = parameters.logprobs.map { max(0, $0) }
         sampler = Sampler(parameters.sampler)
         decoder = StreamingDecoder(tokenizer: model.tokenizer, atStartOfText: startOfAnswer)
         stopper = StopStringFilter(stops: parameters.stop)
     }
 
     /// Picks the next token from the logits after `history`, passing the text that may be shown
-    /// to `emit`. Returns the token to evaluate next, or nil when the generation has ended (then
-    /// `finishReason` says why and all text has been emitted).
-    mutating func next(logits: ArraySlice<Float>, history: [TokenID], emit: (String) -> Void) -> TokenID? {
+    /// (and log probabilities, when asked for) to `emit`. Returns the token to evaluate next, or
+    /// nil when the generation has ended (then `finishReason` says why and all text has been emitted).
+    mutating func next(logits: ArraySlice<Float>, history: [TokenID], emit: (GenerationEvent) -> Void) -> TokenID? {
         guard finishReason == nil else { return nil }
         if maxTokens >= 0, generated >= maxTokens {
             end(.length, emit: emit)
@@ -78,6 +80,7 @@ struct GenerationState {
             return nil
         }
         generated += 1
+        if let logprobs { emit(.logprob(Self.logprob(of: token, in: logits, top: logprobs, tokenizer: tokenizer))) }
         matcher?.accept(token, tokenizer: tokenizer)
         let (visible, stopped) = stopper.add(decoder.append(token))
         show(visible, emit)
@@ -93,7 +96,7 @@ struct GenerationState {
     }
 
     /// Ends the generation (if it has not ended) and emits what was held back.
-    mutating func end(_ reason: FinishReason, emit: (String) -> Void) {
+    mutating func end(_ reason: FinishReason, emit: (GenerationEvent) -> Void) {
         guard finishReason == nil else { return }
         finishReason = reason
         if !stopper.stopped {
@@ -102,9 +105,23 @@ struct GenerationState {
         }
     }
 
-    private mutating func show(_ piece: String, _ emit: (String) -> Void) {
+    private mutating func show(_ piece: String, _ emit: (GenerationEvent) -> Void) {
         guard !piece.isEmpty else { return }
         text += piece
-        emit(piece)
+        emit(.text(piece))
+    }
+
+    /// `token`'s log probability under the softmax of the raw logits, and the `top` likeliest.
+    static func logprob(of token: TokenID, in logits: ArraySlice<Float>, top: Int, tokenizer: Tokenizer) -> TokenLogprob {
+        let row = Array(logits)
+        let largest = row.max() ?? 0
+        var sum: Double = 0
+        for value in row { sum += Foundation.exp(Double(value - largest)) }
+        let logSum = largest + Float(Foundation.log(sum))
+        func alternative(_ id: TokenID) -> TokenLogprob.Alternative {
+            .init(token: id, bytes: tokenizer.pieceBytes(id, renderSpecial: true), logprob: row[Int(id)] - logSum)
+        }
+        let alternatives = top > 0 ? Sampler.largest(top, of: row).map { alternative(TokenID($0)) } : []
+        return TokenLogprob(chosen: alternative(token), top: alternatives)
     }
 }

@@ -12,6 +12,9 @@ public struct GenerationParameters: Sendable {
     public var grammar: String? = nil
     /// Tokens that end the generation; nil means the model's end-of-text and end-of-turn tokens.
     public var stopTokens: Set<TokenID>? = nil
+    /// When set, each generated token is reported (`.logprob`) with its log probability under
+    /// the model and this many most likely alternatives.
+    public var logprobs: Int? = nil
 
     public init(maxTokens: Int = -1, sampler: SamplerSettings = SamplerSettings(), stop: [String] = [], grammar: String? = nil) {
         self.maxTokens = maxTokens
@@ -43,9 +46,26 @@ public struct GenerationSummary: Sendable {
     public var reusedPromptTokens: Int
 }
 
+/// A generated token and how likely the model found it (natural log of its probability, from the
+/// logits before any sampling setting), with the most likely alternatives.
+public struct TokenLogprob: Sendable {
+    public struct Alternative: Sendable {
+        public var token: TokenID
+        /// The token's bytes (a piece of a character stays a piece) and its text.
+        public var bytes: [UInt8]
+        public var text: String { String(decoding: bytes, as: UTF8.self) }
+        public var logprob: Float
+    }
+    public var chosen: Alternative
+    /// Most likely first.
+    public var top: [Alternative]
+}
+
 /// What a generation stream yields: text as it is produced, notices, and finally a summary.
 public enum GenerationEvent: Sendable {
     case text(String)
+    /// A token's log probability, before the text it adds (with `GenerationParameters.logprobs`).
+    case logprob(TokenLogprob)
     /// Something the user should know, such as old turns dropped to fit the context.
     case notice(String)
     case finished(GenerationSummary)
@@ -116,15 +136,14 @@ public final class Session: @unchecked Sendable {
         stats.promptSeconds = Date().timeIntervalSince(promptStart)
 
         let generationStart = Date()
-        func emit(_ piece: String) { onEvent(.text(piece)) }
         while true {
             if isCancelled() {
-                state.end(.cancelled, emit: emit)
+                state.end(.cancelled, emit: onEvent)
                 break
             }
-            guard let token = state.next(logits: context.logits[...], history: cached, emit: emit) else { break }
+            guard let token = state.next(logits: context.logits[...], history: cached, emit: onEvent) else { break }
             if context.position >= context.contextSize {
-                state.end(.contextFull, emit: emit)
+                state.end(.contextFull, emit: onEvent)
                 break
             }
             try context.evaluate([token], logitsFor: .last)

@@ -107,6 +107,7 @@ struct ChatCommand: AsyncParsableCommand {
             switch event {
             case .text(let piece): write(piece)
             case .notice(let notice): Console.error("[\(notice)]")
+            case .logprob: break
             case .finished(let s): summary = s
             }
         }

@@ -101,7 +101,9 @@ struct GenerationRequest {
     var includeUsage = false
 
     /// Reads the OpenAI fields (and llama.cpp's top_k, min_p, repeat_penalty), validating each.
-    init(_ fields: JSONFields, vocabularySize: Int) throws {
+    /// `chat` picks the chat form of `logprobs` (a boolean, with `top_logprobs`) over the
+    /// completions form (the number of alternatives).
+    init(_ fields: JSONFields, vocabularySize: Int, chat: Bool) throws {
         model = try fields.string("model")
         var sampler = SamplerSettings()
         if let t = try fields.number("temperature", in: 0...2) { sampler.temperature = Float(t) }
@@ -172,6 +174,19 @@ struct GenerationRequest {
             }
         }
         if let grammar = try fields.string("grammar") { parameters.grammar = grammar }
+
+        if chat {
+            let top = try fields.integer("top_logprobs", atLeast: 0)
+            if let top, top > 20 { throw APIError.badRequest("'top_logprobs' must be at most 20", param: "top_logprobs") }
+            if try fields.bool("logprobs") == true {
+                parameters.logprobs = top ?? 0
+            } else if top != nil {
+                throw APIError.badRequest("'top_logprobs' needs 'logprobs': true", param: "top_logprobs")
+            }
+        } else if let top = try fields.integer("logprobs", atLeast: 0) {
+            guard top <= 20 else { throw APIError.badRequest("'logprobs' must be at most 20", param: "logprobs") }
+            parameters.logprobs = top
+        }
 
         stream = try fields.bool("stream") ?? false
         if let options = try fields.object("stream_options") {

@@ -85,7 +85,7 @@ struct Routes: Sendable {
 
     func chatCompletion(_ request: Request, _ context: Context) async throws -> Response {
         let fields = try await body(request)
-        let generation = try GenerationRequest(fields, vocabularySize: model.configuration.vocabularySize)
+        let generation = try GenerationRequest(fields, vocabularySize: model.configuration.vocabularySize, chat: true)
         try engine.check(model: generation.model)
         let messages = try chatMessages(fields)
         let prompt: [TokenID]
@@ -99,7 +99,7 @@ struct Routes: Sendable {
 
     func completion(_ request: Request, _ context: Context) async throws -> Response {
         let fields = try await body(request)
-        let generation = try GenerationRequest(fields, vocabularySize: model.configuration.vocabularySize)
+        let generation = try GenerationRequest(fields, vocabularySize: model.configuration.vocabularySize, chat: false)
         try engine.check(model: generation.model)
         if try fields.bool("echo") == true { throw APIError.badRequest("'echo' is not supported", param: "echo") }
         let prompt = try completionPrompt(fields, tokenizer: model.tokenizer)
@@ -117,18 +117,21 @@ struct Routes: Sendable {
         guard generation.stream else {
             defer { watch?.cancel() }
             var text = ""
+            var logprobs = LogprobList(chat: chat, enabled: generation.parameters.logprobs != nil)
             for try await event in events {
                 switch event {
                 case .text(let piece): text += piece
+                case .logprob(let entry): logprobs.add(entry)
                 case .finished(let summary):
                     Self.log(summary, chat: chat, logger: context.logger)
-                    return json(shape.whole(text: text, summary: summary))
+                    return json(shape.whole(text: text, summary: summary, logprobs: logprobs.take()))
                 case .notice: break
                 }
             }
             throw BatchScheduler.ShutDown()
         }
         let includeUsage = generation.includeUsage
+        let wantsLogprobs = generation.parameters.logprobs != nil
         let logger = context.logger
         let headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
@@ -136,15 +139,20 @@ struct Routes: Sendable {
             func send(_ value: JinjaValue) async throws {
                 try await writer.write(ByteBuffer(string: "data: " + value.jsonText + "\n\n"))
             }
+            // Log probabilities arrive before their token's text and go out with the next chunk.
+            var logprobs = LogprobList(chat: chat, enabled: wantsLogprobs)
             do {
                 if chat { try await send(shape.chunk(delta: .object([("role", .string("assistant")), ("content", .string(""))]), includeUsage: includeUsage)) }
                 for try await event in events {
                     switch event {
                     case .text(let piece):
-                        try await send(shape.chunk(delta: chat ? .object([("content", .string(piece))]) : .string(piece), includeUsage: includeUsage))
+                        try await send(shape.chunk(delta: chat ? .object([("content", .string(piece))]) : .string(piece), includeUsage: includeUsage,
+                                                   logprobs: logprobs.take()))
+                    case .logprob(let entry): logprobs.add(entry)
                     case .finished(let summary):
                         Self.log(summary, chat: chat, logger: logger)
-                        try await send(shape.chunk(delta: chat ? .object([]) : .string(""), finish: summary.finishReason, includeUsage: includeUsage))
+                        try await send(shape.chunk(delta: chat ? .object([]) : .string(""), finish: summary.finishReason, includeUsage: includeUsage,
+                                                   logprobs: logprobs.take()))
                         if includeUsage { try await send(shape.usageChunk(summary)) }
                     case .notice: break
                     }
@@ -252,20 +260,20 @@ struct ResponseShape: Sendable {
          ("system_fingerprint", .string("swift-llama"))]
     }
 
-    func whole(text: String, summary: GenerationSummary) -> JinjaValue {
+    func whole(text: String, summary: GenerationSummary, logprobs: JinjaValue = .none) -> JinjaValue {
         let choice: JinjaValue = chat
             ? .object([("index", .int(0)), ("message", .object([("role", .string("assistant")), ("content", .string(text))])),
-                       ("logprobs", .none), ("finish_reason", Self.finishReason(summary.finishReason))])
-            : .object([("index", .int(0)), ("text", .string(text)), ("logprobs", .none), ("finish_reason", Self.finishReason(summary.finishReason))])
+                       ("logprobs", logprobs), ("finish_reason", Self.finishReason(summary.finishReason))])
+            : .object([("index", .int(0)), ("text", .string(text)), ("logprobs", logprobs), ("finish_reason", Self.finishReason(summary.finishReason))])
         return .object(header(chat ? "chat.completion" : "text_completion") + [("choices", .array([choice])), ("usage", usage(summary))])
     }
 
     /// A chunk with a delta (chat) or a piece of text (completions).
-    func chunk(delta: JinjaValue, finish: FinishReason? = nil, includeUsage: Bool) -> JinjaValue {
+    func chunk(delta: JinjaValue, finish: FinishReason? = nil, includeUsage: Bool, logprobs: JinjaValue = .none) -> JinjaValue {
         let reason = finish.map(Self.finishReason) ?? .none
         let choice: JinjaValue = chat
-            ? .object([("index", .int(0)), ("delta", delta), ("logprobs", .none), ("finish_reason", reason)])
-            : .object([("index", .int(0)), ("text", delta), ("logprobs", .none), ("finish_reason", reason)])
+            ? .object([("index", .int(0)), ("delta", delta), ("logprobs", logprobs), ("finish_reason", reason)])
+            : .object([("index", .int(0)), ("text", delta), ("logprobs", logprobs), ("finish_reason", reason)])
         var pairs = header(chat ? "chat.completion.chunk" : "text_completion") + [("choices", .array([choice]))]
         if includeUsage { pairs.append(("usage", .none)) }
         return .object(pairs)
@@ -274,5 +282,50 @@ struct ResponseShape: Sendable {
     /// The extra last chunk of `stream_options.include_usage`: no choices, the usage.
     func usageChunk(_ summary: GenerationSummary) -> JinjaValue {
         .object(header(chat ? "chat.completion.chunk" : "text_completion") + [("choices", .array([])), ("usage", usage(summary))])
+    }
+}
+
+/// Token log probabilities gathered for a response or the next chunk, in OpenAI's shapes: chat's
+/// `{"content": [{"token", "logprob", "bytes", "top_logprobs"}]}`, or the completions API's
+/// `{"tokens", "token_logprobs", "top_logprobs", "text_offset"}`.
+struct LogprobList {
+    let chat: Bool
+    let enabled: Bool
+    private var entries: [TokenLogprob] = []
+    /// Characters of completion text before the next entry (text_offset runs across chunks).
+    private var offset = 0
+
+    init(chat: Bool, enabled: Bool) {
+        self.chat = chat
+        self.enabled = enabled
+    }
+
+    mutating func add(_ entry: TokenLogprob) { entries.append(entry) }
+
+    /// The gathered entries as JSON (null when log probabilities were not asked for), emptied.
+    mutating func take() -> JinjaValue {
+        guard enabled else { return .none }
+        defer { entries = [] }
+        func number(_ x: Float) -> JinjaValue { .double(x.isFinite ? Double("\(x)") ?? Double(x) : -9999) }
+        if chat {
+            func item(_ a: TokenLogprob.Alternative) -> [(String, JinjaValue)] {
+                [("token", .string(a.text)), ("logprob", number(a.logprob)), ("bytes", .array(a.bytes.map { .int(Int($0)) }))]
+            }
+            let content = entries.map { entry in
+                JinjaValue.object(item(entry.chosen) + [("top_logprobs", .array(entry.top.map { .object(item($0)) }))])
+            }
+            return .object([("content", .array(content)), ("refusal", .none)])
+        }
+        var offsets: [JinjaValue] = []
+        for entry in entries {
+            offsets.append(.int(offset))
+            offset += entry.chosen.text.count
+        }
+        return .object([
+            ("tokens", .array(entries.map { .string($0.chosen.text) })),
+            ("token_logprobs", .array(entries.map { number($0.chosen.logprob) })),
+            ("top_logprobs", .array(entries.map { entry in .object(entry.top.map { ($0.text, number($0.logprob)) }) })),
+            ("text_offset", .array(offsets)),
+        ])
     }
 }

@@ -14,7 +14,7 @@ import TestSupport
             switch event {
             case .text(let piece): text += piece
             case .finished(let s): summary = s
-            case .notice: break
+            case .notice, .logprob: break
             }
         }
         return (text, try #require(summary))
@@ -145,7 +145,7 @@ import TestSupport
                 pieces += 1
                 if pieces == 5 { cancellation.cancel() }
             case .finished(let s): summary = s
-            case .notice: break
+            case .notice, .logprob: break
             }
         }
         let finished = try #require(summary)

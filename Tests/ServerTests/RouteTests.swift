@@ -229,6 +229,58 @@ import TestSupport
         }
     }
 
+    /// Log probabilities: the greedy token is the likeliest, each is the log-softmax of the model's
+    /// logits (computed here from the library's logits), and the tokens spell the text.
+    @Test func logprobsInChatAndCompletions() async throws {
+        let prompt = try Self.model.chatPromptTokens([.user("Name a color.")])
+        let logits = try LlamaContext(model: Self.model, contextSize: 256, threads: 2).evaluate(prompt, logitsFor: .last)
+        let largest = logits.max()!
+        let logSum = largest + Float(log(logits.reduce(0.0) { $0 + exp(Double($1 - largest)) }))
+        let engine = Self.freshEngine()
+        defer { engine.scheduler.shutdown() }
+        try await Self.withApp(engine: engine) { client in
+            let body = Self.chatBody("Name a color.", #", "max_tokens": 6, "logprobs": true, "top_logprobs": 3"#)
+            let answer = try Self.object(try await Self.post(client, "/v1/chat/completions", body))
+            let choice = try #require((answer["choices"] as? [[String: Any]])?.first)
+            let content = try #require((choice["logprobs"] as? [String: Any])?["content"] as? [[String: Any]])
+            let usage = try #require(answer["usage"] as? [String: Any])
+            #expect(content.count == usage["completion_tokens"] as? Int)
+            let first = try #require(content.first)
+            let firstToken = Int(Sampler.argmax(logits))
+            #expect(first["bytes"] as? [Int] == Self.model.tokenizer.pieceBytes(TokenID(firstToken), renderSpecial: true).map(Int.init))
+            #expect(abs((first["logprob"] as? Double ?? 0) - Double(logits[firstToken] - logSum)) < 1e-4)
+            for entry in content {
+                let top = try #require(entry["top_logprobs"] as? [[String: Any]])
+                #expect(top.count == 3)
+                let values = top.compactMap { $0["logprob"] as? Double }
+                #expect(values == values.sorted(by: >) && values.allSatisfy { $0 <= 0 })
+                // Greedy: the chosen token is the likeliest one.
+                #expect(top.first?["token"] as? String == entry["token"] as? String)
+            }
+            let text = (choice["message"] as? [String: Any])?["content"] as? String
+            #expect(content.compactMap { $0["token"] as? String }.joined() == text)
+
+            // Completions, streamed: the legacy shape, chunk by chunk.
+            let events = try Self.events(try await Self.post(client, "/v1/completions", #"{"prompt": "Once upon a time", "max_tokens": 5, "temperature": 0, "logprobs": 2, "stream": true}"#))
+            var tokens: [String] = [], offsets: [Int] = [], streamed = ""
+            for event in events {
+                guard let c = (event["choices"] as? [[String: Any]])?.first else { continue }
+                streamed += c["text"] as? String ?? ""
+                guard let l = c["logprobs"] as? [String: Any] else { continue }
+                tokens += l["tokens"] as? [String] ?? []
+                offsets += l["text_offset"] as? [Int] ?? []
+                #expect((l["top_logprobs"] as? [[String: Double]])?.allSatisfy { $0.count <= 2 } == true)
+            }
+            #expect(tokens.count == 5)
+            #expect(tokens.joined() == streamed)
+            #expect(offsets == tokens.indices.map { i in tokens[..<i].reduce(0) { $0 + $1.count } })
+
+            for bad in [#", "logprobs": true, "top_logprobs": 21"#, #", "top_logprobs": 2"#] {
+                _ = try Self.error(try await Self.post(client, "/v1/chat/completions", Self.chatBody("Hi", bad)), .badRequest)
+            }
+        }
+    }
+
     @Test func embeddingsAsFloatsAndBase64() async throws {
         let context = LlamaContext(model: Self.model, contextSize: 128, threads: 2)
         let expected = try context.embedding(of: Self.model.tokenizer.encode("Paris is the capital of France.", addSpecial: true))
