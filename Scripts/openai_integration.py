@@ -109,6 +109,11 @@ def main():
               and entries[0].token == entries[0].top_logprobs[0].token,
               f"chat logprobs: {[(e.token, round(e.logprob, 3)) for e in entries]}")
 
+        several = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Name a fruit."}],
+                                                 max_tokens=8, temperature=1, seed=3, n=2)
+        check([c.index for c in several.choices] == [0, 1] and all(c.message.content for c in several.choices),
+              f"n = 2: {[c.message.content for c in several.choices]}")
+
         completion = client.completions.create(model=model, prompt="Once upon a time", max_tokens=16, temperature=0)
         check(completion.object == "text_completion" and completion.choices[0].text != "", f"completion: {completion.choices[0].text!r}")
         streamed = "".join(c.choices[0].text for c in client.completions.create(model=model, prompt="Once upon a time", max_tokens=16,
@@ -160,7 +165,7 @@ def main():
         expect_error(openai.BadRequestError, 400, lambda: client.chat.completions.create(
             model=model, messages=[{"role": "user", "content": "hi"}], temperature=9), "temperature out of range")
         expect_error(openai.BadRequestError, 400, lambda: client.chat.completions.create(
-            model=model, messages=[{"role": "user", "content": "hi"}], n=2), "n = 2")
+            model=model, messages=[{"role": "user", "content": "hi"}], n=17), "n = 17")
         expect_error(openai.APIStatusError, 413, lambda: client.embeddings.create(model=model, input="x" * 70000), "body over --max-body")
         status, body = raw_post(port, "/v1/chat/completions", b"{not json")
         check(status == 400 and "error" in body, f"invalid JSON: {status} {body.get('error', {}).get('message')!r}")

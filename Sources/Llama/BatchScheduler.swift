@@ -97,7 +97,8 @@ public final class BatchScheduler: @unchecked Sendable {
     /// for an empty or too long prompt, a grammar that does not parse, or a full queue. The stream
     /// yields text, then `.finished`; dropping it or cancelling its task frees the slot at the
     /// next step.
-    /// `cancellation` lets a caller stop it from elsewhere, e.g. when its client disconnects.
+    /// `cancellation` lets a caller stop it from elsewhere, e.g. when its client disconnects (one
+    /// cancellation may serve several requests).
     public func submit(prompt: [TokenID], parameters: GenerationParameters, startOfAnswer: Bool = false,
                        cancellation: Cancellation = Cancellation()) throws -> AsyncThrowingStream<GenerationEvent, Error> {
         guard !prompt.isEmpty else { throw ModelError("the prompt is empty; give at least one token (such as BOS)") }
@@ -108,9 +109,13 @@ public final class BatchScheduler: @unchecked Sendable {
         }
         let state = try GenerationState(model: model, parameters: parameters, startOfAnswer: startOfAnswer)
         let (stream, continuation) = AsyncThrowingStream<GenerationEvent, Error>.makeStream()
-        let job = Job(prompt: prompt, state: state, continuation: continuation, cancelled: cancellation)
-        continuation.onTermination = { _ in cancellation.cancel() }
-        cancellation.whenCancelled { [weak self] in self?.wake() }
+        // The job's own flag: its stream ending cancels only it, while the caller's cancellation
+        // (which may be shared by several jobs) cancels them all.
+        let own = Cancellation()
+        let job = Job(prompt: prompt, state: state, continuation: continuation, cancelled: own)
+        continuation.onTermination = { _ in own.cancel() }
+        cancellation.whenCancelled { own.cancel() }
+        own.whenCancelled { [weak self] in self?.wake() }
         condition.lock()
         defer { condition.unlock() }
         guard running else { throw ShutDown() }

@@ -99,6 +99,8 @@ struct GenerationRequest {
     var parameters = GenerationParameters()
     var stream = false
     var includeUsage = false
+    /// Answers to generate for the prompt (`n`), each in a slot of its own.
+    var choices = 1
 
     /// Reads the OpenAI fields (and llama.cpp's top_k, min_p, repeat_penalty), validating each.
     /// `chat` picks the chat form of `logprobs` (a boolean, with `top_logprobs`) over the
@@ -150,8 +152,9 @@ struct GenerationRequest {
             default: throw JSONFields.mistyped("stop", "a string or an array of strings", value)
             }
         }
-        if let n = try fields.integer("n"), n != 1 {
-            throw APIError.badRequest("only one choice per request is supported ('n' must be 1)", param: "n")
+        if let n = try fields.integer("n", atLeast: 1) {
+            guard n <= 16 else { throw APIError.badRequest("'n' must be at most 16", param: "n") }
+            choices = n
         }
         _ = try fields.string("user")  // accepted, as OpenAI does, for the caller's own tracking
 

@@ -107,31 +107,48 @@ struct Routes: Sendable {
         return try await generate(prompt: prompt, generation, chat: false, context: context)
     }
 
-    /// Queues the generation and answers with one JSON object, or with server-sent events as it goes.
-    /// A client that leaves cancels its generation: the slot is free at the next step.
+    /// Queues the generation (`n` of them, each in a slot of its own, the seed counting up) and
+    /// answers with one JSON object, or with server-sent events as it goes. A client that leaves
+    /// cancels its generations: their slots are free at the next step.
     func generate(prompt: [TokenID], _ generation: GenerationRequest, chat: Bool, context: Context) async throws -> Response {
         let cancellation = Cancellation()
-        let events = try engine.scheduler.submit(prompt: prompt, parameters: generation.parameters, startOfAnswer: chat, cancellation: cancellation)
+        var streams: [AsyncThrowingStream<GenerationEvent, Error>] = []
+        do {
+            for index in 0..<generation.choices {
+                var parameters = generation.parameters
+                parameters.sampler.seed &+= UInt64(index)
+                streams.append(try engine.scheduler.submit(prompt: prompt, parameters: parameters, startOfAnswer: chat, cancellation: cancellation))
+            }
+        } catch {
+            cancellation.cancel()  // the ones already queued
+            throw error
+        }
+        let events = Self.merge(streams)
         let watch = await context.whenClientLeaves { cancellation.cancel() }
         let shape = ResponseShape(chat: chat, model: engine.modelID)
+        let wantsLogprobs = generation.parameters.logprobs != nil
+        let count = generation.choices
         guard generation.stream else {
             defer { watch?.cancel() }
-            var text = ""
-            var logprobs = LogprobList(chat: chat, enabled: generation.parameters.logprobs != nil)
-            for try await event in events {
+            var texts = [String](repeating: "", count: count)
+            var logprobs = [LogprobList](repeating: LogprobList(chat: chat, enabled: wantsLogprobs), count: count)
+            var summaries = [GenerationSummary?](repeating: nil, count: count)
+            for try await (index, event) in events {
                 switch event {
-                case .text(let piece): text += piece
-                case .logprob(let entry): logprobs.add(entry)
+                case .text(let piece): texts[index] += piece
+                case .logprob(let entry): logprobs[index].add(entry)
                 case .finished(let summary):
                     Self.log(summary, chat: chat, logger: context.logger)
-                    return json(shape.whole(text: text, summary: summary, logprobs: logprobs.take()))
+                    summaries[index] = summary
                 case .notice: break
                 }
             }
-            throw BatchScheduler.ShutDown()
+            let finished = summaries.compactMap { $0 }
+            guard finished.count == count else { throw BatchScheduler.ShutDown() }
+            let choices = (0..<count).map { shape.choice(index: $0, text: texts[$0], reason: finished[$0].finishReason, logprobs: logprobs[$0].take()) }
+            return json(shape.whole(choices: choices, usage: shape.usage(finished)))
         }
         let includeUsage = generation.includeUsage
-        let wantsLogprobs = generation.parameters.logprobs != nil
         let logger = context.logger
         let headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
@@ -140,23 +157,29 @@ struct Routes: Sendable {
                 try await writer.write(ByteBuffer(string: "data: " + value.jsonText + "\n\n"))
             }
             // Log probabilities arrive before their token's text and go out with the next chunk.
-            var logprobs = LogprobList(chat: chat, enabled: wantsLogprobs)
+            var logprobs = [LogprobList](repeating: LogprobList(chat: chat, enabled: wantsLogprobs), count: count)
+            var summaries: [GenerationSummary] = []
             do {
-                if chat { try await send(shape.chunk(delta: .object([("role", .string("assistant")), ("content", .string(""))]), includeUsage: includeUsage)) }
-                for try await event in events {
+                if chat {
+                    for index in 0..<count {
+                        try await send(shape.chunk(index: index, delta: .object([("role", .string("assistant")), ("content", .string(""))]), includeUsage: includeUsage))
+                    }
+                }
+                for try await (index, event) in events {
                     switch event {
                     case .text(let piece):
-                        try await send(shape.chunk(delta: chat ? .object([("content", .string(piece))]) : .string(piece), includeUsage: includeUsage,
-                                                   logprobs: logprobs.take()))
-                    case .logprob(let entry): logprobs.add(entry)
+                        try await send(shape.chunk(index: index, delta: chat ? .object([("content", .string(piece))]) : .string(piece),
+                                                   includeUsage: includeUsage, logprobs: logprobs[index].take()))
+                    case .logprob(let entry): logprobs[index].add(entry)
                     case .finished(let summary):
                         Self.log(summary, chat: chat, logger: logger)
-                        try await send(shape.chunk(delta: chat ? .object([]) : .string(""), finish: summary.finishReason, includeUsage: includeUsage,
-                                                   logprobs: logprobs.take()))
-                        if includeUsage { try await send(shape.usageChunk(summary)) }
+                        summaries.append(summary)
+                        try await send(shape.chunk(index: index, delta: chat ? .object([]) : .string(""), finish: summary.finishReason,
+                                                   includeUsage: includeUsage, logprobs: logprobs[index].take()))
                     case .notice: break
                     }
                 }
+                if includeUsage { try await send(shape.usageChunk(shape.usage(summaries))) }
             } catch let error as CancellationError {
                 throw error
             } catch {
@@ -166,6 +189,27 @@ struct Routes: Sendable {
             try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
             try await writer.finish(nil)
         })
+    }
+
+    /// The events of several generations as one stream, each with its generation's index.
+    /// Cancelling the consumer cancels every generation.
+    static func merge(_ streams: [AsyncThrowingStream<GenerationEvent, Error>]) -> AsyncThrowingStream<(Int, GenerationEvent), Error> {
+        AsyncThrowingStream { continuation in
+            let task = Task {
+                do {
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        for (index, stream) in streams.enumerated() {
+                            group.addTask { for try await event in stream { continuation.yield((index, event)) } }
+                        }
+                        try await group.waitForAll()
+                    }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
     }
 
     /// One line per generation, as llama-server prints its timings.
@@ -248,11 +292,14 @@ struct ResponseShape: Sendable {
         }
     }
 
-    func usage(_ summary: GenerationSummary) -> JinjaValue {
-        let s = summary.statistics
-        return .object([("prompt_tokens", .int(s.promptTokens)), ("completion_tokens", .int(s.generatedTokens)),
-                        ("total_tokens", .int(s.promptTokens + s.generatedTokens)),
-                        ("prompt_tokens_details", .object([("cached_tokens", .int(summary.reusedPromptTokens))]))])
+    /// Usage of one request: the prompt counted once, the completions of every choice together.
+    func usage(_ summaries: [GenerationSummary]) -> JinjaValue {
+        let prompt = summaries.first?.statistics.promptTokens ?? 0
+        let completion = summaries.reduce(0) { $0 + $1.statistics.generatedTokens }
+        let cached = summaries.map(\.reusedPromptTokens).max() ?? 0
+        return .object([("prompt_tokens", .int(prompt)), ("completion_tokens", .int(completion)),
+                        ("total_tokens", .int(prompt + completion)),
+                        ("prompt_tokens_details", .object([("cached_tokens", .int(cached))]))])
     }
 
     private func header(_ object: String) -> [(String, JinjaValue)] {
@@ -260,28 +307,31 @@ struct ResponseShape: Sendable {
          ("system_fingerprint", .string("swift-llama"))]
     }
 
-    func whole(text: String, summary: GenerationSummary, logprobs: JinjaValue = .none) -> JinjaValue {
-        let choice: JinjaValue = chat
-            ? .object([("index", .int(0)), ("message", .object([("role", .string("assistant")), ("content", .string(text))])),
-                       ("logprobs", logprobs), ("finish_reason", Self.finishReason(summary.finishReason))])
-            : .object([("index", .int(0)), ("text", .string(text)), ("logprobs", logprobs), ("finish_reason", Self.finishReason(summary.finishReason))])
-        return .object(header(chat ? "chat.completion" : "text_completion") + [("choices", .array([choice])), ("usage", usage(summary))])
+    func choice(index: Int, text: String, reason: FinishReason, logprobs: JinjaValue) -> JinjaValue {
+        chat
+            ? .object([("index", .int(index)), ("message", .object([("role", .string("assistant")), ("content", .string(text))])),
+                       ("logprobs", logprobs), ("finish_reason", Self.finishReason(reason))])
+            : .object([("index", .int(index)), ("text", .string(text)), ("logprobs", logprobs), ("finish_reason", Self.finishReason(reason))])
     }
 
-    /// A chunk with a delta (chat) or a piece of text (completions).
-    func chunk(delta: JinjaValue, finish: FinishReason? = nil, includeUsage: Bool, logprobs: JinjaValue = .none) -> JinjaValue {
+    func whole(choices: [JinjaValue], usage: JinjaValue) -> JinjaValue {
+        .object(header(chat ? "chat.completion" : "text_completion") + [("choices", .array(choices)), ("usage", usage)])
+    }
+
+    /// A chunk with a delta (chat) or a piece of text (completions) of choice `index`.
+    func chunk(index: Int = 0, delta: JinjaValue, finish: FinishReason? = nil, includeUsage: Bool, logprobs: JinjaValue = .none) -> JinjaValue {
         let reason = finish.map(Self.finishReason) ?? .none
         let choice: JinjaValue = chat
-            ? .object([("index", .int(0)), ("delta", delta), ("logprobs", logprobs), ("finish_reason", reason)])
-            : .object([("index", .int(0)), ("text", delta), ("logprobs", logprobs), ("finish_reason", reason)])
+            ? .object([("index", .int(index)), ("delta", delta), ("logprobs", logprobs), ("finish_reason", reason)])
+            : .object([("index", .int(index)), ("text", delta), ("logprobs", logprobs), ("finish_reason", reason)])
         var pairs = header(chat ? "chat.completion.chunk" : "text_completion") + [("choices", .array([choice]))]
         if includeUsage { pairs.append(("usage", .none)) }
         return .object(pairs)
     }
 
     /// The extra last chunk of `stream_options.include_usage`: no choices, the usage.
-    func usageChunk(_ summary: GenerationSummary) -> JinjaValue {
-        .object(header(chat ? "chat.completion.chunk" : "text_completion") + [("choices", .array([])), ("usage", usage(summary))])
+    func usageChunk(_ usage: JinjaValue) -> JinjaValue {
+        .object(header(chat ? "chat.completion.chunk" : "text_completion") + [("choices", .array([])), ("usage", usage)])
     }
 }
 

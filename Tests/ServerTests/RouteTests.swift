@@ -281,6 +281,31 @@ import TestSupport
         }
     }
 
+    /// `n` answers, each in a slot of its own: whole and streamed, each choice with its index and
+    /// its own end, the prompt counted once in the usage.
+    @Test func severalChoices() async throws {
+        try await Self.withApp { client in
+            let body = #"{"prompt": "The best fruit is", "max_tokens": 8, "temperature": 1, "seed": 5, "n": 3}"#
+            let whole = try Self.object(try await Self.post(client, "/v1/completions", body))
+            let choices = try #require(whole["choices"] as? [[String: Any]])
+            #expect(choices.map { $0["index"] as? Int } == [0, 1, 2])
+            #expect(choices.allSatisfy { ($0["text"] as? String)?.isEmpty == false })
+            #expect(Set(choices.compactMap { $0["text"] as? String }).count > 1, "\(choices)")
+            let usage = try #require(whole["usage"] as? [String: Any])
+            #expect(usage["prompt_tokens"] as? Int == Self.model.tokenizer.encode("The best fruit is", addSpecial: true).count)
+            #expect((usage["completion_tokens"] as? Int ?? 0) <= 24 && (usage["completion_tokens"] as? Int ?? 0) >= 3)
+
+            let events = try Self.events(try await Self.post(client, "/v1/chat/completions", Self.chatBody("Hi", #", "n": 2, "stream": true, "stream_options": {"include_usage": true}"#)))
+            let parts = events.compactMap { ($0["choices"] as? [[String: Any]])?.first }
+            for index in 0..<2 {
+                let mine = parts.filter { $0["index"] as? Int == index }
+                #expect((mine.first?["delta"] as? [String: Any])?["role"] as? String == "assistant")
+                #expect(mine.filter { $0["finish_reason"] is String }.count == 1)
+            }
+            #expect(((events.last?["usage"] as? [String: Any])?["completion_tokens"] as? Int ?? 0) > 0)
+        }
+    }
+
     @Test func embeddingsAsFloatsAndBase64() async throws {
         let context = LlamaContext(model: Self.model, contextSize: 128, threads: 2)
         let expected = try context.embedding(of: Self.model.tokenizer.encode("Paris is the capital of France.", addSpecial: true))
@@ -334,7 +359,8 @@ import TestSupport
                 (#"{"messages": [{"role": "user", "content": "hi"}], "max_tokens": -3}"#, "max_tokens"),
                 (#"{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2.5}"#, "max_tokens"),
                 (#"{"messages": [{"role": "user", "content": "hi"}], "stop": 7}"#, "stop"),
-                (#"{"messages": [{"role": "user", "content": "hi"}], "n": 3}"#, "n"),
+                (#"{"messages": [{"role": "user", "content": "hi"}], "n": 0}"#, "n"),
+                (#"{"messages": [{"role": "user", "content": "hi"}], "n": 17}"#, "n"),
                 (#"{"messages": [{"role": "user", "content": "hi"}], "logit_bias": {"abc": 5}}"#, "logit_bias"),
                 (#"{"messages": [{"role": "user", "content": "hi"}], "logit_bias": {"5": 500}}"#, "logit_bias"),
                 (#"{"messages": [{"role": "user", "content": "hi"}], "response_format": {"type": "xml"}}"#, "response_format"),
