@@ -253,6 +253,49 @@ ATTR_K static void q6k_row_tokens_avx2(const uint8_t *row, const q8k_block *a, i
     for (int64_t t = 0; t < tokens; t++) out[t * out_stride] = total[t];
 }
 
+// One Q4_K or Q5_K row times up to 8 tokens, each block unpacked once for all of them; per token
+// the same steps as dot_k_avx2, in the same order.
+ATTR_K static void q45k_row_tokens_avx2(const int type, const uint8_t *row, const q8k_block *a, int64_t tokens,
+                                        int64_t blocks, float *out, int64_t out_stride) {
+    const int bytes = kblock_bytes(type), five = type == TYPE_Q5_K;
+    const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    float total[8] = {0};
+    for (int64_t b = 0; b < blocks; b++, row += bytes) {
+        uint8_t sc[8], mn[8];
+        scales_and_mins(row + 4, sc, mn);
+        const uint8_t *qs = row + (five ? 48 : 16);
+        const __m256i hbits = five ? _mm256_loadu_si256((const __m256i *)(row + 16)) : _mm256_setzero_si256();
+        __m256i v[8], scale[8];
+        for (int k = 0; k < 4; k++) {
+            const __m256i q4 = _mm256_loadu_si256((const __m256i *)(qs + 32 * k));
+            __m256i lo = _mm256_and_si256(q4, low4), hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), low4);
+            if (five) {
+                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * k), one), 4));
+                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * k + 1), one), 4));
+            }
+            v[2 * k] = lo;
+            v[2 * k + 1] = hi;
+            scale[2 * k] = _mm256_set1_epi16(sc[2 * k]);
+            scale[2 * k + 1] = _mm256_set1_epi16(sc[2 * k + 1]);
+        }
+        const float d = load_half(row), dmin = load_half(row + 2);
+        for (int64_t t = 0; t < tokens; t++) {
+            const q8k_block *at = a + t * blocks + b;
+            __m256i acc = _mm256_setzero_si256();
+            for (int k = 0; k < 4; k++) {
+                const __m256i plo = _mm256_maddubs_epi16(v[2 * k], _mm256_loadu_si256((const __m256i *)(at->q + 64 * k)));
+                const __m256i phi = _mm256_maddubs_epi16(v[2 * k + 1], _mm256_loadu_si256((const __m256i *)(at->q + 64 * k + 32)));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(plo, scale[2 * k]));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(phi, scale[2 * k + 1]));
+            }
+            int mins = 0;
+            for (int g = 0; g < 8; g++) mins += mn[g] * (at->sums[2 * g] + at->sums[2 * g + 1]);
+            total[t] += (d * at->d) * (float)hsum_i32(acc) - (dmin * at->d) * (float)mins;
+        }
+    }
+    for (int64_t t = 0; t < tokens; t++) out[t * out_stride] = total[t];
+}
+
 // Rows outside, tokens inside: a row stays in L1 while every token meets it.
 ATTR_K static void rows_k_avx2(int type, const uint8_t *w, int64_t row_bytes, int64_t rows, const q8k_block *a,
                                int64_t tokens, int64_t blocks, float *out, int64_t out_stride) {
@@ -262,11 +305,16 @@ ATTR_K static void rows_k_avx2(int type, const uint8_t *w, int64_t row_bytes, in
             for (int64_t t = 0; t < tokens; t++)                                                      \
                 out[t * out_stride + r] = dot_k_avx2(T, w + r * row_bytes, a + t * blocks, blocks);   \
         return;
-    if (type == TYPE_Q6_K && tokens > 1) {
+    // Several tokens: each block is unpacked once for up to 8 of them.
+    if (tokens > 1) {
         for (int64_t r = 0; r < rows; r++)
-            for (int64_t t0 = 0; t0 < tokens; t0 += 8)
-                q6k_row_tokens_avx2(w + r * row_bytes, a + t0 * blocks, tokens - t0 < 8 ? tokens - t0 : 8, blocks,
-                                    out + t0 * out_stride + r, out_stride);
+            for (int64_t t0 = 0; t0 < tokens; t0 += 8) {
+                const int64_t n = tokens - t0 < 8 ? tokens - t0 : 8;
+                if (type == TYPE_Q6_K)
+                    q6k_row_tokens_avx2(w + r * row_bytes, a + t0 * blocks, n, blocks, out + t0 * out_stride + r, out_stride);
+                else
+                    q45k_row_tokens_avx2(type, w + r * row_bytes, a + t0 * blocks, n, blocks, out + t0 * out_stride + r, out_stride);
+            }
         return;
     }
     switch (type) {
