@@ -68,20 +68,19 @@ public func buildApplication(engine: InferenceEngine, configuration: ServerConfi
 /// so it sees the status an error became).
 struct MetricsMiddleware<Context: RequestContext>: RouterMiddleware {
     let metrics: ServerMetrics
-    static var knownRoutes: Set<String> {
-        ["/health", "/v1/health", "/metrics", "/v1/models", "/models", "/v1/models/{id}", "/v1/chat/completions", "/chat/completions",
-         "/v1/completions", "/completions", "/v1/embeddings", "/embeddings", "/tokenize", "/detokenize"]
-    }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let path = request.uri.path.hasPrefix("/v1/models/") ? "/v1/models/{id}" : request.uri.path
-        let route = Self.knownRoutes.contains(path) ? path : "other"
+        // The router records the matched route's pattern (/v1/models/{id}) in the context.
+        func route() -> String {
+            guard let path = context.endpointPath, path != "NotFound" else { return "other" }
+            return path
+        }
         do {
             let response = try await next(request, context)
-            metrics.count(route: route, status: Int(response.status.code))
+            metrics.count(route: route(), status: Int(response.status.code))
             return response
         } catch {
-            metrics.count(route: route, status: Int(APIError.from(error).status.code))
+            metrics.count(route: route(), status: Int(APIError.from(error).status.code))
             throw error
         }
     }
