@@ -9,6 +9,59 @@ import Darwin
 /// Operators, filters, tests, Python methods and global functions, with Python's semantics
 /// where templates can tell the difference.
 enum Builtins {
+    /// The longest string (in UTF-8 bytes) and list any operation may build. Templates come
+    /// with downloaded model files: `'a' * 10**10` must fail cleanly, not allocate 10 GB.
+    static let maxStringBytes = 32 << 20
+    static let maxListCount = 2_000_000
+
+    static func checkedString(_ s: String) throws(JinjaError) -> JinjaValue {
+        guard s.utf8.count <= maxStringBytes else { throw tooLong }
+        return .string(s)
+    }
+
+    static let tooLong = JinjaError("a string would be longer than \(maxStringBytes >> 20) MiB")
+    static let tooMany = JinjaError("a list would hold more than \(maxListCount) items")
+
+    /// Throws unless `count` copies of something of `size` fit under `limit`.
+    static func checkProduct(_ size: Int, _ count: Int, limit: Int, _ error: JinjaError) throws(JinjaError) {
+        let (total, overflow) = size.multipliedReportingOverflow(by: max(0, count))
+        guard !overflow, total <= limit else { throw error }
+    }
+
+    /// Whether the text of `value` (its `str()`, `repr` or JSON) could be longer than `limit`
+    /// bytes: a walk that stops as soon as it has seen that much, so a list of a million
+    /// references to one long string is caught before any text is built.
+    static func textMayExceed(_ value: JinjaValue, _ limit: Int) -> Bool {
+        var total = 0
+        var work: [JinjaValue] = [value]
+        while let v = work.popLast() {
+            switch v {
+            case .string(let s): total += s.utf8.count + 2
+            case .array(let a):
+                total += 2 + 2 * a.count
+                if total > limit { return true }
+                work.append(contentsOf: a)
+            case .object(let o), .namespace(let o):
+                total += 2 + 4 * o.count
+                if total > limit { return true }
+                for (k, item) in o {
+                    total += k.utf8.count + 2
+                    work.append(item)
+                }
+            default: total += 24
+            }
+            if total > limit { return true }
+        }
+        return false
+    }
+
+    /// `str(value)`, refused when it would be longer than the string limit.
+    static func checkedText(_ value: JinjaValue) throws(JinjaError) -> String {
+        if case .string(let s) = value { return s }
+        guard !textMayExceed(value, maxStringBytes) else { throw tooLong }
+        return value.text
+    }
+
     // MARK: Items and slices
 
     /// `value[key]` and `value.key`: a mapping's entry, a list's or string's element (negative
@@ -76,17 +129,28 @@ enum Builtins {
             }
         case "in": return .bool(try contains(b, a))
         case "not in": return .bool(!(try contains(b, a)))
-        case "~": return .string(a.text + b.text)
+        case "~":
+            let (x, y) = (try checkedText(a), try checkedText(b))
+            guard x.utf8.count + y.utf8.count <= maxStringBytes else { throw tooLong }
+            return .string(x + y)
         case "+":
             switch (a, b) {
-            case (.string(let x), .string(let y)): return .string(x + y)
-            case (.array(let x), .array(let y)): return .array(x + y)
+            case (.string(let x), .string(let y)):
+                guard x.utf8.count + y.utf8.count <= maxStringBytes else { throw tooLong }
+                return .string(x + y)
+            case (.array(let x), .array(let y)):
+                guard x.count + y.count <= maxListCount else { throw tooMany }
+                return .array(x + y)
             default: return try arithmetic(op, a, b)
             }
         case "*":
             switch (a, b) {
-            case (.string(let s), .int(let n)), (.int(let n), .string(let s)): return .string(String(repeating: s, count: max(0, n)))
-            case (.array(let x), .int(let n)): return .array(Array([[JinjaValue]](repeating: x, count: max(0, n)).joined()))
+            case (.string(let s), .int(let n)), (.int(let n), .string(let s)):
+                try checkProduct(s.utf8.count, n, limit: maxStringBytes, tooLong)
+                return .string(String(repeating: s, count: max(0, n)))
+            case (.array(let x), .int(let n)), (.int(let n), .array(let x)):
+                try checkProduct(x.count, n, limit: maxListCount, tooMany)
+                return .array(Array([[JinjaValue]](repeating: x, count: max(0, n)).joined()))
             default: return try arithmetic(op, a, b)
             }
         default: return try arithmetic(op, a, b)
@@ -104,15 +168,44 @@ enum Builtins {
             }
         }
         if let x = intValue(a), let y = intValue(b), op != "/" {
+            // Python's integers are unbounded; these are 64-bit, so overflow is an error.
+            let overflow = JinjaError("integer overflow in \(x) \(op) \(y) (integers here are 64-bit)")
+            func checked(_ result: (partialValue: Int, overflow: Bool)) throws(JinjaError) -> JinjaValue {
+                guard !result.overflow else { throw overflow }
+                return .int(result.partialValue)
+            }
             switch op {
-            case "+": return .int(x &+ y)
-            case "-": return .int(x &- y)
-            case "*": return .int(x &* y)
+            case "+": return try checked(x.addingReportingOverflow(y))
+            case "-": return try checked(x.subtractingReportingOverflow(y))
+            case "*": return try checked(x.multipliedReportingOverflow(by: y))
             case "//", "%":
                 guard y != 0 else { throw JinjaError("integer division or modulo by zero") }
-                let q = Int((Double(x) / Double(y)).rounded(.down))
-                return op == "//" ? .int(q) : .int(x - q * y)
-            case "**": return y >= 0 ? .int(Int(pow(Double(x), Double(y)))) : .double(pow(Double(x), Double(y)))
+                // Floor division and a remainder with the divisor's sign, as Python's.
+                let (quotient, quotientOverflow) = x.dividedReportingOverflow(by: y)
+                guard !quotientOverflow else { throw overflow }
+                var q = quotient, r = x - quotient * y
+                if r != 0, (r < 0) != (y < 0) {
+                    q -= 1
+                    r += y
+                }
+                return op == "//" ? .int(q) : .int(r)
+            case "**":
+                guard y >= 0 else { return .double(pow(Double(x), Double(y))) }
+                var result = 1, base = x, exponent = y
+                while exponent > 0 {
+                    if exponent & 1 == 1 {
+                        let (product, o) = result.multipliedReportingOverflow(by: base)
+                        guard !o else { throw overflow }
+                        result = product
+                    }
+                    exponent >>= 1
+                    if exponent > 0 {
+                        let (square, o) = base.multipliedReportingOverflow(by: base)
+                        guard !o else { throw overflow }
+                        base = square
+                    }
+                }
+                return .int(result)
             default: break
             }
         }
@@ -180,7 +273,7 @@ enum Builtins {
             return (i % 2 != 0) == (name == "odd")
         case "divisibleby":
             guard case .int(let i) = value, case .int(let d)? = args.first, d != 0 else { throw JinjaError("'divisibleby' needs integers") }
-            return i % d == 0
+            return i.remainderReportingOverflow(dividingBy: d).partialValue == 0
         case "in": return try contains(args.first ?? .undefined, value)
         case "lower": if case .string(let s) = value { return s == s.lowercased() } else { return false }
         case "upper": if case .string(let s) = value { return s == s.uppercased() } else { return false }
@@ -210,7 +303,7 @@ enum Builtins {
             case .undefined: return .int(0)
             default: throw JinjaError("object of type '\(value.typeName)' has no len()")
             }
-        case "string": return .string(value.text)
+        case "string": return .string(try checkedText(value))
         case "list":
             switch value {
             case .array: return value
@@ -231,8 +324,8 @@ enum Builtins {
                 throw JinjaError("replace needs two strings")
             }
             var count: Int? = nil
-            if case .int(let c)? = argument(2, "count") { count = c }
-            return .string(replace(value.text, old, new, count: count))
+            if case .int(let c)? = argument(2, "count"), c >= 0 { count = c }
+            return .string(try replace(try checkedText(value), old, new, count: count))
         case "default", "d":
             let fallback = argument(0, "default_value") ?? .string("")
             let boolean = argument(1, "boolean")?.isTruthy ?? false
@@ -241,6 +334,8 @@ enum Builtins {
             let separator = argument(0, "d")?.text ?? ""
             var items = try Interpreter(globals: [:]).iterate(value)
             if let attribute = argument(1, "attribute") { items = items.map { item($0, attribute) } }
+            try checkProduct(separator.utf8.count, items.count, limit: maxStringBytes, tooLong)
+            guard !textMayExceed(.array(items), maxStringBytes) else { throw tooLong }
             return .string(items.map(\.text).joined(separator: separator))
         case "items":
             guard case .object(let o) = value else {
@@ -314,18 +409,29 @@ enum Builtins {
             return .array(items)
         case "tojson":
             var indent: Int? = nil
-            if case .int(let i)? = argument(0, "indent") { indent = i }
+            // Python indents by " " * n, which is empty for a negative n.
+            if case .int(let i)? = argument(0, "indent") { indent = max(0, i) }
             let sortKeys = kwargs.last { $0.0 == "sort_keys" }?.1.isTruthy ?? false
             var separators: (String, String)? = nil
             if case .array(let s)? = kwargs.last(where: { $0.0 == "separators" })?.1, s.count == 2 { separators = (s[0].text, s[1].text) }
             return .string(try JSON.encode(value, indent: indent, sortKeys: sortKeys, separators: separators))
         case "int":
+            // Jinja: int(value), else int(float(value)), else the default (0).
+            let fallback = argument(0, "default") ?? .int(0)
+            func truncated(_ d: Double) throws(JinjaError) -> JinjaValue {
+                if d.isNaN { return fallback }
+                guard d.isFinite, abs(d) < 0x1p63 else { throw JinjaError("cannot convert \(JinjaValue.pythonFloat(d)) to a 64-bit integer") }
+                return .int(Int(d))
+            }
             switch value {
             case .int: return value
-            case .double(let d): return .int(Int(d))
+            case .double(let d): return try truncated(d)
             case .bool(let b): return .int(b ? 1 : 0)
-            case .string(let s): return .int(Int(s.trimmingSpaces) ?? Int(Double(s.trimmingSpaces) ?? 0))
-            default: return argument(0, "default") ?? .int(0)
+            case .string(let s):
+                if let i = Int(s.trimmingSpaces) { return .int(i) }
+                guard let d = Double(s.trimmingSpaces) else { return fallback }
+                return try truncated(d)
+            default: return fallback
             }
         case "float":
             switch value {
@@ -336,7 +442,9 @@ enum Builtins {
             }
         case "abs":
             switch value {
-            case .int(let i): return .int(abs(i))
+            case .int(let i):
+                guard i != .min else { throw JinjaError("integer overflow in abs(\(i)) (integers here are 64-bit)") }
+                return .int(abs(i))
             case .double(let d): return .double(abs(d))
             default: throw JinjaError("bad operand type for abs(): '\(value.typeName)'")
             }
@@ -350,17 +458,21 @@ enum Builtins {
             let rounded = method == "floor" ? scaled.rounded(.down) : method == "ceil" ? scaled.rounded(.up) : scaled.rounded(.toNearestOrAwayFromZero)
             return .double(rounded / scale)
         case "safe", "escape", "e", "forceescape":
-            return name == "safe" ? value : .string(htmlEscape(value.text))
+            return name == "safe" ? value : try checkedString(htmlEscape(try checkedText(value)))
         case "indent":
             var width = "    "
             switch argument(0, "width") {
-            case .int(let w)?: width = String(repeating: " ", count: w)
+            case .int(let w)?:
+                guard w <= maxStringBytes else { throw tooLong }
+                width = String(repeating: " ", count: max(0, w))  // " " * -1 is empty in Python
             case .string(let s)?: width = s
             default: break
             }
             let first = argument(1, "first")?.isTruthy ?? false
             let blank = argument(2, "blank")?.isTruthy ?? false
-            let lines = value.text.split(separator: "\n", omittingEmptySubsequences: false)
+            let text = try checkedText(value)
+            let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+            try checkProduct(width.utf8.count, lines.count, limit: maxStringBytes - text.utf8.count, tooLong)
             var out: [String] = []
             for (i, line) in lines.enumerated() {
                 let pad = (i > 0 || first) && (blank || !line.isEmpty)
@@ -413,7 +525,7 @@ enum Builtins {
                 })
             case "split", "rsplit":
                 var limit = -1
-                if case .int(let m)? = argument(1, "maxsplit") { limit = m }
+                if case .int(let m)? = argument(1, "maxsplit") { limit = max(-1, m) }
                 let separator: String? = if case .string(let sep)? = argument(0, "sep") { sep } else { nil }
                 if separator == "" { throw JinjaError("empty separator") }
                 return .array(split(s, separator, limit: limit, fromRight: name == "rsplit").map { .string($0) })
@@ -423,24 +535,20 @@ enum Builtins {
                 guard case .string(let old)? = args.first, args.count > 1, case .string(let new) = args[1] else { throw JinjaError("replace needs two strings") }
                 var count: Int? = nil
                 if args.count > 2, case .int(let c) = args[2], c >= 0 { count = c }
-                return .string(replace(s, old, new, count: count))
+                return .string(try replace(s, old, new, count: count))
             case "find", "count", "index":
                 guard case .string(let needle)? = args.first else { throw JinjaError("\(name) needs a string") }
-                let hay = Array(s.unicodeScalars), pin = Array(needle.unicodeScalars)
-                var found: [Int] = []
-                var i = 0
-                while i + pin.count <= hay.count {
-                    if Array(hay[i..<i + pin.count]) == pin {
-                        found.append(i)
-                        i += max(pin.count, 1)
-                    } else { i += 1 }
-                }
-                if name == "count" { return .int(found.count) }
+                let found = occurrences(of: Array(needle.unicodeScalars), in: Array(s.unicodeScalars), limit: name == "count" ? nil : 1)
+                if name == "count" { return .int(needle.isEmpty ? s.unicodeScalars.count + 1 : found.count) }
+                if needle.isEmpty { return .int(0) }
                 if found.isEmpty, name == "index" { throw JinjaError("substring not found") }
                 return .int(found.first ?? -1)
             case "join":
                 guard let items = args.first else { throw JinjaError("join needs a list") }
-                return .string(try Interpreter(globals: [:]).iterate(items).map(\.text).joined(separator: s))
+                let values = try Interpreter(globals: [:]).iterate(items)
+                try checkProduct(s.utf8.count, values.count, limit: maxStringBytes, tooLong)
+                guard !textMayExceed(.array(values), maxStringBytes) else { throw tooLong }
+                return .string(values.map(\.text).joined(separator: s))
             case "isdigit": return .bool(!s.isEmpty && s.allSatisfy(\.isNumber))
             case "isspace": return .bool(!s.isEmpty && s.unicodeScalars.allSatisfy(isPythonSpace))
             case "isalpha": return .bool(!s.isEmpty && s.allSatisfy(\.isLetter))
@@ -489,8 +597,12 @@ enum Builtins {
             default: (0, 0, 1)
             }
             guard step != 0 else { throw JinjaError("range step cannot be zero") }
-            guard abs((stop - start) / step) < 1_000_000 else { throw JinjaError("range too large") }
-            return .array(stride(from: start, to: stop, by: step).map { .int($0) })
+            // The length, computed without overflow (the bounds may be anywhere in 64 bits).
+            let distance: UInt = step > 0 ? (stop > start ? UInt(bitPattern: stop &- start) : 0) : (start > stop ? UInt(bitPattern: start &- stop) : 0)
+            let length = distance == 0 ? 0 : (distance - 1) / step.magnitude + 1
+            guard length <= UInt(maxListCount) else { throw JinjaError("range of \(length) numbers is larger than \(maxListCount)") }
+            // Every value lies between start and stop, so the wrapping arithmetic is exact.
+            return .array((0..<Int(length)).map { .int(start &+ $0 &* step) })
         case "namespace":
             var pairs: [(String, JinjaValue)] = []
             if case .object(let o)? = args.first { pairs = o }
@@ -534,28 +646,60 @@ enum Builtins {
         return String(String.UnicodeScalarView(scalars))
     }
 
-    static func replace(_ s: String, _ old: String, _ new: String, count: Int?) -> String {
+    /// Where `pin` occurs in `hay`, left to right without overlaps (at most `limit` places):
+    /// Knuth-Morris-Pratt, linear in both, so no text can make a search quadratic.
+    static func occurrences(of pin: [Unicode.Scalar], in hay: [Unicode.Scalar], limit: Int? = nil) -> [Int] {
+        guard !pin.isEmpty, pin.count <= hay.count else { return [] }
+        var border = [Int](repeating: 0, count: pin.count)
+        var k = 0
+        for i in 1..<max(pin.count, 1) {
+            while k > 0, pin[i] != pin[k] { k = border[k - 1] }
+            if pin[i] == pin[k] { k += 1 }
+            border[i] = k
+        }
+        var found: [Int] = []
+        k = 0
+        var i = 0
+        while i < hay.count {
+            while k > 0, hay[i] != pin[k] { k = border[k - 1] }
+            if hay[i] == pin[k] { k += 1 }
+            if k == pin.count {
+                found.append(i + 1 - pin.count)
+                if let limit, found.count >= limit { break }
+                k = 0  // no overlaps, as Python's count and replace
+            }
+            i += 1
+        }
+        return found
+    }
+
+    static func replace(_ s: String, _ old: String, _ new: String, count: Int?) throws(JinjaError) -> String {
         var out = String.UnicodeScalarView()
         let hay = Array(s.unicodeScalars), pin = Array(old.unicodeScalars)
-        var i = 0, done = 0
         if pin.isEmpty {
+            // Python puts `new` before every character and at the end.
+            let places = min(count ?? Int.max, hay.count + 1)
+            try checkProduct(new.utf8.count, places, limit: maxStringBytes - s.utf8.count, tooLong)
+            var done = 0
             for c in hay {
-                if count.map({ done < $0 }) ?? true { out.append(contentsOf: new.unicodeScalars); done += 1 }
+                if done < places { out.append(contentsOf: new.unicodeScalars); done += 1 }
                 out.append(c)
             }
-            if count.map({ done < $0 }) ?? true { out.append(contentsOf: new.unicodeScalars) }
+            if done < places { out.append(contentsOf: new.unicodeScalars) }
             return String(out)
         }
-        while i < hay.count {
-            if count.map({ done < $0 }) ?? true, i + pin.count <= hay.count, Array(hay[i..<i + pin.count]) == pin {
-                out.append(contentsOf: new.unicodeScalars)
-                i += pin.count
-                done += 1
-            } else {
-                out.append(hay[i])
-                i += 1
-            }
+        var found = occurrences(of: pin, in: hay)
+        if let count, found.count > count { found.removeSubrange(count...) }
+        if new.utf8.count > old.utf8.count {
+            try checkProduct(new.utf8.count - old.utf8.count, found.count, limit: maxStringBytes - s.utf8.count, tooLong)
         }
+        var i = 0
+        for start in found {
+            out.append(contentsOf: hay[i..<start])
+            out.append(contentsOf: new.unicodeScalars)
+            i = start + pin.count
+        }
+        out.append(contentsOf: hay[i...])
         return String(out)
     }
 
@@ -563,7 +707,7 @@ enum Builtins {
         guard let separator else {
             // Runs of whitespace separate; leading and trailing whitespace is ignored.
             var words = s.unicodeScalars.split(whereSeparator: isPythonSpace).map { String(String.UnicodeScalarView($0)) }
-            if limit >= 0, words.count > limit + 1 {
+            if limit >= 0, limit < words.count - 1 {
                 // Keep the remainder as Python does (approximately: rejoined by single spaces is wrong),
                 // so cut the original text after `limit` words instead.
                 var rest = Substring(s).unicodeScalars[...]
@@ -580,7 +724,7 @@ enum Builtins {
             return words
         }
         var parts = s.components(separatedBy: separator)
-        if limit >= 0, parts.count > limit + 1 {
+        if limit >= 0, limit < parts.count - 1 {
             if fromRight {
                 let keep = parts.suffix(limit)
                 parts = [parts.dropLast(limit).joined(separator: separator)] + keep
@@ -633,19 +777,12 @@ extension String {
     func components(separatedBy separator: String) -> [String] {
         let hay = Array(unicodeScalars), pin = Array(separator.unicodeScalars)
         var parts: [String] = []
-        var current = String.UnicodeScalarView()
         var i = 0
-        while i < hay.count {
-            if i + pin.count <= hay.count, Array(hay[i..<i + pin.count]) == pin {
-                parts.append(String(current))
-                current = String.UnicodeScalarView()
-                i += pin.count
-            } else {
-                current.append(hay[i])
-                i += 1
-            }
+        for start in Builtins.occurrences(of: pin, in: hay) {
+            parts.append(String(String.UnicodeScalarView(hay[i..<start])))
+            i = start + pin.count
         }
-        parts.append(String(current))
+        parts.append(String(String.UnicodeScalarView(hay[i...])))
         return parts
     }
 
@@ -680,8 +817,11 @@ extension JinjaValue {
 enum JSON {
     static func encode(_ value: JinjaValue, indent: Int?, sortKeys: Bool, separators: (String, String)?) throws(JinjaError) -> String {
         let (itemSeparator, keySeparator) = separators ?? (indent == nil ? (", ", ": ") : (",", ": "))
+        guard !Builtins.textMayExceed(value, Builtins.maxStringBytes) else { throw Builtins.tooLong }
         var out = ""
         func write(_ v: JinjaValue, level: Int) throws(JinjaError) {
+            guard level <= Interpreter.maxValueDepth else { throw JinjaError("a value nests too deeply to write as JSON") }
+            guard out.utf8.count <= Builtins.maxStringBytes else { throw Builtins.tooLong }
             switch v {
             case .none: out += "null"
             case .bool(let b): out += b ? "true" : "false"
@@ -694,10 +834,10 @@ enum JSON {
                 out += "["
                 for (i, element) in a.enumerated() {
                     if i > 0 { out += itemSeparator }
-                    newline(level + 1)
+                    try newline(level + 1)
                     try write(element, level: level + 1)
                 }
-                newline(level)
+                try newline(level)
                 out += "]"
             case .object(let pairs), .namespace(let pairs):
                 guard !pairs.isEmpty else { out += "{}"; return }
@@ -705,19 +845,21 @@ enum JSON {
                 let ordered = sortKeys ? pairs.sorted { $0.0.unicodeScalars.lexicographicallyPrecedes($1.0.unicodeScalars) } : pairs
                 for (i, (key, element)) in ordered.enumerated() {
                     if i > 0 { out += itemSeparator }
-                    newline(level + 1)
+                    try newline(level + 1)
                     out += quoted(key) + keySeparator
                     try write(element, level: level + 1)
                 }
-                newline(level)
+                try newline(level)
                 out += "}"
             case .undefined: throw JinjaError("an undefined value cannot be written as JSON")
             case .macro, .function: throw JinjaError("a function cannot be written as JSON")
             }
         }
-        func newline(_ level: Int) {
+        func newline(_ level: Int) throws(JinjaError) {
             guard let indent else { return }
-            out += "\n" + String(repeating: " ", count: indent * level)
+            let (width, overflow) = indent.multipliedReportingOverflow(by: level)
+            guard !overflow, width <= Builtins.maxStringBytes - out.utf8.count else { throw Builtins.tooLong }
+            out += "\n" + String(repeating: " ", count: width)
         }
         try write(value, level: 0)
         return out
@@ -773,6 +915,9 @@ private struct JSONParser {
         case UInt8(ascii: "{"):
             i += 1
             var pairs: [(String, JinjaValue)] = []
+            // Where each key stands, so a repeated key (the last one wins) is found in constant
+            // time: an object with 200k keys parses in linear time.
+            var positions: [String: Int] = [:]
             skipSpace()
             if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .object(pairs) }
             while true {
@@ -783,7 +928,12 @@ private struct JSONParser {
                 try expect(":")
                 skipSpace()
                 let v = try value(depth: depth + 1)
-                if let k = pairs.firstIndex(where: { $0.0 == key }) { pairs[k].1 = v } else { pairs.append((key, v)) }
+                if let k = positions[key] {
+                    pairs[k].1 = v
+                } else {
+                    positions[key] = pairs.count
+                    pairs.append((key, v))
+                }
                 skipSpace()
                 if i < bytes.count, bytes[i] == UInt8(ascii: ",") { i += 1; continue }
                 try expect("}")

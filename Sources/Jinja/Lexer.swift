@@ -159,7 +159,7 @@ struct Lexer {
             if b == UInt8(ascii: "'") || b == UInt8(ascii: "\"") {
                 tokens.append(.string(try string(quote: b)))
             } else if isDigit(b) {
-                tokens.append(number())
+                tokens.append(try number())
             } else if isLetter(b) {
                 let start = i
                 while i < bytes.count, isLetter(bytes[i]) || isDigit(bytes[i]) { i += 1 }
@@ -184,7 +184,7 @@ struct Lexer {
     private func isDigit(_ b: UInt8) -> Bool { b >= 48 && b <= 57 }
     private func isLetter(_ b: UInt8) -> Bool { (b >= 65 && b <= 90) || (b >= 97 && b <= 122) || b == 95 }
 
-    private mutating func number() -> Token {
+    private mutating func number() throws(JinjaError) -> Token {
         let start = i
         while i < bytes.count, isDigit(bytes[i]) || bytes[i] == UInt8(ascii: "_") { i += 1 }
         var isFloat = false
@@ -203,7 +203,10 @@ struct Lexer {
             }
         }
         let text = String(decoding: bytes[start..<i].filter { $0 != UInt8(ascii: "_") }, as: UTF8.self)
-        return isFloat ? .double(Double(text) ?? 0) : .int(Int(text) ?? 0)
+        if isFloat, let d = Double(text) { return .double(d) }
+        if !isFloat, let n = Int(text) { return .int(n) }
+        // Python would make a big integer; this interpreter's integers are 64-bit.
+        throw JinjaError("the number \(text.prefix(40)) is too large (integers here are 64-bit)")
     }
 
     /// A quoted string with Python's escapes.

@@ -37,11 +37,19 @@ indirect enum Node: Sendable {
 /// Recursive descent over the lexer's segments, with Jinja's operator precedence:
 /// conditional < or < and < not < comparisons < + - < ~ < * / // % < ** < unary, with filters
 /// and tests binding to the operand before them.
+///
+/// Templates come with downloaded model files, so nesting is bounded: blocks inside blocks,
+/// brackets, operator chains (`a + b + ...` builds a tree as deep as it is long) and prefix
+/// operators all count towards `maxDepth`, and the parser fails cleanly past it instead of
+/// overflowing its stack (or the interpreter's).
 struct Parser {
+    static let maxDepth = 200
+
     private let segments: [Segment]
     private var index = 0
     private var tokens: [Token] = []
     private var position = 0
+    private var depth = 0
 
     init(_ segments: [Segment]) { self.segments = segments }
 
@@ -52,11 +60,21 @@ struct Parser {
         return nodes
     }
 
+    /// One level deeper: a nested block, bracket, prefix operator or link of an operator chain.
+    /// Callers save `depth` and restore it when they return.
+    private mutating func deeper() throws(JinjaError) {
+        depth += 1
+        guard depth <= Self.maxDepth else { throw JinjaError("the template nests more than \(Self.maxDepth) levels deep (blocks, brackets and operator chains)") }
+    }
+
     // MARK: Statements
 
     /// Nodes up to one of the `terminators` (a statement keyword such as `endif`), which is
     /// returned with the statement's tokens left for the caller to read.
     private mutating func nodes(until terminators: Set<String>) throws(JinjaError) -> ([Node], String?) {
+        let saved = depth
+        defer { depth = saved }
+        if !terminators.isEmpty { try deeper() }
         var nodes: [Node] = []
         while index < segments.count {
             let segment = segments[index]
@@ -235,6 +253,9 @@ struct Parser {
     }
 
     mutating func expression(allowConditional: Bool = true) throws(JinjaError) -> Expression {
+        let saved = depth
+        defer { depth = saved }
+        try deeper()
         let value = try or()
         guard allowConditional, accept(.name("if")) else { return value }
         let condition = try or()
@@ -243,24 +264,39 @@ struct Parser {
     }
 
     private mutating func or() throws(JinjaError) -> Expression {
+        let saved = depth
+        defer { depth = saved }
         var left = try and()
-        while accept(.name("or")) { left = .binary("or", left, try and()) }
+        while accept(.name("or")) {
+            try deeper()
+            left = .binary("or", left, try and())
+        }
         return left
     }
 
     private mutating func and() throws(JinjaError) -> Expression {
+        let saved = depth
+        defer { depth = saved }
         var left = try not()
-        while accept(.name("and")) { left = .binary("and", left, try not()) }
+        while accept(.name("and")) {
+            try deeper()
+            left = .binary("and", left, try not())
+        }
         return left
     }
 
     private mutating func not() throws(JinjaError) -> Expression {
+        let saved = depth
+        defer { depth = saved }
+        try deeper()
         if accept(.name("not")) { return .unary("not", try not()) }
         return try comparison()
     }
 
     /// Comparisons chain as in Python: `a < b < c` is `a < b and b < c`.
     private mutating func comparison() throws(JinjaError) -> Expression {
+        let saved = depth
+        defer { depth = saved }
         var operand = try sum()
         var links: [Expression] = []
         while true {
@@ -276,6 +312,7 @@ struct Parser {
             } else {
                 break
             }
+            try deeper()
             let right = try sum()
             links.append(.binary(op, operand, right))
             operand = right
@@ -286,42 +323,64 @@ struct Parser {
     }
 
     private mutating func sum() throws(JinjaError) -> Expression {
+        let saved = depth
+        defer { depth = saved }
         var left = try concatenation()
         while case .op(let o)? = peek(), o == "+" || o == "-" {
             position += 1
+            try deeper()
             left = .binary(o, left, try concatenation())
         }
         return left
     }
 
     private mutating func concatenation() throws(JinjaError) -> Expression {
+        let saved = depth
+        defer { depth = saved }
         var left = try product()
-        while accept(.op("~")) { left = .binary("~", left, try product()) }
+        while accept(.op("~")) {
+            try deeper()
+            left = .binary("~", left, try product())
+        }
         return left
     }
 
     private mutating func product() throws(JinjaError) -> Expression {
+        let saved = depth
+        defer { depth = saved }
         var left = try power()
         while case .op(let o)? = peek(), ["*", "/", "//", "%"].contains(o) {
             position += 1
+            try deeper()
             left = .binary(o, left, try power())
         }
         return left
     }
 
     private mutating func power() throws(JinjaError) -> Expression {
+        let saved = depth
+        defer { depth = saved }
         var left = try unary()
-        while accept(.op("**")) { left = .binary("**", left, try unary()) }
+        while accept(.op("**")) {
+            try deeper()
+            left = .binary("**", left, try unary())
+        }
         return left
     }
 
     private mutating func unary() throws(JinjaError) -> Expression {
+        let saved = depth
+        defer { depth = saved }
+        try deeper()
         if accept(.op("-")) { return try filtersAndTests(.unary("-", try unary(filtered: false))) }
         if accept(.op("+")) { return try filtersAndTests(try unary(filtered: false)) }
         return try unary(filtered: true)
     }
 
     private mutating func unary(filtered: Bool) throws(JinjaError) -> Expression {
+        let saved = depth
+        defer { depth = saved }
+        try deeper()
         if accept(.op("-")) { return .unary("-", try unary(filtered: false)) }
         let value = try postfix(try primary())
         return filtered ? try filtersAndTests(value) : value
@@ -380,8 +439,11 @@ struct Parser {
     }
 
     private mutating func postfix(_ base: Expression) throws(JinjaError) -> Expression {
+        let saved = depth
+        defer { depth = saved }
         var value = base
         while true {
+            try deeper()
             if accept(.op(".")) {
                 guard let token = next() else { throw JinjaError("a name must follow '.'") }
                 switch token {
@@ -438,8 +500,11 @@ struct Parser {
     }
 
     private mutating func filtersAndTests(_ base: Expression) throws(JinjaError) -> Expression {
+        let saved = depth
+        defer { depth = saved }
         var value = base
         while true {
+            try deeper()
             if accept(.op("|")) {
                 let filter = try name()
                 var (arguments, keywords): ([Expression], [(String, Expression)]) = ([], [])

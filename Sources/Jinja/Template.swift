@@ -5,6 +5,22 @@
 public struct Template: Sendable {
     let nodes: [Node]
 
+    /// What one rendering may spend. Templates come with downloaded model files, so a template
+    /// that loops forever, fans out macro calls or prints without end stops with an error.
+    /// The defaults are far above what real chat templates use.
+    public struct Limits: Sendable {
+        /// Loop iterations, macro calls, expression steps and items processed by filters.
+        public var maxSteps = 20_000_000
+        /// Bytes of rendered text.
+        public var maxOutputBytes = Builtins.maxStringBytes
+        /// Wall time of one rendering.
+        public var timeLimit: Duration? = .seconds(10)
+        /// Checked now and then; true stops the rendering (a client went away).
+        public var isCancelled: (@Sendable () -> Bool)? = nil
+
+        public init() {}
+    }
+
     public init(_ source: String) throws(JinjaError) {
         nodes = try Parser.parse(source)
     }
@@ -12,9 +28,11 @@ public struct Template: Sendable {
     /// Renders with `variables` as the template's globals (e.g. `messages`, `bos_token`,
     /// `add_generation_prompt`). Errors carry the template's own message for `raise_exception`.
     /// `now` (seconds since 1970) fixes the clock `strftime_now` reads; nil reads the real one.
-    public func render(_ variables: [String: JinjaValue], now: Int? = nil) throws(JinjaError) -> String {
+    public func render(_ variables: [String: JinjaValue], now: Int? = nil, limits: Limits = Limits()) throws(JinjaError) -> String {
         var interpreter = Interpreter(globals: variables)
         interpreter.now = now
+        interpreter.limits = limits
+        interpreter.deadline = limits.timeLimit.map { ContinuousClock.now + $0 }
         var out = ""
         _ = try interpreter.render(nodes, into: &out)
         return out
@@ -24,21 +42,83 @@ public struct Template: Sendable {
 /// Walks the nodes with a stack of scopes: a `for` body gets its own scope (its `set`s do not
 /// leak out, as in Jinja), `if` does not; namespaces are values changed in the scope that holds them.
 struct Interpreter {
+    /// Lists and mappings nest at most this deep once stored in a variable.
+    static let maxValueDepth = 256
+    /// Evaluation nesting (expressions, blocks, macro bodies) at most this deep.
+    static let maxNesting = 2_000
+    static let maxCallDepth = 64
+
     var scopes: [[String: JinjaValue]]
     var depth = 0
     var now: Int? = nil
+    var limits = Template.Limits()
+    var deadline: ContinuousClock.Instant? = nil
+    private var steps = 0
+    private var nesting = 0
 
     init(globals: [String: JinjaValue]) { scopes = [globals] }
 
     enum Flow { case normal, breakLoop, continueLoop }
 
+    /// Counts `cost` steps; checks the clock and the cancellation every 4096.
+    mutating func charge(_ cost: Int = 1) throws(JinjaError) {
+        let before = steps
+        steps &+= cost
+        guard steps <= limits.maxSteps else {
+            throw JinjaError("the template took more than \(limits.maxSteps) steps (an endless or exploding loop or macro?)")
+        }
+        guard before >> 12 != steps >> 12 else { return }
+        if let deadline, ContinuousClock.now > deadline {
+            throw JinjaError("the template took longer than \(limits.timeLimit.map { "\($0)" } ?? "allowed") to render")
+        }
+        if limits.isCancelled?() == true { throw JinjaError("the rendering was cancelled") }
+    }
+
+    /// Roughly what an operation on `value` costs, in steps.
+    static func cost(_ value: JinjaValue) -> Int {
+        switch value {
+        case .array(let a): return a.count
+        case .object(let o), .namespace(let o): return o.count
+        case .string(let s): return s.utf8.count >> 8
+        default: return 0
+        }
+    }
+
+    /// Refuses to store a value nested deeper than `maxValueDepth` (deeper values would overflow
+    /// the stack when printed, compared or freed). The walk is charged as steps.
+    mutating func checkDepth(_ value: JinjaValue) throws(JinjaError) {
+        switch value {
+        case .array, .object, .namespace: break
+        default: return
+        }
+        var work: [(JinjaValue, Int)] = [(value, 0)]
+        var visited = 0
+        while let (v, level) = work.popLast() {
+            visited += 1
+            guard level <= Self.maxValueDepth else { throw JinjaError("a list or mapping nests more than \(Self.maxValueDepth) levels deep") }
+            switch v {
+            case .array(let a): for item in a { if item.isContainer { work.append((item, level + 1)) } }
+            case .object(let o), .namespace(let o): for (_, item) in o { if item.isContainer { work.append((item, level + 1)) } }
+            default: break
+            }
+        }
+        try charge(visited)
+    }
+
     mutating func render(_ nodes: [Node], into out: inout String) throws(JinjaError) -> Flow {
+        nesting += 1
+        defer { nesting -= 1 }
+        guard nesting <= Self.maxNesting else { throw JinjaError("the template nests too deeply while rendering (recursive macros?)") }
         for node in nodes {
+            try charge()
+            if out.utf8.count > limits.maxOutputBytes {
+                throw JinjaError("the template's output is longer than \(limits.maxOutputBytes >> 20) MiB")
+            }
             switch node {
             case .text(let s):
                 out += s
             case .output(let e):
-                out += try evaluate(e).text
+                out += try Builtins.checkedText(try evaluate(e))
             case .conditional(let branches, let otherwise):
                 var taken = false
                 for (condition, body) in branches {
@@ -56,6 +136,7 @@ struct Interpreter {
                 try loop(targets: targets, over: try evaluate(iterable), filter: filter, body: body, otherwise: otherwise, into: &out)
             case .set(.names(let names), let e):
                 let value = try evaluate(e)
+                try checkDepth(value)
                 if names.count == 1 {
                     scopes[scopes.count - 1][names[0]] = value
                 } else {
@@ -65,6 +146,7 @@ struct Interpreter {
                 }
             case .set(.attribute(let object, let attribute), let e):
                 let value = try evaluate(e)
+                try checkDepth(value)
                 guard let level = scopes.lastIndex(where: { $0[object] != nil }), case .namespace(var pairs)? = scopes[level][object] else {
                     throw JinjaError("cannot set an attribute of '\(object)': only a namespace() takes attributes")
                 }
@@ -79,7 +161,7 @@ struct Interpreter {
                 _ = try render(body, into: &captured)
                 var args: [JinjaValue] = []
                 for a in arguments { args.append(try evaluate(a)) }
-                out += try Builtins.filter(name, .string(captured), args, []).text
+                out += try Builtins.checkedText(try Builtins.filter(name, .string(captured), args, []))
             case .macro(let m):
                 scopes[scopes.count - 1][m.name] = .macro(m)
             case .breakLoop:
@@ -87,6 +169,9 @@ struct Interpreter {
             case .continueLoop:
                 return .continueLoop
             }
+        }
+        if out.utf8.count > limits.maxOutputBytes {
+            throw JinjaError("the template's output is longer than \(limits.maxOutputBytes >> 20) MiB")
         }
         return .normal
     }
@@ -108,6 +193,7 @@ struct Interpreter {
         if let filter {
             var kept: [JinjaValue] = []
             for item in items {
+                try charge()
                 try bind(item)
                 if try evaluate(filter).isTruthy { kept.append(item) }
             }
@@ -119,6 +205,7 @@ struct Interpreter {
             return
         }
         for (i, item) in items.enumerated() {
+            try charge()
             scopes[scopes.count - 1] = [:]
             try bind(item)
             scopes[scopes.count - 1]["loop"] = .object([
@@ -142,13 +229,19 @@ struct Interpreter {
         switch value {
         case .array(let a): return a
         case .object(let o): return o.map { .string($0.0) }
-        case .string(let s): return s.map { .string(String($0)) }
+        case .string(let s):
+            guard s.utf8.count <= Builtins.maxListCount else { throw Builtins.tooMany }
+            return s.map { .string(String($0)) }
         case .undefined: return []
         default: throw JinjaError("'\(value.typeName)' object is not iterable")
         }
     }
 
     mutating func evaluate(_ expression: Expression) throws(JinjaError) -> JinjaValue {
+        try charge()
+        nesting += 1
+        defer { nesting -= 1 }
+        guard nesting <= Self.maxNesting else { throw JinjaError("the template nests too deeply while rendering (recursive macros?)") }
         switch expression {
         case .literal(let v): return v
         case .name(let n): return lookup(n)
@@ -181,8 +274,10 @@ struct Interpreter {
             for a in arguments { args.append(try evaluate(a)) }
             var kwargs: [(String, JinjaValue)] = []
             for (k, v) in keywords { kwargs.append((k, try evaluate(v))) }
+            for a in args { try charge(Self.cost(a)) }
             if case .attribute(let base, let method) = callee {
                 let receiver = try evaluate(base)
+                try charge(Self.cost(receiver))
                 if case .macro(let m) = Builtins.item(receiver, .string(method)) { return try call(m, args, kwargs) }
                 return try Builtins.method(receiver, method, args, kwargs)
             }
@@ -197,11 +292,13 @@ struct Interpreter {
             for a in arguments { args.append(try evaluate(a)) }
             var kwargs: [(String, JinjaValue)] = []
             for (k, v) in keywords { kwargs.append((k, try evaluate(v))) }
+            try charge(Self.cost(value) + args.reduce(0) { $0 + Self.cost($1) })
             return try Builtins.filter(name, value, args, kwargs)
         case .test(let base, let name, let arguments, let negated):
             let value = try evaluate(base)
             var args: [JinjaValue] = []
             for a in arguments { args.append(try evaluate(a)) }
+            try charge(Self.cost(value) + args.reduce(0) { $0 + Self.cost($1) })
             return .bool(try Builtins.test(name, value, args) != negated)
         case .unary(let op, let operand):
             let value = try evaluate(operand)
@@ -209,7 +306,9 @@ struct Interpreter {
             case "not": return .bool(!value.isTruthy)
             default:
                 switch value {
-                case .int(let i): return .int(-i)
+                case .int(let i):
+                    guard i != .min else { throw JinjaError("integer overflow in -(\(i)) (integers here are 64-bit)") }
+                    return .int(-i)
                 case .double(let d): return .double(-d)
                 case .bool(let b): return .int(b ? -1 : 0)
                 default: throw JinjaError("bad operand type for unary -: '\(value.typeName)'")
@@ -222,7 +321,9 @@ struct Interpreter {
             let left = try evaluate(l)
             return left.isTruthy ? left : try evaluate(r)
         case .binary(let op, let l, let r):
-            return try Builtins.binary(op, try evaluate(l), try evaluate(r))
+            let (left, right) = (try evaluate(l), try evaluate(r))
+            try charge(Self.cost(left) + Self.cost(right))
+            return try Builtins.binary(op, left, right)
         case .conditional(let value, let condition, let otherwise):
             if try evaluate(condition).isTruthy { return try evaluate(value) }
             return try otherwise.map { e throws(JinjaError) in try evaluate(e) } ?? .undefined
@@ -231,7 +332,8 @@ struct Interpreter {
 
     /// A macro call renders its body in a fresh scope over the globals, with its parameters bound.
     private mutating func call(_ m: Macro, _ args: [JinjaValue], _ kwargs: [(String, JinjaValue)]) throws(JinjaError) -> JinjaValue {
-        guard depth < 64 else { throw JinjaError("macros nest too deeply (recursion?)") }
+        guard depth < Self.maxCallDepth else { throw JinjaError("macros nest too deeply (recursion?)") }
+        for a in args { try checkDepth(a) }
         var scope: [String: JinjaValue] = [:]
         for (i, (name, defaultValue)) in m.parameters.enumerated() {
             if i < args.count {
@@ -262,6 +364,15 @@ struct Interpreter {
         case .attribute(let b, let n): return describe(b) + "." + n
         case .subscript(let b, _): return describe(b) + "[...]"
         default: return "value"
+        }
+    }
+}
+
+extension JinjaValue {
+    var isContainer: Bool {
+        switch self {
+        case .array, .object, .namespace: return true
+        default: return false
         }
     }
 }

@@ -93,8 +93,12 @@ public enum JinjaValue: Sendable, Equatable {
         }
     }
 
-    /// Python's `repr()`, which is how lists and dicts print.
-    var repr: String {
+    /// Python's `repr()`, which is how lists and dicts print. Past `Interpreter.maxValueDepth`
+    /// levels it prints `[...]` (values that deep cannot be built by a template; this guards the stack).
+    var repr: String { repr(depth: 0) }
+
+    private func repr(depth: Int) -> String {
+        if depth > Interpreter.maxValueDepth { return "[...]" }
         switch self {
         case .undefined: return ""
         case .none: return "None"
@@ -102,9 +106,9 @@ public enum JinjaValue: Sendable, Equatable {
         case .int(let i): return String(i)
         case .double(let d): return Self.pythonFloat(d)
         case .string(let s): return Self.pythonQuoted(s)
-        case .array(let a): return "[" + a.map(\.repr).joined(separator: ", ") + "]"
-        case .object(let o): return "{" + o.map { Self.pythonQuoted($0.0) + ": " + $0.1.repr }.joined(separator: ", ") + "}"
-        case .namespace(let o): return "<Namespace " + o.map { "\($0.0)=\($0.1.repr)" }.joined(separator: ", ") + ">"
+        case .array(let a): return "[" + a.map { $0.repr(depth: depth + 1) }.joined(separator: ", ") + "]"
+        case .object(let o): return "{" + o.map { Self.pythonQuoted($0.0) + ": " + $0.1.repr(depth: depth + 1) }.joined(separator: ", ") + "}"
+        case .namespace(let o): return "<Namespace " + o.map { "\($0.0)=\($0.1.repr(depth: depth + 1))" }.joined(separator: ", ") + ">"
         case .macro(let m): return "<Macro '\(m.name)'>"
         case .function(let f): return "<built-in function \(f)>"
         }

@@ -274,8 +274,14 @@ public final class BatchScheduler: @unchecked Sendable {
             if job.promptDone == nil { job.promptDone = now }
             let continuation = job.continuation
             let before = job.state.generated
-            let token = job.state.next(logits: logits[(row * vocabulary)..<((row + 1) * vocabulary)], history: slot.cached) {
-                continuation.yield($0)
+            let token: TokenID?
+            do {
+                token = try job.state.next(logits: logits[(row * vocabulary)..<((row + 1) * vocabulary)], history: slot.cached) {
+                    continuation.yield($0)
+                }
+            } catch {
+                free(slot, error: error)
+                continue
             }
             let produced = job.state.generated - before
             if produced > 0 {

@@ -34,6 +34,23 @@ func reusablePrefix(_ cached: [TokenID], _ prompt: [TokenID]) -> Int {
     return common
 }
 
+/// Why a generation could not go on.
+public enum GenerationError: Error, CustomStringConvertible, Sendable {
+    /// The model computed NaN or an infinity: its weights or hyperparameters are damaged.
+    case nonFiniteLogits(position: Int, token: TokenID, value: Float)
+    /// Masking the vocabulary with the grammar needed more steps than one token may take.
+    case grammarTooExpensive(budget: Int)
+
+    public var description: String {
+        switch self {
+        case .nonFiniteLogits(let position, let token, let value):
+            return "the model computed \(value) for token \(token) at position \(position); its weights or hyperparameters are damaged (try another copy of the file)"
+        case .grammarTooExpensive(let budget):
+            return "the grammar needs more than \(budget) matching steps to choose one token; simplify it (fewer alternatives at one point, fewer rules)"
+        }
+    }
+}
+
 /// One generation's choices token by token, apart from where the logits come from: sampler,
 /// grammar, stop tokens and strings, token budget, and the text so far. `Session` drives one on
 /// its own context; `BatchScheduler` drives one per slot on a shared context.
@@ -56,6 +73,7 @@ struct GenerationState {
         tokenizer = model.tokenizer
         maxTokens = parameters.maxTokens
         stopTokens = parameters.stopTokens ?? model.stopTokens
+        try parameters.sampler.validate()
         matcher = try parameters.grammar.map { GrammarMatcher(try Grammar($0)) }
         logprobs = parameters.logprobs.map { max(0, $0) }
         sampler = Sampler(parameters.sampler)
@@ -66,14 +84,30 @@ struct GenerationState {
     /// Picks the next token from the logits after `history`, passing the text that may be shown
     /// (and log probabilities, when asked for) to `emit`. Returns the token to evaluate next, or
     /// nil when the generation has ended (then `finishReason` says why and all text has been emitted).
-    mutating func next(logits: ArraySlice<Float>, history: [TokenID], emit: (GenerationEvent) -> Void) -> TokenID? {
+    /// Throws when the logits are not numbers (a damaged model) or the grammar needs more work for
+    /// one token than its budget allows; the text so far has been emitted then.
+    mutating func next(logits: ArraySlice<Float>, history: [TokenID], emit: (GenerationEvent) -> Void) throws -> TokenID? {
         guard finishReason == nil else { return nil }
         if maxTokens >= 0, generated >= maxTokens {
             end(.length, emit: emit)
             return nil
         }
+        if let bad = logits.firstIndex(where: { !$0.isFinite }) {
+            end(.stop, emit: emit)
+            throw GenerationError.nonFiniteLogits(position: history.count, token: TokenID(bad - logits.startIndex), value: logits[bad])
+        }
+        matcher?.beginToken()
         let allowed: ((TokenID) -> Bool)? = matcher.map { [tokenizer, stopTokens] m in { m.allows($0, tokenizer: tokenizer, endTokens: stopTokens) } }
-        let token = sampler.sample(logits, history: history, allowed: allowed)
+        let drawn = sampler.sample(logits, history: history, allowed: allowed)
+        if let matcher, matcher.budgetExhausted {
+            end(.stop, emit: emit)
+            throw GenerationError.grammarTooExpensive(budget: matcher.workBudget)
+        }
+        // The logit bias banned every token: nothing can follow.
+        guard let token = drawn else {
+            end(.stop, emit: emit)
+            return nil
+        }
         // An end token, or nothing more that the grammar allows.
         if stopTokens.contains(token) || matcher.map({ !$0.allows(token, tokenizer: tokenizer, endTokens: stopTokens) }) == true {
             end(.stop, emit: emit)

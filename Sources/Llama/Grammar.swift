@@ -35,29 +35,69 @@ public struct Grammar: Sendable {
     }
 
     /// Rules that can start with themselves without consuming a character would expand forever.
+    /// One depth-first walk over "may begin with" edges (linear in the grammar's size): a rule met
+    /// again while it is still on the walk's path is on a left-recursive cycle.
     private func checkLeftRecursion() throws(GrammarError) {
-        // nullable[r]: r can match the empty string.
+        // nullable[r]: r can match the empty string. An alternative is nullable when it has no
+        // character element and all its rules are nullable; a worklist counts down the rules each
+        // alternative still waits for.
         var nullable = [Bool](repeating: false, count: rules.count)
-        var changed = true
-        while changed {
-            changed = false
-            for r in rules.indices where !nullable[r] {
-                if rules[r].contains(where: { alt in alt.allSatisfy { if case .rule(let s) = $0 { return nullable[s] } else { return false } } }) {
+        var users = [[(rule: Int, alternative: Int)]](repeating: [], count: rules.count)
+        var waiting: [[Int]] = []
+        var ready: [Int] = []
+        for r in rules.indices {
+            var counts: [Int] = []
+            for (a, alternative) in rules[r].enumerated() {
+                let hasCharacters = alternative.contains { if case .characters = $0 { true } else { false } }
+                var count = 0
+                if !hasCharacters {
+                    for case .rule(let s) in alternative {
+                        users[s].append((r, a))
+                        count += 1
+                    }
+                    if count == 0, !nullable[r] { nullable[r] = true; ready.append(r) }
+                }
+                counts.append(hasCharacters ? -1 : count)
+            }
+            waiting.append(counts)
+        }
+        while let s = ready.popLast() {
+            for (r, a) in users[s] {
+                waiting[r][a] -= 1
+                if waiting[r][a] == 0, !nullable[r] {
                     nullable[r] = true
-                    changed = true
+                    ready.append(r)
                 }
             }
         }
-        for start in rules.indices {
-            var seen: Set<Int> = [], frontier = [start]
-            while let r = frontier.popLast() {
-                for alt in rules[r] {
-                    for element in alt {
-                        guard case .rule(let s) = element else { break }
-                        if s == start { throw GrammarError("rule '\(ruleNames[start])' is left-recursive, which this grammar engine cannot run") }
-                        if seen.insert(s).inserted { frontier.append(s) }
-                        if !nullable[s] { break }
+        // edges[r]: the rules r may begin with.
+        let edges: [[Int]] = rules.map { alternatives in
+            var out: [Int] = []
+            for alternative in alternatives {
+                for element in alternative {
+                    guard case .rule(let s) = element else { break }
+                    out.append(s)
+                    if !nullable[s] { break }
+                }
+            }
+            return out
+        }
+        var state = [UInt8](repeating: 0, count: rules.count)  // 0 new, 1 on the path, 2 done
+        for start in rules.indices where state[start] == 0 {
+            var path: [(rule: Int, next: Int)] = [(start, 0)]
+            state[start] = 1
+            while let (r, next) = path.last {
+                if next < edges[r].count {
+                    path[path.count - 1].next += 1
+                    let s = edges[r][next]
+                    if state[s] == 1 { throw GrammarError("rule '\(ruleNames[s])' is left-recursive, which this grammar engine cannot run") }
+                    if state[s] == 0 {
+                        state[s] = 1
+                        path.append((s, 0))
                     }
+                } else {
+                    state[r] = 2
+                    path.removeLast()
                 }
             }
         }
@@ -70,14 +110,33 @@ public struct GrammarError: Error, CustomStringConvertible, Equatable {
 }
 
 /// GBNF text to rules. Repetitions and groups become generated rules, as llama.cpp does.
+/// The grammar comes from requests, so its size after expansion is bounded: groups nest at most
+/// `maxDepth` deep, and repetitions may not expand it past `maxElements` elements or `maxRules` rules.
 struct GBNFParser {
+    static let maxDepth = 200
+    static let maxElements = 1_000_000
+    static let maxRules = 200_000
+
     let text: [UInt32]
     var i = 0
     var ids: [String: Int] = [:]
     var names: [String] = []
     var rules: [[[Grammar.Element]]?] = []
+    /// Groups open around the current position.
+    var depth = 0
+    /// Elements in all rules so far, repetitions expanded.
+    var size = 0
 
     init(_ source: String) { text = source.unicodeScalars.map(\.value) }
+
+    /// Counts `count` more elements against the size limit.
+    mutating func grow(_ count: Int) throws(GrammarError) {
+        let (total, overflow) = size.addingReportingOverflow(count)
+        guard !overflow, total <= Self.maxElements, names.count <= Self.maxRules else {
+            throw error("the grammar is too large once its repetitions are expanded (limits: \(Self.maxElements) elements, \(Self.maxRules) rules)")
+        }
+        size = total
+    }
 
     mutating func id(_ name: String) -> Int {
         if let id = ids[name] { return id }
@@ -169,6 +228,7 @@ struct GBNFParser {
                 lastStart = elements.count
                 while let d = peek(), d != 34 {
                     let value = try character()
+                    try grow(1)
                     elements.append(.characters([value...value], negated: false))
                 }
                 guard peek() == 34 else { throw error("a string is never closed") }
@@ -195,18 +255,24 @@ struct GBNFParser {
                 guard peek() == 93 else { throw error("a character class is never closed") }
                 i += 1
                 lastStart = elements.count
+                try grow(1)
                 elements.append(.characters(ranges, negated: negated))
             case 46:  // '.'
                 i += 1
                 lastStart = elements.count
+                try grow(1)
                 elements.append(.characters([], negated: true))
             case 40:  // '('
                 i += 1
+                guard depth < Self.maxDepth else { throw error("groups nest more than \(Self.maxDepth) deep") }
+                depth += 1
                 skipSpace(newlines: true)
                 let inner = try alternatives(nested: true, ruleName: ruleName)
                 skipSpace(newlines: true)
                 guard peek() == 41 else { throw error("expected ')'") }
                 i += 1
+                depth -= 1
+                try grow(1)
                 lastStart = elements.count
                 elements.append(.rule(newRule(ruleName, inner)))
             case 42, 43, 63:  // * + ?
@@ -214,7 +280,7 @@ struct GBNFParser {
                 i += 1
                 let item = Array(elements[lastStart...])
                 elements.removeSubrange(lastStart...)
-                elements.append(contentsOf: repeated(item, min: c == 43 ? 1 : 0, max: c == 63 ? 1 : nil, ruleName))
+                elements.append(contentsOf: try repeated(item, min: c == 43 ? 1 : 0, max: c == 63 ? 1 : nil, ruleName))
             case 123:  // '{'
                 guard lastStart < elements.count else { throw error("a repetition with nothing before it") }
                 i += 1
@@ -233,7 +299,7 @@ struct GBNFParser {
                 if let high, high < low { throw error("a repetition {m,n} with n < m") }
                 let item = Array(elements[lastStart...])
                 elements.removeSubrange(lastStart...)
-                elements.append(contentsOf: repeated(item, min: low, max: high, ruleName))
+                elements.append(contentsOf: try repeated(item, min: low, max: high, ruleName))
             default:
                 if isNameCharacter(c) {
                     let start = i
@@ -246,6 +312,7 @@ struct GBNFParser {
                         return elements
                     }
                     lastStart = elements.count
+                    try grow(1)
                     elements.append(.rule(id(ref)))
                 } else if c == 10 || c == 13 {
                     if nested { skipSpace(newlines: true); continue }
@@ -303,7 +370,11 @@ struct GBNFParser {
     }
 
     /// item{min,max} as elements: min copies, then nested optional copies (or a star rule).
-    mutating func repeated(_ item: [Grammar.Element], min: Int, max: Int?, _ base: String) -> [Grammar.Element] {
+    /// Counted against the size limit before anything is built.
+    mutating func repeated(_ item: [Grammar.Element], min: Int, max: Int?, _ base: String) throws(GrammarError) -> [Grammar.Element] {
+        let copies = (max ?? min) + 1  // at most 100,000 each: integer() bounds them
+        let (needed, overflow) = copies.multipliedReportingOverflow(by: item.count + 1)
+        try grow(overflow ? Int.max : needed)
         var out: [Grammar.Element] = []
         for _ in 0..<min { out += item }
         if let max {
@@ -335,16 +406,34 @@ public final class GrammarMatcher: @unchecked Sendable {
 
     public let grammar: Grammar
     private var stacks: [[Position]]
+    /// Matching steps one token's choice may take (the vocabulary check included), so that one
+    /// request's grammar cannot stall a generation thread that others share.
+    public let workBudget: Int
+    private var work = 0
+    private var exhausted = false
     /// Bytes of a character that a token ended in the middle of.
     private var pendingBytes: [UInt8] = []
 
-    public init(_ grammar: Grammar) {
+    public init(_ grammar: Grammar, workBudget: Int = 4_000_000) {
         self.grammar = grammar
+        self.workBudget = workBudget
         stacks = []
         for alternative in grammar.rules[grammar.root].indices {
             stacks += expand([Position(rule: Int32(grammar.root), alternative: Int32(alternative), element: 0)])
         }
         stacks = Array(Set(stacks))
+    }
+
+    /// Starts counting the steps of the next token's choice.
+    public func beginToken() { lock.withLock { work = 0; exhausted = false } }
+    /// The last choice ran out of steps: `allows` answered false from then on.
+    public var budgetExhausted: Bool { lock.withLock { exhausted } }
+
+    /// Counts `steps` against the budget; false once it is spent.
+    private func spend(_ steps: Int) -> Bool {
+        work += steps
+        if work > workBudget { exhausted = true }
+        return !exhausted
     }
 
     /// Nothing more can be matched: every remaining parse is complete.
@@ -388,7 +477,9 @@ public final class GrammarMatcher: @unchecked Sendable {
             case .rule(let r):
                 var rest = Array(s.dropLast())
                 top.element += 1
-                rest.append(top)
+                // A reference at the end of its alternative returns nowhere: leaving it off keeps
+                // right-recursive rules (lists, repetitions) from growing the stack per character.
+                if Int(top.element) < alternative.count { rest.append(top) }
                 for a in grammar.rules[r].indices {
                     work.append(rest + [Position(rule: Int32(r), alternative: Int32(a), element: 0)])
                 }
@@ -466,7 +557,7 @@ public final class GrammarMatcher: @unchecked Sendable {
 
     private func allowsUnlocked(bytes: [UInt8], isEndOfText: Bool) -> Bool {
         if isEndOfText { return canEndUnlocked }
-        guard !bytes.isEmpty else { return false }
+        guard !bytes.isEmpty, spend(stacks.count) else { return false }
         // Most tokens fail on their first character: test an ASCII first byte before decoding.
         if pendingBytes.isEmpty, bytes[0] < 0x80 {
             let c = UInt32(bytes[0])
@@ -486,6 +577,7 @@ public final class GrammarMatcher: @unchecked Sendable {
     /// Stops at the first way that works, so checking a token costs about its length.
     private func follows(_ stack: [Position], _ points: ArraySlice<UInt32>, then range: (UInt32, UInt32)?) -> Bool {
         guard let top = stack.last else { return points.isEmpty && range == nil }
+        guard spend(1) else { return false }
         let element = grammar.rules[Int(top.rule)][Int(top.alternative)][Int(top.element)]
         guard let c = points.first else {
             guard let (low, high) = range else { return true }

@@ -82,7 +82,10 @@ public enum JSONGrammar {
             }
             if case .array(let parts) = schema["allOf"], parts.count == 1 { return try rule(for: parts[0], depth: depth + 1) }
             switch schema["type"] {
-            case .array(let types):
+            case .array(let listed):
+                // Each type once: a list repeating one type must not multiply the grammar.
+                var types: [JinjaValue] = []
+                for type in listed where !types.contains(type) { types.append(type) }
                 return "(" + (try types.map { type -> String in
                     var single = schema
                     if case .object(var pairs) = single {
@@ -104,8 +107,7 @@ public enum JSONGrammar {
         mutating func rule(type: String, schema: JinjaValue, depth: Int) throws -> String {
             switch type {
             case "string":
-                let low = schema["minLength"].intValue ?? 0
-                let high = schema["maxLength"].intValue
+                let (low, high) = try bounds(schema, "minLength", "maxLength")
                 if low == 0, high == nil { return "json-string" }
                 return "\"\\\"\" json-char{\(low),\(high.map(String.init) ?? "")} \"\\\"\""
             case "integer": return "json-integer"
@@ -114,8 +116,7 @@ public enum JSONGrammar {
             case "null": return "\"null\""
             case "array":
                 let item = schema["items"].isDefinedValue ? try rule(for: schema["items"], depth: depth + 1) : "json-value"
-                let low = schema["minItems"].intValue ?? 0
-                let high = schema["maxItems"].intValue
+                let (low, high) = try bounds(schema, "minItems", "maxItems")
                 let name = "array-\(extraRules.count)-item"
                 extraRules.append("\(name) ::= \(item)")
                 if let high, high == 0 { return "\"[\" ws \"]\"" }
@@ -136,12 +137,19 @@ public enum JSONGrammar {
                 let optional = pairs.filter { !$0.1 }.map(\.0)
                 var body = mandatory.joined(separator: " ws \",\" ws ")
                 if mandatory.isEmpty {
-                    // No required property: any non-empty ordered subset of the optional ones, or none.
-                    var choices: [String] = []
-                    for start in optional.indices {
-                        choices.append(([optional[start]] + optional[(start + 1)...].map { "( ws \",\" ws \($0) )?" }).joined(separator: " "))
+                    // No required property: any ordered subset of the optional ones. One rule per
+                    // suffix keeps the grammar linear in the number of properties:
+                    //   rest-k ::= ( ws "," ws p_k )? rest-(k+1)      (rest-n is empty)
+                    //   body   ::= ( p_0 rest-1 | p_1 rest-2 | ... )?
+                    var rest = "\"\""
+                    var starts: [String] = []
+                    for k in optional.indices.reversed() {
+                        starts.append("\(optional[k]) \(rest)")
+                        let name = "props-\(extraRules.count)"
+                        extraRules.append("\(name) ::= ( ws \",\" ws \(optional[k]) )? \(rest)")
+                        rest = name
                     }
-                    body = choices.isEmpty ? "" : "( " + choices.joined(separator: " | ") + " )?"
+                    body = starts.isEmpty ? "" : "( " + starts.reversed().joined(separator: " | ") + " )?"
                 } else {
                     for o in optional { body += " ( ws \",\" ws \(o) )?" }
                 }
@@ -150,6 +158,26 @@ public enum JSONGrammar {
                 throw GrammarError("JSON schema type '\(type)' is not supported")
             }
         }
+
+        /// `minimum` and `maximum` counts of a string or array, checked: whole numbers from 0 to
+        /// the grammar's repetition limit, the first no larger than the second.
+        func bounds(_ schema: JinjaValue, _ minimumKey: String, _ maximumKey: String) throws -> (Int, Int?) {
+            func count(_ key: String) throws -> Int? {
+                let value = schema[key]
+                guard value.isDefinedValue, value != .none else { return nil }
+                guard let n = value.intValue, n >= 0, n <= Self.maxCount else {
+                    throw GrammarError("\(key) in a JSON schema must be a whole number from 0 to \(Self.maxCount), not \(value.jsonText)")
+                }
+                return n
+            }
+            let low = try count(minimumKey) ?? 0
+            let high = try count(maximumKey)
+            if let high, high < low { throw GrammarError("\(maximumKey) (\(high)) is smaller than \(minimumKey) (\(low)) in a JSON schema") }
+            return (low, high)
+        }
+
+        /// The largest minLength, maxLength, minItems or maxItems a grammar can express.
+        static let maxCount = 10_000
 
         mutating func reference(_ ref: String, depth: Int) throws -> String {
             if let name = references[ref] { return name }
@@ -170,7 +198,7 @@ extension JinjaValue {
     var intValue: Int? {
         switch self {
         case .int(let i): return i
-        case .double(let d) where d == d.rounded(): return Int(d)
+        case .double(let d) where d == d.rounded() && abs(d) < 0x1p62: return Int(d)
         default: return nil
         }
     }

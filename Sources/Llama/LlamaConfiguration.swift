@@ -49,24 +49,59 @@ public struct LlamaConfiguration: Codable, Sendable, Equatable {
             throw ModelError("\(file.path): architecture '\(arch)' is not supported (supported: \(LlamaConfiguration.ropeStyles.keys.sorted().joined(separator: ", ")))")
         }
         let p = arch + "."
-        func required(_ key: String) throws(ModelError) -> Int {
-            guard let v = file.int(p + key), v > 0 else { throw ModelError("\(file.path): metadata \(p + key) is missing or not a positive integer") }
+        // Every key is read strictly: present with the wrong type or out of range is an error
+        // naming the key, never a silent default (a model file is untrusted input).
+        func integer(_ key: String, default fallback: Int? = nil, in range: ClosedRange<Int> = 1...Self.maxDimension) throws(ModelError) -> Int {
+            guard let value = file[p + key] else {
+                guard let fallback else { throw ModelError("\(file.path): metadata \(p + key) is missing") }
+                return fallback
+            }
+            guard let v = value.intValue, range.contains(v) else {
+                throw ModelError("\(file.path): metadata \(p + key) must be an integer from \(range.lowerBound) to \(range.upperBound), not \(value)")
+            }
             return v
         }
-        let dim = try required("embedding_length")
-        let heads = try required("attention.head_count")
-        let kvHeads = file.int(p + "attention.head_count_kv") ?? heads
-        guard kvHeads > 0, heads % kvHeads == 0 else {
+        func real(_ key: String, default fallback: Double, positive: Bool = true) throws(ModelError) -> Float {
+            guard let value = file[p + key] else { return Float(fallback) }
+            guard let v = value.doubleValue, v.isFinite, Float(v).isFinite, !positive || v > 0 else {
+                throw ModelError("\(file.path): metadata \(p + key) must be a finite\(positive ? " positive" : "") number, not \(value)")
+            }
+            return Float(v)
+        }
+        let dim = try integer("embedding_length")
+        let heads = try integer("attention.head_count")
+        let kvHeads = try integer("attention.head_count_kv", default: heads)
+        guard heads % kvHeads == 0 else {
             throw ModelError("\(file.path): \(heads) attention heads cannot be grouped over \(kvHeads) KV heads")
         }
-        let headDim = file.int(p + "attention.key_length") ?? dim / heads
-        let vocab = file.int(p + "vocab_size") ?? file.array("tokenizer.ggml.tokens")?.count ?? 0
-        self.init(embeddingLength: dim, feedForwardLength: try required("feed_forward_length"),
-                  layerCount: try required("block_count"), headCount: heads, kvHeadCount: kvHeads,
-                  headDimension: headDim, vocabularySize: vocab, contextLength: file.int(p + "context_length") ?? 2048,
-                  ropeBase: Float(file.double(p + "rope.freq_base") ?? 10_000),
-                  ropeDimensions: file.int(p + "rope.dimension_count") ?? headDim, ropeStyle: style,
-                  rmsEpsilon: Float(file.double(p + "attention.layer_norm_rms_epsilon") ?? 1e-5))
+        let headDim = try integer("attention.key_length", default: dim / heads)
+        guard headDim > 0 else { throw ModelError("\(file.path): embedding_length \(dim) is smaller than the \(heads) attention heads") }
+        let tokens = file.array("tokenizer.ggml.tokens")?.count
+        let vocab = try integer("vocab_size", default: tokens ?? 0, in: 0...Self.maxDimension)
+        if let tokens, vocab != tokens {
+            throw ModelError("\(file.path): metadata \(p)vocab_size (\(vocab)) disagrees with the \(tokens) tokens of the vocabulary")
+        }
+        let ropeDimensions = try integer("rope.dimension_count", default: headDim)
+        guard ropeDimensions <= headDim, ropeDimensions % 2 == 0 else {
+            throw ModelError("\(file.path): metadata \(p)rope.dimension_count (\(ropeDimensions)) must be even and at most the head size (\(headDim))")
+        }
+        let (qDim, qOverflow) = heads.multipliedReportingOverflow(by: headDim)
+        guard !qOverflow, qDim <= Self.maxDimension else { throw ModelError("\(file.path): \(heads) heads of \(headDim) are too large") }
+        self.init(embeddingLength: dim, feedForwardLength: try integer("feed_forward_length"),
+                  layerCount: try integer("block_count", in: 1...100_000), headCount: heads, kvHeadCount: kvHeads,
+                  headDimension: headDim, vocabularySize: vocab,
+                  contextLength: try integer("context_length", default: 2048, in: 1...(1 << 40)),
+                  ropeBase: try real("rope.freq_base", default: 10_000),
+                  ropeDimensions: ropeDimensions, ropeStyle: style,
+                  rmsEpsilon: try real("attention.layer_norm_rms_epsilon", default: 1e-5))
+    }
+
+    /// The largest width, head count or vocabulary a file may declare (far above any model's).
+    static let maxDimension = 1 << 24
+
+    /// Bytes of KV cache one position of one sequence takes.
+    public func kvBytesPerPosition(_ type: LlamaContext.KVCacheType) -> Int {
+        layerCount * kvDimension * 2 * (type == .f16 ? 2 : 4)
     }
 }
 

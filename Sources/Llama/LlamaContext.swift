@@ -58,14 +58,17 @@ public final class LlamaContext: @unchecked Sendable {
         let c = model.configuration
         self.model = model
         self.kvCacheType = kvCacheType
-        self.contextSize = max(1, contextSize ?? c.contextLength)
+        let limits = Self.contextLimits(model: model, sequences: max(1, sequences), kvCacheType: kvCacheType)
+        // A file's training context may be anything; what is allocated must fit in memory.
+        let contextSize = min(max(1, contextSize ?? limits.default), limits.most)
         self.batchSize = max(1, batchSize)
         self.threads = max(1, threads)
         self.pool = ThreadPool(threads: max(1, threads))
         self.workspace = MatMulWorkspace(threads: max(1, threads))
-        self.scores = (0..<max(1, threads)).map { _ in ScratchBuffer(capacity: max(1, contextSize ?? model.configuration.contextLength)) }
+        self.contextSize = contextSize
+        self.scores = (0..<max(1, threads)).map { _ in ScratchBuffer(capacity: contextSize) }
         caches = (0..<max(1, sequences)).map { _ in
-            KVCache(layers: c.layerCount, positions: max(1, contextSize ?? c.contextLength), kvDimension: c.kvDimension, type: kvCacheType)
+            KVCache(layers: c.layerCount, positions: contextSize, kvDimension: c.kvDimension, type: kvCacheType)
         }
         positions = [Int](repeating: 0, count: max(1, sequences))
         let n = self.batchSize
@@ -83,6 +86,25 @@ public final class LlamaContext: @unchecked Sendable {
     }
 
     public var sequenceCount: Int { caches.count }
+
+    /// The context each sequence gets when none is asked for (the model's training context,
+    /// capped so that the KV caches take at most half the physical memory), and the most any
+    /// request is given (all of the memory).
+    public static func contextLimits(model: LlamaModel, sequences: Int = 1, kvCacheType: KVCacheType = .f16) -> (default: Int, most: Int) {
+        let perPosition = max(1, model.configuration.kvBytesPerPosition(kvCacheType))
+        let (perAll, overflow) = perPosition.multipliedReportingOverflow(by: max(1, sequences))
+        let memory = Int(clamping: ProcessInfo.processInfo.physicalMemory)
+        let most = overflow ? 1 : max(1, memory / perAll)
+        return (min(model.configuration.contextLength, max(1, most / 2)), most)
+    }
+
+    /// A line for the user when the model's training context does not fit and a smaller one is
+    /// used by default; nil when it fits.
+    public static func defaultContextNotice(model: LlamaModel, sequences: Int = 1, kvCacheType: KVCacheType = .f16) -> String? {
+        let limits = contextLimits(model: model, sequences: sequences, kvCacheType: kvCacheType)
+        guard limits.default < model.configuration.contextLength else { return nil }
+        return "note: the model's training context of \(model.configuration.contextLength) tokens does not fit in memory; using \(limits.default) (set -c to choose)"
+    }
 
     /// Forgets everything a sequence (by default the first) holds.
     public func reset(sequence: Int = 0) { lock.withLock { positions[sequence] = 0 } }

@@ -83,13 +83,15 @@ public final class LlamaModel: @unchecked Sendable {
     public static func load(gguf file: GGUFFile) throws -> LlamaModel {
         let config = try LlamaConfiguration(gguf: file)
         let tokenizer = try Tokenizer(gguf: file)
+        var used: Set<String> = []
         func tensor(_ name: String) throws -> GGUFTensorInfo {
             guard let t = file.tensor(named: name) else { throw ModelError("\(file.path): tensor '\(name)' is missing") }
+            used.insert(name)
             return t
         }
         func matrix(_ name: String, rows: Int, columns: Int) throws -> WeightMatrix {
             let t = try tensor(name)
-            guard t.shape.count <= 2, t.shape[0] == columns, (t.shape.count == 1 ? 1 : t.shape[1]) == rows else {
+            guard (1...2).contains(t.shape.count), t.shape[0] == columns, (t.shape.count == 1 ? 1 : t.shape[1]) == rows else {
                 throw ModelError("\(file.path): tensor '\(name)' has shape \(t.shape), expected [\(columns), \(rows)]")
             }
             return try WeightMatrix(type: t.type, rows: rows, columns: columns, data: file.data(of: t).baseAddress!, name: name)
@@ -122,8 +124,18 @@ public final class LlamaModel: @unchecked Sendable {
         let output = file.tensor(named: "output.weight") != nil
             ? try matrix("output.weight", rows: config.vocabularySize, columns: c.embeddingLength) : embedding
         config2.vocabularySize = embedding.rows
+        let outputNorm = try vector("output_norm.weight", count: c.embeddingLength)
+        // A tensor nobody reads means the file is not what its metadata says (a block_count
+        // smaller than the blocks present would silently run part of the model).
+        // rope_freqs (Llama 3.1's RoPE factors) is read by the architecture work to come.
+        for t in file.tensors where !used.contains(t.name) && t.name != "rope_freqs.weight" {
+            if t.name.hasPrefix("blk."), let block = Int(t.name.dropFirst(4).prefix { $0.isNumber }), block >= c.layerCount {
+                throw ModelError("\(file.path): metadata says \(c.layerCount) blocks (block_count) but the file has tensor '\(t.name)' of block \(block)")
+            }
+            throw ModelError("\(file.path): tensor '\(t.name)' is not used by the llama architecture; the file may be of another architecture or damaged")
+        }
         return LlamaModel(configuration: config2, tokenizer: tokenizer, path: file.path, tokenEmbedding: embedding,
-                          layers: layers, outputNorm: try vector("output_norm.weight", count: c.embeddingLength),
+                          layers: layers, outputNorm: outputNorm,
                           output: output, storage: file, chatTemplateSource: file.string("tokenizer.chat_template"))
     }
 }

@@ -34,6 +34,30 @@ public struct SamplerSettings: Sendable, Codable, Equatable {
 
     public init() {}
 
+    /// Refuses settings that would make sampling meaningless or crash it (NaN, infinities,
+    /// negative counts), naming the setting.
+    public func validate() throws(ModelError) {
+        func finite(_ value: Float, _ name: String, in range: ClosedRange<Float>? = nil) throws(ModelError) {
+            guard value.isFinite else { throw ModelError("sampler setting \(name) must be a finite number, not \(value)") }
+            if let range, !range.contains(value) { throw ModelError("sampler setting \(name) must be between \(range.lowerBound) and \(range.upperBound), not \(value)") }
+        }
+        try finite(temperature, "temperature", in: 0...1_000)
+        try finite(topP, "top_p", in: 0...1)
+        try finite(minP, "min_p", in: 0...1)
+        try finite(typicalP, "typical_p", in: 0...1)
+        try finite(repeatPenalty, "repeat_penalty", in: 0...1_000)
+        try finite(frequencyPenalty, "frequency_penalty", in: -1_000...1_000)
+        try finite(presencePenalty, "presence_penalty", in: -1_000...1_000)
+        try finite(mirostatTau, "mirostat_tau", in: 0...1_000)
+        try finite(mirostatEta, "mirostat_eta", in: 0...1_000)
+        guard topK >= 0 else { throw ModelError("sampler setting top_k must not be negative, not \(topK)") }
+        guard repeatLastN >= -1 else { throw ModelError("sampler setting repeat_last_n must be -1 (all) or more, not \(repeatLastN)") }
+        guard mirostat == 0 || mirostat == 2 else { throw ModelError("sampler setting mirostat must be 0 or 2, not \(mirostat)") }
+        for (token, bias) in logitBias where bias.isNaN || bias == .infinity {
+            throw ModelError("the logit bias of token \(token) must be a finite number or -infinity, not \(bias)")
+        }
+    }
+
     /// Always the most likely token.
     public static var greedy: SamplerSettings {
         var s = SamplerSettings()
@@ -78,13 +102,22 @@ public struct Sampler: Sendable {
     /// The next token. `logits` is one row of vocabulary size; `history` the tokens so far.
     /// `allowed`, when given, says which tokens a constraint (a grammar) accepts next: the token
     /// is drawn as usual and, only if the constraint rejects it, drawn again among the accepted ones.
-    public mutating func sample(_ logits: ArraySlice<Float>, history: [TokenID] = [], allowed: ((TokenID) -> Bool)? = nil) -> TokenID {
+    /// Nil when no token can be drawn: the logit bias banned them all, or the logits are not
+    /// numbers (NaN, +infinity), which a caller should report (`GenerationState` checks first).
+    public mutating func sample(_ logits: ArraySlice<Float>, history: [TokenID] = [], allowed: ((TokenID) -> Bool)? = nil) -> TokenID? {
         var work = scratch
         scratch = []  // so that `work` is the buffer's only owner and is changed in place
         defer { scratch = work }
         work.removeAll(keepingCapacity: true)
         work.append(contentsOf: logits)
         adjust(&work, history: history)
+        // Something must be drawable, and NaN or +infinity would poison the softmax.
+        var drawable = false
+        for value in work {
+            if value.isNaN || value == .infinity { return nil }
+            if value > -.infinity { drawable = true }
+        }
+        guard drawable else { return nil }
         guard let allowed else { return draw(&work) }
         let saved = state, savedMu = mu
         var copy = work
@@ -100,7 +133,9 @@ public struct Sampler: Sendable {
 
     /// Logit bias and penalties, in place.
     private func adjust(_ logits: inout [Float], history: [TokenID]) {
-        for (token, bias) in settings.logitBias where token >= 0 && Int(token) < logits.count { logits[Int(token)] += bias }
+        for (token, bias) in settings.logitBias where token >= 0 && Int(token) < logits.count && !bias.isNaN && bias != .infinity {
+            logits[Int(token)] += bias
+        }
         let penalize = settings.repeatPenalty != 1 || settings.frequencyPenalty != 0 || settings.presencePenalty != 0
         guard penalize, settings.repeatLastN != 0, !history.isEmpty else { return }
         let recent = settings.repeatLastN < 0 ? history[...] : history.suffix(settings.repeatLastN)
@@ -136,8 +171,12 @@ public struct Sampler: Sendable {
     }
 
     /// Temperature, softmax, truncation and the draw, on adjusted logits (overwritten).
+    /// `logits` holds at least one finite value and no NaN or +infinity.
     private mutating func draw(_ logits: inout [Float]) -> TokenID {
-        if settings.temperature <= 0 { return Sampler.argmax(logits) }
+        if settings.temperature <= 0 || !settings.temperature.isFinite { return Sampler.argmax(logits) }
+        // A temperature so small that a logit divided by it overflows is greedy sampling.
+        let largest = logits.max() ?? 0, smallest = logits.lazy.filter { $0 > -.infinity }.min() ?? 0
+        guard (largest / settings.temperature).isFinite, (smallest / settings.temperature).isFinite else { return Sampler.argmax(logits) }
         for i in logits.indices { logits[i] /= settings.temperature }
         logits.withUnsafeMutableBufferPointer { Ops.softmax($0.baseAddress!, count: $0.count) }
         let probabilities = logits
@@ -160,6 +199,7 @@ public struct Sampler: Sendable {
             return TokenID(Sampler.sampleTopP(probabilities, candidates: candidates, p: settings.topP, coin: coin))
         }
         guard let candidates else { return TokenID(Sampler.sampleMultinomial(probabilities, coin: coin)) }
+        guard !candidates.isEmpty else { return Sampler.argmax(probabilities) }
         let mass = candidates.reduce(Float(0)) { $0 + probabilities[$1] }
         var cdf: Float = 0
         for i in candidates {
@@ -196,7 +236,7 @@ public struct Sampler: Sendable {
     /// then move mu by eta times the gap between the drawn token's surprise and tau.
     private mutating func mirostatV2(_ probabilities: [Float]) -> TokenID {
         var kept = probabilities.indices.filter { probabilities[$0] > 0 && -log2(probabilities[$0]) <= mu }
-        if kept.isEmpty, let best = probabilities.indices.max(by: { probabilities[$0] < probabilities[$1] }) { kept = [best] }
+        if kept.isEmpty { kept = [Int(Sampler.argmax(probabilities))] }
         kept.sort { probabilities[$0] > probabilities[$1] }
         let mass = kept.reduce(Float(0)) { $0 + probabilities[$1] }
         let coin = nextFloat() * mass
@@ -237,6 +277,7 @@ public struct Sampler: Sendable {
         let cutoff = (1 - p) / Float(max(probabilities.count - 1, 1))
         var kept = pool.filter { probabilities[$0] >= cutoff }
         if kept.isEmpty { kept = pool }
+        if kept.isEmpty { return Int(argmax(probabilities)) }
         kept.sort { probabilities[$0] > probabilities[$1] }
         var cumulative: Float = 0
         var last = kept.count - 1

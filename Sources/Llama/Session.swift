@@ -141,7 +141,7 @@ public final class Session: @unchecked Sendable {
                 state.end(.cancelled, emit: onEvent)
                 break
             }
-            guard let token = state.next(logits: context.logits[...], history: cached, emit: onEvent) else { break }
+            guard let token = try state.next(logits: context.logits[...], history: cached, emit: onEvent) else { break }
             if context.position >= context.contextSize {
                 state.end(.contextFull, emit: onEvent)
                 break

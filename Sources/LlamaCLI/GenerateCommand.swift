@@ -31,12 +31,20 @@ struct RunOptions: ParsableArguments {
         }
     }
 
+    /// Says so when the model's training context is too large for memory and a smaller default is used.
+    func noteContext(_ model: LlamaModel, sequences: Int = 1) {
+        guard contextSize == nil, let notice = LlamaContext.defaultContextNotice(model: model, sequences: sequences, kvCacheType: cacheType) else { return }
+        Console.error(notice)
+    }
+
     func makeSession(_ model: LlamaModel) -> Session {
-        Session(model: model, contextSize: contextSize, threads: threads ?? SystemInfo.physicalCores, kvCacheType: cacheType)
+        noteContext(model)
+        return Session(model: model, contextSize: contextSize, threads: threads ?? SystemInfo.physicalCores, kvCacheType: cacheType)
     }
 
     func makeContext(_ model: LlamaModel, batchSize: Int = 512) -> LlamaContext {
-        LlamaContext(model: model, contextSize: contextSize, batchSize: batchSize, threads: threads ?? SystemInfo.physicalCores,
+        noteContext(model)
+        return LlamaContext(model: model, contextSize: contextSize, batchSize: batchSize, threads: threads ?? SystemInfo.physicalCores,
                      kvCacheType: cacheType)
     }
 }

@@ -74,6 +74,7 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.apiKey = apiKey ?? ProcessInfo.processInfo.environment["LLAMA_API_KEY"]
         configuration.modelAlias = alias
         configuration.maxBodyBytes = maxBody
+        if runOptions.contextSize == nil { runOptions.noteContext(model, sequences: parallel) }
         let engine = makeEngine(model: model, configuration: configuration)
         let slotContext = engine.scheduler.contextSize
         if let asked = runOptions.contextSize, asked / parallel < 16 {
