@@ -180,6 +180,7 @@ enum Builtins {
             case "*": return try checked(x.multipliedReportingOverflow(by: y))
             case "//", "%":
                 guard y != 0 else { throw JinjaError("integer division or modulo by zero") }
+                if y == -1, op == "%" { return .int(0) }  // Int.min % -1 would overflow on the way
                 // Floor division and a remainder with the divisor's sign, as Python's.
                 let (quotient, quotientOverflow) = x.dividedReportingOverflow(by: y)
                 guard !quotientOverflow else { throw overflow }
@@ -538,11 +539,12 @@ enum Builtins {
                 return .string(try replace(s, old, new, count: count))
             case "find", "count", "index":
                 guard case .string(let needle)? = args.first else { throw JinjaError("\(name) needs a string") }
-                let found = occurrences(of: Array(needle.unicodeScalars), in: Array(s.unicodeScalars), limit: name == "count" ? nil : 1)
+                let hay = Array(s.utf8)
+                let found = occurrences(of: Array(needle.utf8), in: hay, limit: name == "count" ? nil : 1)
                 if name == "count" { return .int(needle.isEmpty ? s.unicodeScalars.count + 1 : found.count) }
                 if needle.isEmpty { return .int(0) }
                 if found.isEmpty, name == "index" { throw JinjaError("substring not found") }
-                return .int(found.first ?? -1)
+                return .int(found.first.map { scalarIndex(hay, $0) } ?? -1)
             case "join":
                 guard let items = args.first else { throw JinjaError("join needs a list") }
                 let values = try Interpreter(globals: [:]).iterate(items)
@@ -647,8 +649,9 @@ enum Builtins {
     }
 
     /// Where `pin` occurs in `hay`, left to right without overlaps (at most `limit` places):
-    /// Knuth-Morris-Pratt, linear in both, so no text can make a search quadratic.
-    static func occurrences(of pin: [Unicode.Scalar], in hay: [Unicode.Scalar], limit: Int? = nil) -> [Int] {
+    /// Knuth-Morris-Pratt, linear in both, so no text can make a search quadratic. On UTF-8
+    /// bytes, a valid needle matches only at character boundaries of a valid text.
+    static func occurrences(of pin: [UInt8], in hay: [UInt8], limit: Int? = nil) -> [Int] {
         guard !pin.isEmpty, pin.count <= hay.count else { return [] }
         var border = [Int](repeating: 0, count: pin.count)
         var k = 0
@@ -659,8 +662,7 @@ enum Builtins {
         }
         var found: [Int] = []
         k = 0
-        var i = 0
-        while i < hay.count {
+        for i in hay.indices {
             while k > 0, hay[i] != pin[k] { k = border[k - 1] }
             if hay[i] == pin[k] { k += 1 }
             if k == pin.count {
@@ -668,39 +670,51 @@ enum Builtins {
                 if let limit, found.count >= limit { break }
                 k = 0  // no overlaps, as Python's count and replace
             }
-            i += 1
         }
         return found
     }
 
+    /// The code point index of a UTF-8 byte offset (Python's str indices count code points).
+    static func scalarIndex(_ bytes: [UInt8], _ offset: Int) -> Int {
+        var n = 0
+        for b in bytes[..<offset] where b & 0xC0 != 0x80 { n += 1 }
+        return n
+    }
+
     static func replace(_ s: String, _ old: String, _ new: String, count: Int?) throws(JinjaError) -> String {
-        var out = String.UnicodeScalarView()
-        let hay = Array(s.unicodeScalars), pin = Array(old.unicodeScalars)
+        let hay = Array(s.utf8), pin = Array(old.utf8), insert = Array(new.utf8)
+        var out: [UInt8] = []
         if pin.isEmpty {
             // Python puts `new` before every character and at the end.
-            let places = min(count ?? Int.max, hay.count + 1)
-            try checkProduct(new.utf8.count, places, limit: maxStringBytes - s.utf8.count, tooLong)
+            let characters = s.unicodeScalars.count
+            let places = min(count ?? Int.max, characters + 1)
+            try checkProduct(insert.count, places, limit: maxStringBytes - hay.count, tooLong)
+            out.reserveCapacity(hay.count + insert.count * places)
             var done = 0
-            for c in hay {
-                if done < places { out.append(contentsOf: new.unicodeScalars); done += 1 }
-                out.append(c)
+            for b in hay {
+                if b & 0xC0 != 0x80, done < places {
+                    out += insert
+                    done += 1
+                }
+                out.append(b)
             }
-            if done < places { out.append(contentsOf: new.unicodeScalars) }
-            return String(out)
+            if done < places { out += insert }
+            return String(decoding: out, as: UTF8.self)
         }
         var found = occurrences(of: pin, in: hay)
         if let count, found.count > count { found.removeSubrange(count...) }
-        if new.utf8.count > old.utf8.count {
-            try checkProduct(new.utf8.count - old.utf8.count, found.count, limit: maxStringBytes - s.utf8.count, tooLong)
+        if insert.count > pin.count {
+            try checkProduct(insert.count - pin.count, found.count, limit: maxStringBytes - hay.count, tooLong)
         }
+        out.reserveCapacity(hay.count + found.count * max(0, insert.count - pin.count))
         var i = 0
         for start in found {
-            out.append(contentsOf: hay[i..<start])
-            out.append(contentsOf: new.unicodeScalars)
+            out += hay[i..<start]
+            out += insert
             i = start + pin.count
         }
-        out.append(contentsOf: hay[i...])
-        return String(out)
+        out += hay[i...]
+        return String(decoding: out, as: UTF8.self)
     }
 
     static func split(_ s: String, _ separator: String?, limit: Int, fromRight: Bool) -> [String] {
@@ -775,14 +789,14 @@ extension String {
 
     /// Splits on every occurrence of `separator` (no Foundation needed).
     func components(separatedBy separator: String) -> [String] {
-        let hay = Array(unicodeScalars), pin = Array(separator.unicodeScalars)
+        let hay = Array(utf8), pin = Array(separator.utf8)
         var parts: [String] = []
         var i = 0
         for start in Builtins.occurrences(of: pin, in: hay) {
-            parts.append(String(String.UnicodeScalarView(hay[i..<start])))
+            parts.append(String(decoding: hay[i..<start], as: UTF8.self))
             i = start + pin.count
         }
-        parts.append(String(String.UnicodeScalarView(hay[i...])))
+        parts.append(String(decoding: hay[i...], as: UTF8.self))
         return parts
     }
 
