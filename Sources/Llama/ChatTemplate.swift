@@ -83,12 +83,14 @@ public struct ChatTemplate: Sendable {
     /// The prompt text for `messages`; with `addGenerationPrompt`, ending where the assistant's
     /// answer begins. `bos` and `eos` are the model's special tokens as text; the result is meant
     /// to be tokenized with special tokens parsed and without adding BOS again.
-    public func render(_ messages: [ChatMessage], addGenerationPrompt: Bool = true, bos: String, eos: String) throws -> String {
+    /// A model file's template is untrusted: `limits` bound what rendering may spend.
+    public func render(_ messages: [ChatMessage], addGenerationPrompt: Bool = true, bos: String, eos: String,
+                       limits: Template.Limits = Template.Limits()) throws -> String {
         switch kind {
         case .jinja(let template):
             let list = JinjaValue.array(messages.map { .object([("role", .string($0.role)), ("content", .string($0.content))]) })
             return try template.render(["messages": list, "add_generation_prompt": .bool(addGenerationPrompt),
-                                        "bos_token": .string(bos), "eos_token": .string(eos)])
+                                        "bos_token": .string(bos), "eos_token": .string(eos)], limits: limits)
         case .builtin(let format):
             return try Self.render(format, messages, addGenerationPrompt: addGenerationPrompt, bos: bos, eos: eos)
         }
@@ -166,8 +168,11 @@ extension LlamaModel {
 
     /// The prompt tokens of a conversation in `template` (by default the model's own), ending
     /// where the assistant's answer begins; special tokens parsed, BOS once where the model wants it.
-    public func chatPromptTokens(_ messages: [ChatMessage], template: ChatTemplate? = nil) throws -> [TokenID] {
-        let text = try (template ?? chatTemplate).render(messages, addGenerationPrompt: true, bos: bosText, eos: eosText)
+    /// `checkText` sees the rendered text before it is tokenized (to refuse one far too long).
+    public func chatPromptTokens(_ messages: [ChatMessage], template: ChatTemplate? = nil, limits: Template.Limits = Template.Limits(),
+                                 checkText: (String) throws -> Void = { _ in }) throws -> [TokenID] {
+        let text = try (template ?? chatTemplate).render(messages, addGenerationPrompt: true, bos: bosText, eos: eosText, limits: limits)
+        try checkText(text)
         var tokens = tokenizer.encode(text, addSpecial: false, parseSpecial: true)
         if tokenizer.definition.addBOS, let bos = tokenizer.bos, tokens.first != bos {
             tokens.insert(bos, at: 0)

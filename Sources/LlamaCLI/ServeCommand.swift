@@ -50,9 +50,17 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-body"), help: ArgumentHelp("Largest request body accepted, in bytes; larger ones get 413.", valueName: "bytes"))
     var maxBody = 8 << 20
 
+    @Option(help: ArgumentHelp("Longest a request may take, generation included; 0 for no limit. Past it the request ends with 504.", valueName: "seconds"))
+    var timeout: Int = 600
+
+    @Option(name: .customLong("idle-timeout"), help: ArgumentHelp("Close a connection after this long with nothing sent either way.", valueName: "seconds"))
+    var idleTimeout: Int = 60
+
     func validate() throws {
         if parallel < 1 { throw ValidationError("--parallel must be at least 1") }
         if queue < 0 { throw ValidationError("--queue cannot be negative") }
+        if timeout < 0 { throw ValidationError("--timeout cannot be negative (0 means no limit)") }
+        if idleTimeout < 1 { throw ValidationError("--idle-timeout must be at least 1 second") }
         if !(0...65535).contains(port) { throw ValidationError("--port must be between 0 and 65535") }
     }
 
@@ -74,6 +82,8 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.apiKey = apiKey ?? ProcessInfo.processInfo.environment["LLAMA_API_KEY"]
         configuration.modelAlias = alias
         configuration.maxBodyBytes = maxBody
+        configuration.requestTimeout = timeout == 0 ? nil : .seconds(timeout)
+        configuration.idleTimeout = .seconds(idleTimeout)
         if runOptions.contextSize == nil { runOptions.noteContext(model, sequences: parallel) }
         let engine = makeEngine(model: model, configuration: configuration)
         let slotContext = engine.scheduler.contextSize
@@ -84,8 +94,13 @@ struct ServeCommand: AsyncParsableCommand {
             Console.error("serving \(engine.modelID) at http://\(host):\(port)/v1 — \(parallel) slot\(parallel == 1 ? "" : "s") of \(slotContext) tokens, \(configuration.threads) threads\(configuration.apiKey == nil ? "" : ", API key required")")
         }
         // The server stops first (finishing its requests), then the engine.
-        let group = ServiceGroup(configuration: .init(services: [engine, app], gracefulShutdownSignals: [.sigterm, .sigint],
-                                                      logger: Logger(label: "llama.serve")))
+        var groupConfiguration = ServiceGroupConfiguration(services: [engine, app], gracefulShutdownSignals: [.sigterm, .sigint],
+                                                           logger: Logger(label: "llama.serve"))
+        // Requests get a few seconds to finish; then they are cancelled, and the process ends
+        // even if some work does not notice.
+        groupConfiguration.maximumGracefulShutdownDuration = .seconds(5)
+        groupConfiguration.maximumCancellationDuration = .seconds(2)
+        let group = ServiceGroup(configuration: groupConfiguration)
         do {
             try await group.run()
         } catch let error as IOError where error.errnoCode == EADDRINUSE || error.errnoCode == EACCES {

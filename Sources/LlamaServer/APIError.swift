@@ -65,6 +65,12 @@ public struct APIError: Error, HTTPResponseError, CustomStringConvertible {
             }
         case let error as GrammarError:
             return APIError(.badRequest, "the grammar does not parse: \(error)", param: "grammar")
+        case let error as GenerationError:
+            if case .grammarTooExpensive = error { return APIError(.badRequest, error.description, param: "grammar") }
+            return APIError(.internalServerError, error.description, type: "server_error")
+        case is CancellationError:
+            // The client left (or the server is stopping); nobody reads this answer.
+            return APIError(HTTPResponse.Status(code: 499, reasonPhrase: "Client Closed Request"), "the request was cancelled", type: "server_error")
         case let error as ModelError:
             return APIError(.badRequest, error.description)
         default:
@@ -90,21 +96,45 @@ struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
 
 /// `Authorization: Bearer KEY` on every route but /health, when the server has a key.
 struct APIKeyMiddleware<Context: RequestContext>: RouterMiddleware {
-    let key: String
+    /// SHA-256 of the key: a candidate is hashed and the digests compared in full, so the time
+    /// taken says nothing about the key, not even its length.
+    let digest: [UInt8]
+
+    init(key: String) { digest = Self.hash(key) }
+
+    static func hash(_ text: String) -> [UInt8] {
+        var sha = SHA256()
+        sha.update(Array(text.utf8))
+        return Array(sha.finalize().utf8)
+    }
+
+    /// The key a request carries: `Authorization: Bearer KEY` (the scheme in any case, as HTTP
+    /// has it) or `x-api-key: KEY` (Anthropic's clients); nil when it carries neither.
+    static func presentedKey(_ headers: HTTPFields) -> String? {
+        if let header = headers[.authorization] {
+            let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+            guard parts.count == 2, parts[0].lowercased() == "bearer" else { return "" }  // present but malformed
+            return parts[1].trimmingCharacters(in: .whitespaces)
+        }
+        if let field = headers.first(where: { $0.name.canonicalName == "x-api-key" }) { return field.value }
+        return nil
+    }
+
+    func matches(_ candidate: String) -> Bool {
+        let other = Self.hash(candidate)
+        var difference: UInt8 = 0
+        for (a, b) in zip(digest, other) { difference |= a ^ b }
+        return difference == 0
+    }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         if request.uri.path == "/health" || request.uri.path == "/v1/health" { return try await next(request, context) }
-        guard let header = request.headers[.authorization] else {
+        guard let given = Self.presentedKey(request.headers) else {
             throw APIError(.unauthorized, "no API key given; send the header 'Authorization: Bearer KEY' with the key the server was started with (--api-key)",
                            code: "invalid_api_key")
         }
-        let given = header.hasPrefix("Bearer ") ? String(header.dropFirst(7)) : header
-        // Compare without stopping at the first difference, so timing tells nothing.
-        let a = Array(given.utf8), b = Array(key.utf8)
-        var difference = a.count ^ b.count
-        for i in 0..<min(a.count, b.count) { difference |= Int(a[i] ^ b[i]) }
-        guard difference == 0 else {
-            throw APIError(.unauthorized, "incorrect API key provided", code: "invalid_api_key")
+        guard matches(given) else {
+            throw APIError(.unauthorized, "incorrect API key provided; send 'Authorization: Bearer KEY'", code: "invalid_api_key")
         }
         return try await next(request, context)
     }

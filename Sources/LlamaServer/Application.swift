@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Llama
 import Logging
+import NIOCore
 
 /// How `llama serve` runs: where it listens, how many generations at once, and limits.
 public struct ServerConfiguration: Sendable {
@@ -24,6 +25,15 @@ public struct ServerConfiguration: Sendable {
     public var maxBodyBytes = 8 << 20
     /// The model's name in the API; nil means the file name without .gguf.
     public var modelAlias: String?
+    /// The longest a request may take, generation included (llama-server's --timeout); nil for none.
+    public var requestTimeout: Duration? = .seconds(600)
+    /// The longest a chat template may take to render for one request.
+    public var renderTimeout: Duration = .seconds(10)
+    /// A connection with nothing to read or write for this long is closed.
+    public var idleTimeout: Duration = .seconds(60)
+    /// A request's headers must arrive within this long of the connection (or the previous
+    /// request) starting: a client that trickles them in (slowloris) is cut off.
+    public var headerTimeout: Duration = .seconds(10)
 
     public init() {}
 
@@ -54,10 +64,13 @@ public func buildApplication(engine: InferenceEngine, configuration: ServerConfi
     router.add(middleware: CORSMiddleware(allowOrigin: .all))
     router.add(middleware: OpenAIErrorMiddleware())
     if let key = configuration.apiKey, !key.isEmpty { router.add(middleware: APIKeyMiddleware(key: key)) }
-    Routes(engine: engine, maxBodyBytes: configuration.maxBodyBytes).add(to: router)
+    Routes(engine: engine, maxBodyBytes: configuration.maxBodyBytes, requestTimeout: configuration.requestTimeout,
+           renderTimeout: configuration.renderTimeout).add(to: router)
+    let headerTimeout = TimeAmount(configuration.headerTimeout)
     return Application(
         router: router,
-        server: .http1(configuration: .init(additionalChannelHandlers: [DisconnectWatcher()])),
+        server: .http1(configuration: .init(additionalChannelHandlers: [DisconnectWatcher(), HeaderTimeout(limit: headerTimeout)],
+                                            idleTimeout: TimeAmount(configuration.idleTimeout))),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "swift-llama"),
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
         logger: log

@@ -15,6 +15,13 @@ public final class InferenceEngine: Service, Sendable {
     private let embedder: LlamaContext
     private let embedQueue = DispatchQueue(label: "llama-embeddings")
     let created = Int(Date().timeIntervalSince1970)
+    /// Per-request preparation (body, template, tokens, grammar) off the cooperative threads.
+    let workers: WorkerPool
+    /// The longest token's text in UTF-8 bytes: a text of n bytes has at least n / this tokens,
+    /// so a prompt far too long for the context is refused before it is tokenized.
+    let longestTokenBytes: Int
+    /// Inputs one embeddings request may hold (OpenAI's limit).
+    static let maxEmbeddingInputs = 2048
 
     public init(model: LlamaModel, modelID: String? = nil, scheduler: BatchScheduler.Configuration) {
         self.model = model
@@ -22,6 +29,17 @@ public final class InferenceEngine: Service, Sendable {
         self.scheduler = BatchScheduler(model: model, configuration: scheduler)
         embedder = LlamaContext(model: model, contextSize: self.scheduler.contextSize, batchSize: scheduler.batchSize,
                                 threads: scheduler.threads, kvCacheType: scheduler.kvCacheType)
+        workers = WorkerPool(threads: max(2, SystemInfo.physicalCores))
+        longestTokenBytes = max(1, model.tokenizer.definition.tokens.lazy.map(\.utf8.count).max() ?? 1)
+    }
+
+    /// Refuses a text that certainly holds more tokens than `limit` without tokenizing it.
+    func checkLength(ofText text: String, limit: Int, param: String) throws {
+        let fewest = text.utf8.count / longestTokenBytes
+        guard fewest <= limit else {
+            throw APIError(.badRequest, "the prompt is too long: it has at least \(fewest) tokens but the context holds \(limit) per slot; shorten it or start the server with a larger context (-c)",
+                           param: param, code: "context_length_exceeded")
+        }
     }
 
     static func defaultID(path: String) -> String {
@@ -39,8 +57,9 @@ public final class InferenceEngine: Service, Sendable {
         }
     }
 
-    /// Unit-length mean-pooled embeddings, computed off the event loop.
-    func embeddings(_ inputs: [[TokenID]]) async throws -> [[Float]] {
+    /// Unit-length mean-pooled embeddings, computed off the event loop, one input at a time; a
+    /// cancelled request (its client left) stops before the next input.
+    func embeddings(_ inputs: [[TokenID]], cancellation: Cancellation = Cancellation()) async throws -> [[Float]] {
         for (i, tokens) in inputs.enumerated() {
             if tokens.isEmpty { throw APIError.badRequest("input \(i) is empty", param: "input") }
             if tokens.count > embedder.contextSize {
@@ -49,16 +68,26 @@ public final class InferenceEngine: Service, Sendable {
             }
         }
         let embedder = self.embedder
-        return try await withCheckedThrowingContinuation { continuation in
-            embedQueue.async {
-                continuation.resume(with: Result { try inputs.map { try embedder.embedding(of: $0) } })
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                embedQueue.async {
+                    continuation.resume(with: Result {
+                        try inputs.map { tokens in
+                            if cancellation.isCancelled { throw CancellationError() }
+                            return try embedder.embedding(of: tokens)
+                        }
+                    })
+                }
             }
+        } onCancel: {
+            cancellation.cancel()
         }
     }
 
     public func run() async throws {
         try? await gracefulShutdown()
         scheduler.shutdown()
+        workers.shutdown()
     }
 }
 

@@ -234,8 +234,10 @@ func chatMessages(_ fields: JSONFields) throws -> [ChatMessage] {
 }
 
 /// A completion prompt: a string, one string in an array, or token ids.
-func completionPrompt(_ fields: JSONFields, tokenizer: Tokenizer) throws -> [TokenID] {
-    func text(_ s: String) -> [TokenID] {
+/// `checkText` sees each text before it is tokenized (to refuse one far too long).
+func completionPrompt(_ fields: JSONFields, tokenizer: Tokenizer, checkText: (String) throws -> Void = { _ in }) throws -> [TokenID] {
+    func text(_ s: String) throws -> [TokenID] {
+        try checkText(s)
         var tokens = tokenizer.encode(s, addSpecial: true, parseSpecial: true)
         if tokens.isEmpty, let bos = tokenizer.bos { tokens = [bos] }
         return tokens
@@ -243,9 +245,9 @@ func completionPrompt(_ fields: JSONFields, tokenizer: Tokenizer) throws -> [Tok
     let invalid = APIError.badRequest("'prompt' must be a string, an array of one string, or an array of token ids", param: "prompt")
     switch fields["prompt"] {
     case nil: throw APIError.badRequest("'prompt' is required", param: "prompt")
-    case .string(let s)?: return text(s)
+    case .string(let s)?: return try text(s)
     case .array(let items)?:
-        if items.count == 1, case .string(let s) = items[0] { return text(s) }
+        if items.count == 1, case .string(let s) = items[0] { return try text(s) }
         if items.count == 1, case .array(let inner) = items[0] { return try tokenIDs(inner, param: "prompt") }
         if items.count > 1, items.allSatisfy({ if case .string = $0 { true } else { false } }) {
             throw APIError.badRequest("several prompts in one request are not supported; send one request per prompt", param: "prompt")
@@ -265,18 +267,25 @@ func tokenIDs(_ items: [JinjaValue], param: String, invalid: APIError? = nil) th
 }
 
 /// Embedding inputs: a string, strings, token ids, or arrays of token ids.
-func embeddingInputs(_ fields: JSONFields, tokenizer: Tokenizer) throws -> [[TokenID]] {
-    func text(_ s: String) -> [TokenID] { tokenizer.encode(s, addSpecial: true, parseSpecial: false) }
+/// At most `maxInputs` inputs; `checkText` sees each text before it is tokenized.
+func embeddingInputs(_ fields: JSONFields, tokenizer: Tokenizer, maxInputs: Int = .max, checkText: (String) throws -> Void = { _ in }) throws -> [[TokenID]] {
+    func text(_ s: String) throws -> [TokenID] {
+        try checkText(s)
+        return tokenizer.encode(s, addSpecial: true, parseSpecial: false)
+    }
     let invalid = APIError.badRequest("'input' must be a string, an array of strings, token ids, or arrays of token ids", param: "input")
     switch fields["input"] {
     case nil: throw APIError.badRequest("'input' is required", param: "input")
-    case .string(let s)?: return [text(s)]
+    case .string(let s)?: return [try text(s)]
     case .array(let items)?:
         guard !items.isEmpty else { throw invalid }
+        guard items.count <= maxInputs || items.allSatisfy({ if case .int = $0 { true } else { false } }) else {
+            throw APIError.badRequest("'input' holds \(items.count) inputs; at most \(maxInputs) are allowed in one request", param: "input")
+        }
         if items.allSatisfy({ if case .int = $0 { true } else { false } }) { return [try tokenIDs(items, param: "input")] }
         return try items.map { item in
             switch item {
-            case .string(let s): return text(s)
+            case .string(let s): return try text(s)
             case .array(let ids): return try tokenIDs(ids, param: "input", invalid: invalid)
             default: throw invalid
             }

@@ -9,6 +9,10 @@ struct Routes: Sendable {
     typealias Context = ServerRequestContext
     let engine: InferenceEngine
     let maxBodyBytes: Int
+    /// The longest a generation request may take (llama-server's --timeout); nil for no limit.
+    var requestTimeout: Duration? = nil
+    /// The longest the chat template may take to render for one request.
+    var renderTimeout: Duration = .seconds(10)
 
     var model: LlamaModel { engine.model }
 
@@ -30,8 +34,8 @@ struct Routes: Sendable {
         router.post("/chat/completions") { request, context in try await chatCompletion(request, context) }
         router.post("/v1/completions") { request, context in try await completion(request, context) }
         router.post("/completions") { request, context in try await completion(request, context) }
-        router.post("/v1/embeddings") { request, _ in try await embeddings(request) }
-        router.post("/embeddings") { request, _ in try await embeddings(request) }
+        router.post("/v1/embeddings") { request, context in try await embeddings(request, context) }
+        router.post("/embeddings") { request, context in try await embeddings(request, context) }
         router.post("/tokenize") { request, _ in try await tokenize(request) }
         router.post("/detokenize") { request, _ in try await detokenize(request) }
     }
@@ -62,7 +66,7 @@ struct Routes: Sendable {
         guard let content = try fields.string("content") else { throw APIError.badRequest("'content' (a string) is required", param: "content") }
         let addSpecial = try fields.bool("add_special") ?? false
         let parseSpecial = try fields.bool("parse_special") ?? true
-        let tokens = model.tokenizer.encode(content, addSpecial: addSpecial, parseSpecial: parseSpecial)
+        let tokens = try await engine.workers.run { [model] _ in model.tokenizer.encode(content, addSpecial: addSpecial, parseSpecial: parseSpecial) }
         if try fields.bool("with_pieces") == true {
             let pieces = tokens.map { id in
                 JinjaValue.object([("id", .int(Int(id))), ("piece", .string(model.tokenizer.decode([id], renderSpecial: true)))])
@@ -84,52 +88,83 @@ struct Routes: Sendable {
     // MARK: Generation
 
     func chatCompletion(_ request: Request, _ context: Context) async throws -> Response {
-        let fields = try await body(request)
-        let generation = try GenerationRequest(fields, vocabularySize: model.configuration.vocabularySize, chat: true)
-        try engine.check(model: generation.model)
-        let messages = try chatMessages(fields)
-        let prompt: [TokenID]
+        let scope = await RequestScope(context: context, timeout: requestTimeout)
         do {
-            prompt = try model.chatPromptTokens(messages)
+            let fields = try await body(request)
+            let generation = try GenerationRequest(fields, vocabularySize: model.configuration.vocabularySize, chat: true)
+            try engine.check(model: generation.model)
+            let messages = try chatMessages(fields)
+            var limits = Template.Limits()
+            limits.timeLimit = renderTimeout
+            let cancellation = scope.cancellation
+            limits.isCancelled = { cancellation.isCancelled }
+            let contextSize = engine.scheduler.contextSize
+            let prompt = try await engine.workers.run(cancellation: scope.cancellation) { [model, engine, limits] _ in
+                do {
+                    return try model.chatPromptTokens(messages, limits: limits) { text in
+                        try engine.checkLength(ofText: text, limit: contextSize, param: "messages")
+                    }
+                } catch let error as APIError {
+                    throw error
+                } catch {
+                    throw APIError.badRequest("the model's chat template does not accept these messages: \(error)", param: "messages")
+                }
+            }
+            return try await generate(prompt: prompt, generation, chat: true, context: context, scope: scope)
         } catch {
-            throw APIError.badRequest("the model's chat template does not accept these messages: \(error)", param: "messages")
+            scope.end()
+            throw scope.timedOut ? scope.timeoutError : error
         }
-        return try await generate(prompt: prompt, generation, chat: true, context: context)
     }
 
     func completion(_ request: Request, _ context: Context) async throws -> Response {
-        let fields = try await body(request)
-        let generation = try GenerationRequest(fields, vocabularySize: model.configuration.vocabularySize, chat: false)
-        try engine.check(model: generation.model)
-        if try fields.bool("echo") == true { throw APIError.badRequest("'echo' is not supported", param: "echo") }
-        let prompt = try completionPrompt(fields, tokenizer: model.tokenizer)
-        try checkVocabulary(prompt, param: "prompt")
-        return try await generate(prompt: prompt, generation, chat: false, context: context)
+        let scope = await RequestScope(context: context, timeout: requestTimeout)
+        do {
+            let fields = try await body(request)
+            let generation = try GenerationRequest(fields, vocabularySize: model.configuration.vocabularySize, chat: false)
+            try engine.check(model: generation.model)
+            if try fields.bool("echo") == true { throw APIError.badRequest("'echo' is not supported", param: "echo") }
+            let contextSize = engine.scheduler.contextSize
+            let prompt = try await engine.workers.run(cancellation: scope.cancellation) { [model, engine] _ in
+                try completionPrompt(fields, tokenizer: model.tokenizer) { text in
+                    try engine.checkLength(ofText: text, limit: contextSize, param: "prompt")
+                }
+            }
+            try checkVocabulary(prompt, param: "prompt")
+            return try await generate(prompt: prompt, generation, chat: false, context: context, scope: scope)
+        } catch {
+            scope.end()
+            throw scope.timedOut ? scope.timeoutError : error
+        }
     }
 
     /// Queues the generation (`n` of them, each in a slot of its own, the seed counting up) and
     /// answers with one JSON object, or with server-sent events as it goes. A client that leaves
     /// cancels its generations: their slots are free at the next step.
-    func generate(prompt: [TokenID], _ generation: GenerationRequest, chat: Bool, context: Context) async throws -> Response {
-        let cancellation = Cancellation()
-        var streams: [AsyncThrowingStream<GenerationEvent, Error>] = []
-        do {
-            for index in 0..<generation.choices {
-                var parameters = generation.parameters
-                parameters.sampler.seed &+= UInt64(index)
-                streams.append(try engine.scheduler.submit(prompt: prompt, parameters: parameters, startOfAnswer: chat, cancellation: cancellation))
+    /// The request's scope ends when the answer has been sent (or has failed).
+    func generate(prompt: [TokenID], _ generation: GenerationRequest, chat: Bool, context: Context, scope: RequestScope) async throws -> Response {
+        let cancellation = scope.cancellation
+        // Compiling the grammar (in submit) costs what the request makes it cost: off the event loop.
+        let streams = try await engine.workers.run(cancellation: cancellation) { [engine] _ in
+            var streams: [AsyncThrowingStream<GenerationEvent, Error>] = []
+            do {
+                for index in 0..<generation.choices {
+                    var parameters = generation.parameters
+                    parameters.sampler.seed &+= UInt64(index)
+                    streams.append(try engine.scheduler.submit(prompt: prompt, parameters: parameters, startOfAnswer: chat, cancellation: cancellation))
+                }
+            } catch {
+                cancellation.cancel()  // the ones already queued
+                throw error
             }
-        } catch {
-            cancellation.cancel()  // the ones already queued
-            throw error
-        }
+            return UncheckedStreams(streams: streams)
+        }.streams
         let events = Self.merge(streams)
-        let watch = await context.whenClientLeaves { cancellation.cancel() }
         let shape = ResponseShape(chat: chat, model: engine.modelID)
         let wantsLogprobs = generation.parameters.logprobs != nil
         let count = generation.choices
         guard generation.stream else {
-            defer { watch?.cancel() }
+            defer { scope.end() }
             var texts = [String](repeating: "", count: count)
             var logprobs = [LogprobList](repeating: LogprobList(chat: chat, enabled: wantsLogprobs), count: count)
             var summaries = [GenerationSummary?](repeating: nil, count: count)
@@ -144,6 +179,7 @@ struct Routes: Sendable {
                 }
             }
             let finished = summaries.compactMap { $0 }
+            if scope.timedOut { throw scope.timeoutError }
             guard finished.count == count else { throw BatchScheduler.ShutDown() }
             let choices = (0..<count).map { shape.choice(index: $0, text: texts[$0], reason: finished[$0].finishReason, logprobs: logprobs[$0].take()) }
             return json(shape.whole(choices: choices, usage: shape.usage(finished)))
@@ -152,7 +188,7 @@ struct Routes: Sendable {
         let logger = context.logger
         let headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
-            defer { watch?.cancel() }
+            defer { scope.end() }
             func send(_ value: JinjaValue) async throws {
                 try await writer.write(ByteBuffer(string: "data: " + value.jsonText + "\n\n"))
             }
@@ -179,6 +215,7 @@ struct Routes: Sendable {
                     case .notice: break
                     }
                 }
+                if scope.timedOut { throw scope.timeoutError }
                 if includeUsage { try await send(shape.usageChunk(shape.usage(summaries))) }
             } catch let error as CancellationError {
                 throw error
@@ -220,10 +257,17 @@ struct Routes: Sendable {
 
     // MARK: Embeddings
 
-    func embeddings(_ request: Request) async throws -> Response {
+    func embeddings(_ request: Request, _ context: Context) async throws -> Response {
+        let scope = await RequestScope(context: context, timeout: requestTimeout)
+        defer { scope.end() }
         let fields = try await body(request)
         try engine.check(model: try fields.string("model"))
-        let inputs = try embeddingInputs(fields, tokenizer: model.tokenizer)
+        let contextSize = engine.scheduler.contextSize
+        let inputs = try await engine.workers.run(cancellation: scope.cancellation) { [model, engine] _ in
+            try embeddingInputs(fields, tokenizer: model.tokenizer, maxInputs: InferenceEngine.maxEmbeddingInputs) { text in
+                try engine.checkLength(ofText: text, limit: contextSize, param: "input")
+            }
+        }
         for tokens in inputs { try checkVocabulary(tokens, param: "input") }
         let dimension = model.configuration.embeddingLength
         if let d = try fields.integer("dimensions"), d != dimension {
@@ -234,7 +278,12 @@ struct Routes: Sendable {
             throw APIError.badRequest("'encoding_format' must be float or base64", param: "encoding_format")
         }
         _ = try fields.string("user")
-        let vectors = try await engine.embeddings(inputs)
+        let vectors: [[Float]]
+        do {
+            vectors = try await engine.embeddings(inputs, cancellation: scope.cancellation)
+        } catch {
+            throw scope.timedOut ? scope.timeoutError : error
+        }
         let tokenCount = inputs.reduce(0) { $0 + $1.count }
         engine.metrics.countEmbedded(tokens: tokenCount)
         let data: [JinjaValue] = vectors.enumerated().map { index, vector in
@@ -253,9 +302,11 @@ struct Routes: Sendable {
 
     // MARK: Helpers
 
+    /// The body's JSON, parsed on a worker (a large body takes a while).
     func body(_ request: Request) async throws -> JSONFields {
         let buffer = try await request.body.collect(upTo: maxBodyBytes)
-        return try JSONFields(body: String(buffer: buffer))
+        let text = String(buffer: buffer)
+        return try await engine.workers.run { _ in try JSONFields(body: text) }
     }
 
     func checkVocabulary(_ tokens: [TokenID], param: String) throws {
@@ -377,5 +428,48 @@ struct LogprobList {
             ("top_logprobs", .array(entries.map { entry in .object(entry.top.map { ($0.text, number($0.logprob)) }) })),
             ("text_offset", .array(offsets)),
         ])
+    }
+}
+
+/// Streams handed back from a worker thread (each is safe to consume from one task).
+struct UncheckedStreams: @unchecked Sendable {
+    let streams: [AsyncThrowingStream<GenerationEvent, Error>]
+}
+
+/// One request's life: a cancellation that its client leaving or its deadline trips, for
+/// everything done on its behalf (template, tokens, grammar, generation, embeddings).
+final class RequestScope: @unchecked Sendable {
+    let cancellation = Cancellation()
+    private let lock = NSLock()
+    private var expired = false
+    private var watch: DisconnectWatcher.Registration?
+    private var timer: Task<Void, Never>?
+    let timeout: Duration?
+
+    init(context: ServerRequestContext, timeout: Duration?) async {
+        self.timeout = timeout
+        let cancellation = self.cancellation
+        watch = await context.whenClientLeaves { cancellation.cancel() }
+        if let timeout {
+            timer = Task { [weak self] in
+                guard (try? await Task.sleep(for: timeout)) != nil else { return }
+                self?.lock.withLock { self?.expired = true }
+                cancellation.cancel()
+            }
+        }
+    }
+
+    /// The deadline passed (and cancelled the work).
+    var timedOut: Bool { lock.withLock { expired } }
+
+    var timeoutError: APIError {
+        APIError(.gatewayTimeout, "the request took longer than the server allows (--timeout \(timeout.map { "\($0.components.seconds)" } ?? "?") seconds)",
+                 type: "server_error", code: "timeout")
+    }
+
+    /// The answer is out: stop watching.
+    func end() {
+        watch?.cancel()
+        timer?.cancel()
     }
 }

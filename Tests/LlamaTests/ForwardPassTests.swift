@@ -25,8 +25,8 @@ import TestSupport
     }
 
     /// SmolLM2 over 64 tokens against llama.cpp (one token at a time): at every position our
-    /// most likely token is llama.cpp's, or one llama.cpp itself scores within 0.1 of its best
-    /// (a near-tie); the 32 largest logits and the log-sum-exp within 1.0, and within 0.2 on
+    /// most likely token is llama.cpp's, or one llama.cpp itself scores within its own
+    /// batched-against-single disagreement of its best (a near-tie); the 32 largest logits and the log-sum-exp within 1.0, and within 0.2 on
     /// average. Why not closer: both round activations to 8 bits before each quantized product,
     /// which turns differences in summation order into visible ones. llama.cpp disagrees with
     /// itself by up to `batched_top32_max_abs_diff` (0.45 here) between batched and
@@ -48,9 +48,11 @@ import TestSupport
             if ours == expected.argmax {
                 sameArgmax += 1
             } else {
-                // A near-tie in llama.cpp's own logits: it must score our choice within 0.1 of its best.
+                // A near-tie in llama.cpp's own logits: it must score our choice within what it
+                // disagrees with itself by (batched against one at a time). The AVX2 path sums
+                // the int8 blocks' float results in another order than AVX-512 and lands further.
                 let theirs = zip(expected.top_ids, expected.top_logits).first { $0.0 == ours }?.1 ?? -.infinity
-                #expect(expected.top_logits[0] - theirs < 0.1, "position \(i): we pick \(ours), llama.cpp \(expected.argmax)")
+                #expect(expected.top_logits[0] - theirs < golden.batched_top32_max_abs_diff, "position \(i): we pick \(ours), llama.cpp \(expected.argmax)")
             }
             for (id, value) in zip(expected.top_ids, expected.top_logits) {
                 worstTop = max(worstTop, abs(Double(row[row.startIndex + id]) - value))
