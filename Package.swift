@@ -55,6 +55,9 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
+        // Fuzz targets for every parser of untrusted input (Scripts/fuzz); built plainly, a corpus replayer.
+        .executableTarget(name: "llama-fuzz", dependencies: ["Llama", "LlamaServer", "GGUF", "Jinja", "Tokenizers"], path: "Fuzz",
+                          exclude: ["Dictionaries", "Corpus"]),
         // About twenty lines that embed the library: load, chat, stream.
         .executableTarget(name: "chat-example", dependencies: ["Llama"], path: "Examples/ChatExample"),
         // Fixture lookup and scratch files shared by the test targets.

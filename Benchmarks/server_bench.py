@@ -8,6 +8,13 @@
   compare  aggregate tokens/s at 1, 4 and 8 concurrent clients, swift-llama against llama-server
            (built from the llama-cpp-python sdist by build_llamacpp.sh) on the same model file,
            same slots, threads and context, in the same run.
+  chaos    --seconds of random valid and hostile requests from several clients at once (bad JSON,
+           wrong types, oversized fields and bodies, grammar and schema bombs, huge logit_bias,
+           embedding floods, random bytes, trickled headers, clients that leave mid-answer),
+           with /health probed throughout. Every valid request must be answered 200, every
+           hostile one with a 4xx (never a 5xx or a dropped connection), /health quickly, and the
+           server's memory must come back to its level. --chat-template-file serves the model
+           with another (e.g. hostile) template.
 
 Each request is a streamed completion of --max-tokens tokens with the model's end tokens banned
 (logit_bias -100), so both servers do the same work; clients use the official `openai` package.
@@ -15,6 +22,7 @@ Each request is a streamed completion of --max-tokens tokens with the model's en
     python3 Benchmarks/server_bench.py load
     python3 Benchmarks/server_bench.py load --clients 4 --requests 2 --max-tokens 32 --check   # what CI runs
     python3 Benchmarks/server_bench.py compare [--llama-server PATH]
+    python3 Benchmarks/server_bench.py chaos --seconds 600 [--chat-template-file Benchmarks/hostile.jinja]
 """
 import argparse
 import os
@@ -25,6 +33,8 @@ import threading
 import time
 import urllib.request
 import json
+import random
+import statistics
 
 import openai
 
@@ -69,10 +79,11 @@ def wait_healthy(process, port, name):
 class Server:
     """A server process on a free port: ours or llama-server."""
 
-    def __init__(self, kind, binary, model, slots, context, threads):
+    def __init__(self, kind, binary, model, slots, context, threads, extra=()):
         self.kind, self.port = kind, free_port()
         if kind == "swift-llama":
             command = [binary, "serve", "--port", str(self.port), "--parallel", str(slots), "-c", str(context), "-t", str(threads)]
+            command += list(extra)
             if model:
                 command += ["-m", model]
         else:
@@ -246,10 +257,214 @@ def compare(args):
         print(f"| {row['clients']} | {ta:.1f} | {tb:.1f} | {ta / tb:.2f} | {a['peak']:.0f} | {b['peak']:.0f} |")
 
 
+# MARK: chaos
+
+def raw_request(port, method, path, body=b"", headers=None, read=True, timeout=120):
+    """One HTTP/1.1 request on its own connection; (status, body bytes). Status 0: the
+    connection failed or closed without an answer."""
+    headers = dict(headers or {})
+    if body and "Content-Type" not in headers:
+        headers["Content-Type"] = "application/json"
+    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {len(body)}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        try:
+            sock.sendall(head.encode() + body)
+        except OSError:
+            pass  # the server may refuse a body it will not read (413): its answer still counts
+        if not read:
+            return 0, b""
+        data = b""
+        try:
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except OSError:
+            pass
+    if not data.startswith(b"HTTP/1.1 "):
+        return 0, data
+    return int(data[9:12]), data.split(b"\r\n\r\n", 1)[-1]
+
+
+def hostile_bodies(vocab):
+    """(route, body bytes) of requests that must be refused (4xx) or answered without harm."""
+    chat = lambda extra: json.dumps({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, **extra}).encode()
+    return [
+        ("/v1/completions", json.dumps({"prompt": "Hi", "max_tokens": 4, "temperature": 0.8,
+                                        "logit_bias": {str(i): -100 for i in range(vocab)}}).encode()),
+        ("/v1/chat/completions", chat({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string", "maxLength": 1e300}}}})),
+        ("/v1/chat/completions", chat({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "array", "maxItems": -2**63}}}})),
+        ("/v1/chat/completions", chat({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {
+            "type": "object", "properties": {f"p{i}": {"type": "integer"} for i in range(3000)}}}}})),
+        ("/v1/completions", json.dumps({"prompt": "Hi", "grammar": "root ::= " + "(" * 100000 + '"a"' + ")" * 100000}).encode()),
+        ("/v1/completions", json.dumps({"prompt": "Hi", "grammar": 'root ::= "' + "x" * 20000 + '"{99999}'}).encode()),
+        ("/v1/completions", json.dumps({"prompt": "Hi", "max_tokens": 2, "grammar": "root ::= r0\n" + "".join(f'r{i} ::= "x" | r{i + 1}\n' for i in range(20000)) + 'r20000 ::= "y"\n'}).encode()),
+        ("/v1/completions", json.dumps({"prompt": "Hi", "max_tokens": 2, "temperature": 1, "grammar": "root ::= " + " | ".join(f'"w{i}"' for i in range(20000))}).encode()),
+        ("/v1/completions", ("{" + ",".join(f'"k{i}":0' for i in range(200000)) + ',"prompt":"Hi","max_tokens":1}').encode()),
+        ("/v1/embeddings", json.dumps({"input": ["hello"] * 10000}).encode()),
+        ("/v1/completions", json.dumps({"prompt": "hello " * 1300000, "max_tokens": 1}).encode()),
+        ("/v1/chat/completions", ("[" * 100000 + "]" * 100000).encode()),
+        ("/v1/chat/completions", b"{\"messages\": [" + b"{\"role\":\"user\",\"content\":\"x\"}," * 1000 + b"]}"),
+        ("/v1/completions", b"\x00\xff" * 1000),
+        ("/v1/completions", json.dumps({"prompt": "Hi", "max_tokens": -5, "temperature": "hot", "n": 10**30}).encode()),
+        ("/v1/completions", json.dumps({"prompt": [2**40, -1], "max_tokens": 2}).encode()),
+        ("/tokenize", json.dumps({"content": 12}).encode()),
+        ("/detokenize", json.dumps({"tokens": [10**12]}).encode()),
+    ]
+
+
+def chaos(args):
+    binary = args.llama or llama_binary()
+    extra = ["--chat-template-file", args.chat_template_file] if args.chat_template_file else []
+    extra += ["--max-body", str(9 << 20)]
+    server = Server("swift-llama", binary, args.model, args.slots, args.ctx_per_slot * args.slots, args.threads, extra)
+    port = server.port
+    vocab = server.client.models.list().data[0].model_extra.get("meta", {}).get("n_vocab", 49152)
+    hostile = hostile_bodies(vocab)
+    banned = server.end_tokens()
+    valid = [
+        ("chat", "/v1/chat/completions", {"messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 8}),
+        ("completion", "/v1/completions", {"prompt": "Once upon a time", "max_tokens": 8}),
+        ("json_object", "/v1/chat/completions", {"messages": [{"role": "user", "content": "A JSON object please"}], "max_tokens": 12,
+                                                 "response_format": {"type": "json_object"}}),
+        ("embeddings", "/v1/embeddings", {"input": ["hello world", "good morning"]}),
+        ("tokenize", "/tokenize", {"content": "Hello world"}),
+    ]
+    if args.chat_template_file:
+        # A hostile template refuses every chat: those become hostile requests (4xx expected).
+        valid = [v for v in valid if v[0] not in ("chat", "json_object")]
+        hostile += [("/v1/chat/completions", json.dumps({"messages": [{"role": "user", "content": "Hi"}] * n, "max_tokens": 4}).encode())
+                    for n in range(1, 5)]
+    counts = {}
+    problems = []
+    lock = threading.Lock()
+    health = []
+    rss = []
+    stop = threading.Event()
+
+    def note(kind, status, ok, detail=""):
+        with lock:
+            c = counts.setdefault(kind, {"sent": 0, "ok": 0, "statuses": {}})
+            c["sent"] += 1
+            c["ok"] += ok
+            c["statuses"][status] = c["statuses"].get(status, 0) + 1
+            if not ok and len(problems) < 50:
+                problems.append(f"{kind}: status {status} {detail[:200]}")
+
+    def prober():
+        while not stop.is_set():
+            start = time.time()
+            status, _ = raw_request(port, "GET", "/health", timeout=30)
+            health.append((time.time() - start, status))
+            rss.append(rss_mib(server.process.pid))
+            time.sleep(0.2)
+
+    def client(seed):
+        rng = random.Random(seed)
+        while not stop.is_set():
+            roll = rng.random()
+            try:
+                if roll < 0.45:
+                    kind, path, body = rng.choice(valid)
+                    body = dict(body)
+                    if "max_tokens" in body:
+                        body["logit_bias"] = {str(t): -100 for t in banned} if rng.random() < 0.5 else {}
+                    status, reply = raw_request(port, "POST", path, json.dumps(body).encode())
+                    note("valid " + kind, status, status == 200, reply.decode(errors="replace"))
+                elif roll < 0.55:
+                    # A streamed answer the client leaves after a few chunks.
+                    body = json.dumps({"prompt": "The story goes on and on", "max_tokens": 200, "stream": True,
+                                       "logit_bias": {str(t): -100 for t in banned}}).encode()
+                    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+                        sock.sendall(f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+                        got = sock.recv(4096)
+                    note("disconnect mid-stream", int(got[9:12]) if got.startswith(b"HTTP/1.1 ") else 0, got.startswith(b"HTTP/1.1 200"))
+                elif roll < 0.85:
+                    path, body = rng.choice(hostile)
+                    status, reply = raw_request(port, "POST", path, body)
+                    # Refused with a client error, or (where the request is harmless after all) answered.
+                    note("hostile " + path, status, 400 <= status < 500 or status == 200, reply.decode(errors="replace"))
+                elif roll < 0.92:
+                    # A random field of a valid body replaced by a random value.
+                    kind, path, body = rng.choice(valid)
+                    body = dict(body)
+                    key = rng.choice(list(body) + ["n", "stop", "seed", "top_k", "logprobs", "stream_options"])
+                    body[key] = rng.choice([None, -1, 2**70, 1e308, "x" * rng.randint(0, 100000), [], {}, [[[]]], True, -0.0])
+                    status, reply = raw_request(port, "POST", path, json.dumps(body).encode())
+                    note("mutated field", status, status in (200, 400, 404, 413), reply.decode(errors="replace"))
+                elif roll < 0.96:
+                    size = rng.choice([1 << 20, 10 << 20])
+                    status, _ = raw_request(port, "POST", "/v1/completions", b"{\"prompt\": \"" + b"a" * size + b"\"}")
+                    note("oversized body", status, status in (400, 413), "")
+                else:
+                    # Headers trickled in: the server must cut the connection (or answer) soon.
+                    start = time.time()
+                    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+                        closed = False
+                        for byte in b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 400:
+                            try:
+                                sock.send(bytes([byte]))
+                            except OSError:
+                                closed = True
+                                break
+                            time.sleep(0.1)
+                            if time.time() - start > 30:
+                                break
+                    note("trickled headers", 0, closed, f"open after {time.time() - start:.1f} s")
+            except Exception as error:  # noqa: BLE001
+                note("client error", -1, False, f"{type(error).__name__}: {error}")
+            if server.process.poll() is not None:
+                problems.append(f"the server exited with code {server.process.returncode}")
+                stop.set()
+
+    # Warm up, then the baseline memory.
+    raw_request(port, "POST", "/v1/completions", json.dumps({"prompt": "Hi", "max_tokens": 4}).encode())
+    baseline = rss_mib(server.process.pid)
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(args.clients)]
+    threads.append(threading.Thread(target=prober, daemon=True))
+    start = time.time()
+    for t in threads:
+        t.start()
+    while time.time() - start < args.seconds and not stop.is_set():
+        time.sleep(1)
+    stop.set()
+    for t in threads:
+        t.join(timeout=180)
+    time.sleep(2)
+    # Memory after the storm, once idle: the same requests again should not raise it further.
+    end = rss_mib(server.process.pid)
+    alive = server.process.poll() is None
+    server.stop()
+    latencies = sorted(h[0] for h in health)
+    bad_health = [h for h in health if h[1] != 200]
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    print(f"chaos: {args.seconds} s, {args.clients} clients, {args.slots} slots, {os.path.basename(args.model or 'default model')}"
+          f"{', template ' + os.path.basename(args.chat_template_file) if args.chat_template_file else ''}; {cpu}")
+    print("| requests | sent | as expected | statuses |")
+    print("|---|---:|---:|---|")
+    for kind in sorted(counts):
+        c = counts[kind]
+        print(f"| {kind} | {c['sent']} | {c['ok']} | {' '.join(f'{k}:{v}' for k, v in sorted(c['statuses'].items()))} |")
+    if latencies:
+        p = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]
+        print(f"/health: {len(latencies)} probes, {len(bad_health)} not 200; latency median {1000 * p(0.5):.1f} ms, "
+              f"p99 {1000 * p(0.99):.1f} ms, max {1000 * latencies[-1]:.1f} ms")
+    print(f"server alive at the end: {alive}; resident memory {baseline:.0f} MiB after warm-up, peak {max(rss or [end]):.0f} MiB, "
+          f"{end:.0f} MiB at the end")
+    for problem in problems[:20]:
+        print("  " + problem)
+    failed = (not alive or problems or bad_health or not latencies or latencies[int(0.99 * (len(latencies) - 1))] > args.health_p99
+              or end - baseline > max(64, 0.25 * baseline))
+    if args.check and failed:
+        sys.exit("chaos test failed")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="mode", required=True)
-    for name in ("load", "compare"):
+    for name in ("load", "compare", "chaos"):
         p = sub.add_parser(name)
         p.add_argument("--llama", help="the llama binary (default: .build/release/llama, built if missing)")
         p.add_argument("--model", help="GGUF file (default: the default model)")
@@ -265,8 +480,15 @@ def main():
     compare_parser.add_argument("--requests", type=int, default=4)
     compare_parser.add_argument("--llama-server", help="llama-server binary (default: build with build_llamacpp.sh)")
     compare_parser.add_argument("--llamacpp-dir", default=os.path.join(ROOT, ".build-llamacpp"))
+    chaos_parser = sub.choices["chaos"]
+    chaos_parser.add_argument("--seconds", type=int, default=600)
+    chaos_parser.add_argument("--clients", type=int, default=6)
+    chaos_parser.add_argument("--slots", type=int, default=4)
+    chaos_parser.add_argument("--chat-template-file", help="serve the model with this chat template (e.g. a hostile one)")
+    chaos_parser.add_argument("--health-p99", type=float, default=0.1, help="seconds /health may take at the 99th percentile")
+    chaos_parser.add_argument("--check", action="store_true", help="exit non-zero on any unexpected answer, crash, slow /health or growth")
     args = parser.parse_args()
-    load(args) if args.mode == "load" else compare(args)
+    {"load": load, "compare": compare, "chaos": chaos}[args.mode](args)
 
 
 if __name__ == "__main__":

@@ -970,6 +970,13 @@ private struct JSONParser {
         case UInt8(ascii: "t"): try literal("true"); return .bool(true)
         case UInt8(ascii: "f"): try literal("false"); return .bool(false)
         case UInt8(ascii: "n"): try literal("null"); return .none
+        // Python's json module writes and reads these (tojson of an infinite float), so do we.
+        case UInt8(ascii: "N"): try literal("NaN"); return .double(.nan)
+        case UInt8(ascii: "I"): try literal("Infinity"); return .double(.infinity)
+        case UInt8(ascii: "-") where i + 1 < bytes.count && bytes[i + 1] == UInt8(ascii: "I"):
+            i += 1
+            try literal("Infinity")
+            return .double(-.infinity)
         default: return try number()
         }
     }

@@ -50,6 +50,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-body"), help: ArgumentHelp("Largest request body accepted, in bytes; larger ones get 413.", valueName: "bytes"))
     var maxBody = 8 << 20
 
+    @Option(name: .customLong("chat-template-file"), help: ArgumentHelp("Use the Jinja chat template in this file instead of the model's.", valueName: "file"))
+    var chatTemplateFile: String?
+
     @Option(help: ArgumentHelp("Longest a request may take, generation included; 0 for no limit. Past it the request ends with 504.", valueName: "seconds"))
     var timeout: Int = 600
 
@@ -83,6 +86,19 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.modelAlias = alias
         configuration.maxBodyBytes = maxBody
         configuration.requestTimeout = timeout == 0 ? nil : .seconds(timeout)
+        if let chatTemplateFile {
+            let source: String
+            do {
+                source = try String(contentsOfFile: chatTemplateFile, encoding: .utf8)
+            } catch {
+                throw CLIError("cannot read the chat template \(chatTemplateFile): \(error.localizedDescription)")
+            }
+            do {
+                configuration.chatTemplate = try ChatTemplate(jinja: source)
+            } catch {
+                throw CLIError("the chat template \(chatTemplateFile) does not parse: \(error)")
+            }
+        }
         configuration.idleTimeout = .seconds(idleTimeout)
         if runOptions.contextSize == nil { runOptions.noteContext(model, sequences: parallel) }
         let engine = makeEngine(model: model, configuration: configuration)

@@ -25,6 +25,8 @@ public struct ServerConfiguration: Sendable {
     public var maxBodyBytes = 8 << 20
     /// The model's name in the API; nil means the file name without .gguf.
     public var modelAlias: String?
+    /// Replaces the model's chat template (llama-server's --chat-template-file).
+    public var chatTemplate: ChatTemplate?
     /// The longest a request may take, generation included (llama-server's --timeout); nil for none.
     public var requestTimeout: Duration? = .seconds(600)
     /// The longest a chat template may take to render for one request.
@@ -48,7 +50,7 @@ public func makeEngine(model: LlamaModel, configuration: ServerConfiguration) ->
     let scheduler = BatchScheduler.Configuration(slots: configuration.slots, contextSize: configuration.slotContext(for: model),
                                                  threads: configuration.threads, batchSize: configuration.batchSize,
                                                  queueLimit: configuration.queueLimit, kvCacheType: configuration.kvCacheType)
-    return InferenceEngine(model: model, modelID: configuration.modelAlias, scheduler: scheduler)
+    return InferenceEngine(model: model, modelID: configuration.modelAlias, scheduler: scheduler, chatTemplate: configuration.chatTemplate)
 }
 
 /// The whole server as a Hummingbird application, apart from `main`, so tests drive the same

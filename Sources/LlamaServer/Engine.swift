@@ -23,8 +23,12 @@ public final class InferenceEngine: Service, Sendable {
     /// Inputs one embeddings request may hold (OpenAI's limit).
     static let maxEmbeddingInputs = 2048
 
-    public init(model: LlamaModel, modelID: String? = nil, scheduler: BatchScheduler.Configuration) {
+    /// How conversations become prompts: the model's own template unless the server was given one.
+    public let chatTemplate: ChatTemplate
+
+    public init(model: LlamaModel, modelID: String? = nil, scheduler: BatchScheduler.Configuration, chatTemplate: ChatTemplate? = nil) {
         self.model = model
+        self.chatTemplate = chatTemplate ?? model.chatTemplate
         self.modelID = modelID ?? Self.defaultID(path: model.path)
         self.scheduler = BatchScheduler(model: model, configuration: scheduler)
         embedder = LlamaContext(model: model, contextSize: self.scheduler.contextSize, batchSize: scheduler.batchSize,

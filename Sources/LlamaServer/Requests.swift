@@ -293,3 +293,25 @@ func embeddingInputs(_ fields: JSONFields, tokenizer: Tokenizer, maxInputs: Int 
     default: throw invalid
     }
 }
+
+/// Every route's request decoding at once, for fuzzing: a body is read as a chat, completion and
+/// embeddings request would read it. Throws what the first decoder refuses with (as a 400).
+public enum RequestDecoding {
+    public static func decodeAll(body: String, tokenizer: Tokenizer, vocabularySize: Int) throws {
+        let fields = try JSONFields(body: body)
+        var errors: [Error] = []
+        func attempt(_ work: () throws -> Void) {
+            do { try work() } catch { errors.append(error) }
+        }
+        attempt {
+            let request = try GenerationRequest(fields, vocabularySize: vocabularySize, chat: true)
+            if let grammar = request.parameters.grammar { _ = GrammarMatcher(try Grammar(grammar)) }
+            try request.parameters.sampler.validate()
+        }
+        attempt { _ = try GenerationRequest(fields, vocabularySize: vocabularySize, chat: false) }
+        attempt { _ = try chatMessages(fields) }
+        attempt { _ = try completionPrompt(fields, tokenizer: tokenizer) }
+        attempt { _ = try embeddingInputs(fields, tokenizer: tokenizer, maxInputs: InferenceEngine.maxEmbeddingInputs) }
+        for error in errors where !(error is APIError) { throw error }
+    }
+}

@@ -101,7 +101,7 @@ struct Routes: Sendable {
             let contextSize = engine.scheduler.contextSize
             let prompt = try await engine.workers.run(cancellation: scope.cancellation) { [model, engine, limits] _ in
                 do {
-                    return try model.chatPromptTokens(messages, limits: limits) { text in
+                    return try model.chatPromptTokens(messages, template: engine.chatTemplate, limits: limits) { text in
                         try engine.checkLength(ofText: text, limit: contextSize, param: "messages")
                     }
                 } catch let error as APIError {
