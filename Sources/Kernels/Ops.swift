@@ -55,6 +55,8 @@ public enum Ops {
 
     /// Rotates the first `dimensions` values of each of `heads` vectors of `headSize` at `x`.
     public static func rope(_ x: UnsafeMutablePointer<Float>, heads: Int, headSize: Int, dimensions: Int, table: UnsafePointer<Float>, style: RoPEStyle) {
+        // Loaders check this against the file; a rotation past the head would write into the next one.
+        precondition(dimensions <= headSize, "RoPE over \(dimensions) dimensions of a \(headSize)-wide head")
         for h in 0..<heads {
             let v = x + h * headSize
             for i in 0..<dimensions / 2 {

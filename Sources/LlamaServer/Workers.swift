@@ -1,5 +1,9 @@
 import Foundation
 import Llama
+#if canImport(Glibc)
+/// glibc's: returns free memory at the top of the heap and in free pages to the system.
+@_silgen_name("malloc_trim") private func mallocTrim(_ pad: Int) -> Int32
+#endif
 
 /// Threads of the server's own for the per-request work whose cost the request decides: parsing
 /// the body, rendering the chat template, tokenizing, compiling a grammar. Swift's cooperative
@@ -74,6 +78,22 @@ final class WorkerPool: @unchecked Sendable {
             let job = jobs.removeFirst()
             condition.unlock()
             job()
+            releaseMemoryWhenIdle()
         }
+    }
+
+    private var lastTrim = Date.distantPast
+
+    /// A large request (an 8 MB body, a big template) leaves freed memory in glibc's arenas;
+    /// when no job waits, hand it back to the system (at most once a second).
+    private func releaseMemoryWhenIdle() {
+        #if canImport(Glibc)
+        let due: Bool = condition.withLock {
+            guard jobs.isEmpty, Date().timeIntervalSince(lastTrim) > 1 else { return false }
+            lastTrim = Date()
+            return true
+        }
+        if due { _ = mallocTrim(0) }
+        #endif
     }
 }
