@@ -3,8 +3,6 @@ import GGUF
 import Hummingbird
 import Llama
 import LlamaServer
-import Logging
-import ServiceLifecycle
 import Testing
 import TestSupport
 #if canImport(Glibc)
@@ -32,20 +30,12 @@ import Glibc
     static let defaultModel: LlamaModel = try! LlamaModel.load(path: DefaultModel.locate())
 
     /// A server on a free port with two slots.
-    static func start(model: LlamaModel = defaultModel, change: (inout ServerConfiguration) -> Void = { _ in }) async throws -> LiveServerTests.Running {
-        var configuration = ServerConfiguration()
-        configuration.port = 0
-        configuration.slots = 2
-        configuration.contextSize = 1024
-        change(&configuration)
-        let engine = makeEngine(model: model, configuration: configuration)
-        let (ports, continuation) = AsyncStream<Int>.makeStream()
-        let app = buildApplication(engine: engine, configuration: configuration) { port in continuation.yield(port) }
-        let group = ServiceGroup(configuration: .init(services: [engine, app], logger: Logger(label: "tests")))
-        let task = Task { try await group.run() }
-        var iterator = ports.makeAsyncIterator()
-        let port = try #require(await iterator.next())
-        return LiveServerTests.Running(engine: engine, port: port, group: group, task: task)
+    static func start(change: (inout ServerConfiguration) -> Void = { _ in }) async throws -> LiveServerTests.Running {
+        try await LiveServerTests.start(model: defaultModel) {
+            $0.slots = 2
+            $0.contextSize = 1024
+            change(&$0)
+        }
     }
 
     static func post(_ port: Int, _ path: String, _ body: String, headers: String = "") async throws -> (status: Int, body: String) {

@@ -26,11 +26,17 @@ import Glibc
 
     /// The default model with one slot of `contextSize` positions, served on a free port.
     static func start(contextSize: Int) async throws -> Running {
-        let model = try LlamaModel.load(path: DefaultModel.locate())
+        try await start(model: try LlamaModel.load(path: DefaultModel.locate())) {
+            $0.slots = 1
+            $0.contextSize = contextSize
+        }
+    }
+
+    /// `model` served on a free port, with the configuration `change` makes.
+    static func start(model: LlamaModel, change: (inout ServerConfiguration) -> Void) async throws -> Running {
         var configuration = ServerConfiguration()
         configuration.port = 0
-        configuration.slots = 1
-        configuration.contextSize = contextSize
+        change(&configuration)
         let engine = makeEngine(model: model, configuration: configuration)
         let (ports, continuation) = AsyncStream<Int>.makeStream()
         let app = buildApplication(engine: engine, configuration: configuration) { port in continuation.yield(port) }
