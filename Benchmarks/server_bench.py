@@ -427,11 +427,13 @@ def chaos(args):
     start = time.time()
     for t in threads:
         t.start()
-    # The level: memory a quarter into the run, once every kind of request has been seen.
+    # The level: memory once every kind of request has been seen and the allocator has settled,
+    # a quarter into the run but at least 20 seconds in.
     level = None
+    level_at = max(args.seconds / 4, min(20, args.seconds / 2))
     while time.time() - start < args.seconds and not stop.is_set():
         time.sleep(1)
-        if level is None and time.time() - start >= args.seconds / 4:
+        if level is None and time.time() - start >= level_at:
             level = rss_mib(server.process.pid)
     stop.set()
     for t in threads:
@@ -467,7 +469,7 @@ def chaos(args):
         print(f"/health: {len(latencies)} probes, {len(bad_health)} not 200; latency median {1000 * p(0.5):.1f} ms, "
               f"p99 {1000 * p(0.99):.1f} ms, max {1000 * latencies[-1]:.1f} ms")
     level = level or end
-    print(f"server alive at the end: {alive}; resident memory {baseline:.0f} MiB after warm-up, {level:.0f} MiB a quarter in, "
+    print(f"server alive at the end: {alive}; resident memory {baseline:.0f} MiB after warm-up, {level:.0f} MiB {level_at:.0f} s in, "
           f"peak {max(rss or [end]):.0f} MiB, {end:.0f} MiB at the end")
     print(f"SIGTERM with hostile requests in flight: exited after {exit_seconds:.1f} s with code {server.process.returncode}")
     for problem in problems[:20]:
