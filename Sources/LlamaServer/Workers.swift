@@ -67,25 +67,10 @@ final class WorkerPool: @unchecked Sendable {
         }
     }
 
-    /// Set after a job: freed memory may be waiting in the allocator.
-    private var dirty = false
-
     private func work() {
         while true {
             condition.lock()
-            while running, jobs.isEmpty {
-                // A second with nothing to do after some work: a large request (an 8 MB body, a
-                // big template) left freed memory in glibc's arenas; hand it back to the system.
-                if dirty, !condition.wait(until: Date().addingTimeInterval(1)), jobs.isEmpty, dirty {
-                    dirty = false
-                    lastTrim = Date()
-                    condition.unlock()
-                    releaseMemory()
-                    condition.lock()
-                } else if !dirty {
-                    condition.wait()
-                }
-            }
+            while running, jobs.isEmpty { condition.wait() }
             if jobs.isEmpty {
                 condition.unlock()
                 return
@@ -93,23 +78,22 @@ final class WorkerPool: @unchecked Sendable {
             let job = jobs.removeFirst()
             condition.unlock()
             job()
-            // Under steady load the queue is rarely idle for a second: trim now and then too.
-            let due: Bool = condition.withLock {
-                dirty = true
-                guard jobs.isEmpty, Date().timeIntervalSince(lastTrim) > 1 else { return false }
-                lastTrim = Date()
-                dirty = false
-                return true
-            }
-            if due { releaseMemory() }
+            releaseMemoryWhenIdle()
         }
     }
 
     private var lastTrim = Date.distantPast
 
-    private func releaseMemory() {
+    /// A large request (an 8 MB body, a big template) leaves freed memory in glibc's arenas;
+    /// when no job waits, hand it back to the system (at most once a second).
+    private func releaseMemoryWhenIdle() {
         #if canImport(Glibc)
-        _ = mallocTrim(0)
+        let due: Bool = condition.withLock {
+            guard jobs.isEmpty, Date().timeIntervalSince(lastTrim) > 1 else { return false }
+            lastTrim = Date()
+            return true
+        }
+        if due { _ = mallocTrim(0) }
         #endif
     }
 }
