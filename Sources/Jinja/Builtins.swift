@@ -62,6 +62,13 @@ enum Builtins {
         return value.text
     }
 
+    /// `separator.join(str(v) for v in values)` (the filter and the method), refused when too long.
+    static func checkedJoin(_ values: [JinjaValue], separator: String) throws(JinjaError) -> String {
+        try checkProduct(separator.utf8.count, values.count, limit: maxStringBytes, tooLong)
+        guard !textMayExceed(.array(values), maxStringBytes) else { throw tooLong }
+        return values.map(\.text).joined(separator: separator)
+    }
+
     // MARK: Items and slices
 
     /// `value[key]` and `value.key`: a mapping's entry, a list's or string's element (negative
@@ -335,9 +342,7 @@ enum Builtins {
             let separator = argument(0, "d")?.text ?? ""
             var items = try Interpreter(globals: [:]).iterate(value)
             if let attribute = argument(1, "attribute") { items = items.map { item($0, attribute) } }
-            try checkProduct(separator.utf8.count, items.count, limit: maxStringBytes, tooLong)
-            guard !textMayExceed(.array(items), maxStringBytes) else { throw tooLong }
-            return .string(items.map(\.text).joined(separator: separator))
+            return .string(try checkedJoin(items, separator: separator))
         case "items":
             guard case .object(let o) = value else {
                 if case .undefined = value { return .array([]) }
@@ -547,10 +552,7 @@ enum Builtins {
                 return .int(found.first.map { scalarIndex(hay, $0) } ?? -1)
             case "join":
                 guard let items = args.first else { throw JinjaError("join needs a list") }
-                let values = try Interpreter(globals: [:]).iterate(items)
-                try checkProduct(s.utf8.count, values.count, limit: maxStringBytes, tooLong)
-                guard !textMayExceed(.array(values), maxStringBytes) else { throw tooLong }
-                return .string(values.map(\.text).joined(separator: s))
+                return .string(try checkedJoin(try Interpreter(globals: [:]).iterate(items), separator: s))
             case "isdigit": return .bool(!s.isEmpty && s.allSatisfy(\.isNumber))
             case "isspace": return .bool(!s.isEmpty && s.unicodeScalars.allSatisfy(isPythonSpace))
             case "isalpha": return .bool(!s.isEmpty && s.allSatisfy(\.isLetter))
