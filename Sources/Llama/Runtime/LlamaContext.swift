@@ -14,21 +14,14 @@ public final class LlamaContext: @unchecked Sendable {
     public let contextSize: Int
     public let batchSize: Int
     public let threads: Int
-    private let pool: ThreadPool
-    private let workspace: MatMulWorkspace
-    /// Attention scores, one buffer of contextSize per worker.
-    private let scores: [ScratchBuffer]
+    /// The architecture's blocks run in this, with the scratch of one batch.
+    private let pass: ForwardPass
     public let kvCacheType: KVCacheType
     /// How many positions of sequence 0's cache are filled.
     public var position: Int { lock.withLock { positions[0] } }
     /// How many positions of each sequence's cache are filled.
     private var positions: [Int]
     private let caches: [KVCache]
-    /// For the batch being evaluated: each token's sequence and position.
-    private var batchSequence: [Int], batchPosition: [Int]
-    // Scratch, [batch][width]
-    private var x, xb, q, k, v, attention, gate, up: [Float]
-    private var ropeTable: [Float]
     /// Normalized rows for the classifier, and the logits of the last call's selected rows
     /// (reused from call to call, so generating a token allocates nothing).
     private var classifierInput: [Float] = []
@@ -63,26 +56,20 @@ public final class LlamaContext: @unchecked Sendable {
         let contextSize = min(max(1, contextSize ?? limits.default), limits.most)
         self.batchSize = max(1, batchSize)
         self.threads = max(1, threads)
-        self.pool = ThreadPool(threads: max(1, threads))
-        self.workspace = MatMulWorkspace(threads: max(1, threads))
         self.contextSize = contextSize
-        self.scores = (0..<max(1, threads)).map { _ in ScratchBuffer(capacity: contextSize) }
+        let batch = max(1, batchSize)
+        let capacities = c.layers.map { KVCache.capacity(contextSize: contextSize, window: $0.slidingWindow, batchSize: batch) }
         caches = (0..<max(1, sequences)).map { _ in
-            KVCache(layers: c.layerCount, positions: contextSize, kvDimension: c.kvDimension, type: kvCacheType)
+            KVCache(capacities: capacities, kvDimension: c.kvDimension, type: kvCacheType)
         }
         positions = [Int](repeating: 0, count: max(1, sequences))
-        let n = self.batchSize
-        batchSequence = [Int](repeating: 0, count: n)
-        batchPosition = batchSequence
-        x = [Float](repeating: 0, count: n * c.embeddingLength)
-        xb = x
-        q = [Float](repeating: 0, count: n * c.qDimension)
-        attention = q
-        k = [Float](repeating: 0, count: n * c.kvDimension)
-        v = k
-        gate = [Float](repeating: 0, count: n * c.feedForwardLength)
-        up = gate
-        ropeTable = [Float](repeating: 0, count: c.ropeDimensions)
+        pass = ForwardPass(model: model, contextSize: contextSize, capacity: self.batchSize, caches: caches,
+                           kvCacheType: kvCacheType, threads: max(1, threads))
+    }
+
+    /// Bytes the KV caches of this context take.
+    public var kvCacheBytes: Int {
+        caches.count * model.configuration.kvBytes(contextSize: contextSize, batchSize: batchSize, type: kvCacheType)
     }
 
     public var sequenceCount: Int { caches.count }
@@ -109,9 +96,17 @@ public final class LlamaContext: @unchecked Sendable {
     /// Forgets everything a sequence (by default the first) holds.
     public func reset(sequence: Int = 0) { lock.withLock { positions[sequence] = 0 } }
 
-    /// Rewinds a sequence to `newPosition` (keeping the cache before it), e.g. to reuse a shared prompt prefix.
-    public func truncate(to newPosition: Int, sequence: Int = 0) {
-        lock.withLock { positions[sequence] = min(positions[sequence], max(0, newPosition)) }
+    /// Rewinds a sequence to `newPosition` (keeping the cache before it), e.g. to reuse a shared
+    /// prompt prefix. Returns the position kept: 0 when a sliding-window layer's ring has
+    /// already overwritten what attending from `newPosition` needs.
+    @discardableResult
+    public func truncate(to newPosition: Int, sequence: Int = 0) -> Int {
+        lock.withLock {
+            let kept = min(positions[sequence], max(0, newPosition))
+            let windows = model.configuration.layers.map(\.slidingWindow)
+            positions[sequence] = caches[sequence].canResume(at: kept, filled: positions[sequence], windows: windows) ? kept : 0
+            return positions[sequence]
+        }
     }
 
     /// How many positions of a sequence's cache are filled.
@@ -158,8 +153,8 @@ public final class LlamaContext: @unchecked Sendable {
             var tokens: [TokenID] = []
             var rows: [Int] = []
             for (i, entry) in batch[start..<end].enumerated() {
-                batchSequence[i] = entry.sequence
-                batchPosition[i] = positions[entry.sequence]
+                pass.sequences[i] = entry.sequence
+                pass.positions[i] = positions[entry.sequence]
                 positions[entry.sequence] += 1
                 tokens.append(entry.token)
                 if entry.wantsLogits { rows.append(i) }
@@ -194,8 +189,8 @@ public final class LlamaContext: @unchecked Sendable {
             case .none: wanted = 0..<0
             }
             for t in 0..<(end - start) {
-                batchSequence[t] = 0
-                batchPosition[t] = positions[0] + t
+                pass.sequences[t] = 0
+                pass.positions[t] = positions[0] + t
             }
             positions[0] += end - start
             tokens.withUnsafeBufferPointer { forward(UnsafeBufferPointer(rebasing: $0[start..<end]), logitRows: Array(wanted)) }
@@ -243,8 +238,8 @@ public final class LlamaContext: @unchecked Sendable {
         while start < tokens.count {
             let end = min(tokens.count, start + batchSize)
             for t in 0..<(end - start) {
-                batchSequence[t] = sequence
-                batchPosition[t] = positions[sequence] + t
+                pass.sequences[t] = sequence
+                pass.positions[t] = positions[sequence] + t
             }
             positions[sequence] += end - start
             tokens.withUnsafeBufferPointer { forward(UnsafeBufferPointer(rebasing: $0[start..<end]), logitRows: []) }
@@ -255,10 +250,8 @@ public final class LlamaContext: @unchecked Sendable {
                 case .last: if index != tokens.count - 1 { continue }
                 case .first: if index != 0 { continue }
                 }
-                x.withUnsafeBufferPointer { x in
-                    model.outputNorm.withUnsafeBufferPointer { w in
-                        Ops.rmsNorm(x.baseAddress! + t * dim, weight: w.baseAddress!, eps: c.rmsEpsilon, count: dim, into: &row)
-                    }
+                model.outputNorm.withUnsafeBufferPointer { w in
+                    Ops.rmsNorm(pass.x + t * dim, weight: w.baseAddress!, eps: c.rmsEpsilon, count: dim, into: &row)
                 }
                 for i in 0..<dim { pooled[i] += row[i] }
             }
@@ -272,154 +265,32 @@ public final class LlamaContext: @unchecked Sendable {
         return pooled
     }
 
-    /// The forward pass over one batch, as llama2.c's `forward` but for n tokens at once.
-    /// Token t goes at position batchPosition[t] of sequence batchSequence[t] (set by the caller).
+    /// The forward pass over one batch: embeddings, the architecture's blocks, and the
+    /// classifier for the rows asked for. Token t goes at position `pass.positions[t]` of
+    /// sequence `pass.sequences[t]` (set by the caller).
     private func forward(_ tokens: UnsafeBufferPointer<TokenID>, logitRows: [Int]) {
         let c = model.configuration
-        let n = tokens.count, dim = c.embeddingLength, kvDim = c.kvDimension, qDim = c.qDimension
-        let hidden = c.feedForwardLength, headSize = c.headDimension
-
-        x.withUnsafeMutableBufferPointer { x in
-            for (t, token) in tokens.enumerated() { model.tokenEmbedding.dequantizeRow(Int(token), into: x.baseAddress! + t * dim) }
+        let dim = c.embeddingLength
+        pass.count = tokens.count
+        for (t, token) in tokens.enumerated() { model.tokenEmbedding.dequantizeRow(Int(token), into: pass.x + t * dim) }
+        if c.embeddingScale != 1 {
+            for i in 0..<tokens.count * dim { pass.x[i] *= c.embeddingScale }
         }
-        for (l, layer) in model.layers.enumerated() {
-            // Attention: xb = norm(x); q, k, v = W xb; rotate q and k; cache k and v.
-            normalize(n, layer.attentionNorm, dim)
-            multiply(layer.wq, &xb, &q, n)
-            multiply(layer.wk, &xb, &k, n)
-            multiply(layer.wv, &xb, &v, n)
-            q.withUnsafeMutableBufferPointer { q in
-                k.withUnsafeMutableBufferPointer { k in
-                    ropeTable.withUnsafeMutableBufferPointer { table in
-                        for t in 0..<n {
-                            Ops.ropeTable(position: batchPosition[t], dimensions: c.ropeDimensions, base: c.ropeBase, into: table.baseAddress!)
-                            Ops.rope(q.baseAddress! + t * qDim, heads: c.headCount, headSize: headSize, dimensions: c.ropeDimensions, table: table.baseAddress!, style: c.ropeStyle)
-                            Ops.rope(k.baseAddress! + t * kvDim, heads: c.kvHeadCount, headSize: headSize, dimensions: c.ropeDimensions, table: table.baseAddress!, style: c.ropeStyle)
-                        }
-                    }
-                }
-            }
-            if kvCacheType == .f16 {
-                // llama.cpp converts the queries to F16 too before multiplying them with F16 keys.
-                Self.roundToHalf(&q, count: n * qDim)
-            }
-            k.withUnsafeBufferPointer { k in
-                v.withUnsafeBufferPointer { v in
-                    // Runs of consecutive positions of one sequence are stored at once.
-                    var t = 0
-                    while t < n {
-                        var e = t + 1
-                        while e < n, batchSequence[e] == batchSequence[t], batchPosition[e] == batchPosition[e - 1] + 1 { e += 1 }
-                        caches[batchSequence[t]].store(layer: l, position: batchPosition[t], count: e - t,
-                                                       keys: k.baseAddress! + t * kvDim, values: v.baseAddress! + t * kvDim)
-                        t = e
-                    }
-                }
-            }
-            attend(n, layer: l)
-            multiply(layer.wo, &attention, &xb, n)
-            addResidual(n * dim)
-
-            // Feed-forward: x += down(silu(gate(norm(x))) * up(norm(x))).
-            normalize(n, layer.ffnNorm, dim)
-            multiply(layer.gate, &xb, &gate, n)
-            multiply(layer.up, &xb, &up, n)
-            gate.withUnsafeMutableBufferPointer { g in
-                up.withUnsafeBufferPointer { u in Ops.swiGLU(g.baseAddress!, u.baseAddress!, count: n * hidden) }
-            }
-            multiply(layer.down, &gate, &xb, n)
-            addResidual(n * dim)
-        }
+        let unit = model.architecture
+        for (l, block) in model.blocks.enumerated() { unit.block(pass, block, layer: l) }
         guard !logitRows.isEmpty else { return }
         // Final norm and classifier, only for the rows asked for.
         if classifierInput.count != logitRows.count * dim { classifierInput = [Float](repeating: 0, count: logitRows.count * dim) }
         if lastLogits.count != logitRows.count * c.vocabularySize { lastLogits = [Float](repeating: 0, count: logitRows.count * c.vocabularySize) }
-        x.withUnsafeBufferPointer { x in
-            classifierInput.withUnsafeMutableBufferPointer { out in
-                model.outputNorm.withUnsafeBufferPointer { w in
-                    for (i, r) in logitRows.enumerated() {
-                        Ops.rmsNorm(x.baseAddress! + r * dim, weight: w.baseAddress!, eps: c.rmsEpsilon, count: dim, into: out.baseAddress! + i * dim)
-                    }
+        classifierInput.withUnsafeMutableBufferPointer { out in
+            model.outputNorm.withUnsafeBufferPointer { w in
+                for (i, r) in logitRows.enumerated() {
+                    Ops.rmsNorm(pass.x + r * dim, weight: w.baseAddress!, eps: c.rmsEpsilon, count: dim, into: out.baseAddress! + i * dim)
                 }
             }
-        }
-        multiply(model.output, &classifierInput, &lastLogits, logitRows.count)
-    }
-
-    private static func roundToHalf(_ x: inout [Float], count: Int) {
-        for i in 0..<count { x[i] = HalfFloat.toFloat(HalfFloat.fromFloat(x[i])) }
-    }
-
-    private func normalize(_ n: Int, _ weight: [Float], _ dim: Int) {
-        let eps = model.configuration.rmsEpsilon
-        x.withUnsafeBufferPointer { x in
-            xb.withUnsafeMutableBufferPointer { out in
-                weight.withUnsafeBufferPointer { w in
-                    for t in 0..<n { Ops.rmsNorm(x.baseAddress! + t * dim, weight: w.baseAddress!, eps: eps, count: dim, into: out.baseAddress! + t * dim) }
-                }
-            }
-        }
-    }
-
-    private func multiply(_ w: WeightMatrix, _ input: inout [Float], _ output: inout [Float], _ n: Int) {
-        input.withUnsafeBufferPointer { i in
-            output.withUnsafeMutableBufferPointer { o in
-                MatMul.multiply(w, i.baseAddress!, o.baseAddress!, tokens: n, pool: pool, workspace: workspace)
-            }
-        }
-    }
-
-    private func addResidual(_ count: Int) {
-        x.withUnsafeMutableBufferPointer { x in
-            xb.withUnsafeBufferPointer { xb in
-                for i in 0..<count { x[i] += xb[i] }
-            }
-        }
-    }
-
-    /// Causal grouped-query attention: each new token against its own sequence's cache, up to
-    /// and including its own position.
-    private func attend(_ n: Int, layer: Int) {
-        let c = model.configuration
-        let headSize = c.headDimension, qDim = c.qDimension
-        let group = c.headCount / c.kvHeadCount
-        let scale = 1 / Float(headSize).squareRoot()
-        let halfWeights = kvCacheType == .f16
-        let pool = self.pool, scoreBuffers = self.scores
-        let layers = caches.map { $0.layer(layer) }
-        var longest = 0
-        for t in 0..<n { longest = max(longest, batchPosition[t] + 1) }
-        batchSequence.withUnsafeBufferPointer { sequences in
-            batchPosition.withUnsafeBufferPointer { positions in
-                q.withUnsafeBufferPointer { q in
-                    attention.withUnsafeMutableBufferPointer { out in
-                        let qp = SendablePointer(UnsafeMutablePointer(mutating: q.baseAddress!))
-                        let op = SendablePointer(out.baseAddress!)
-                        let sp = SendablePointer(UnsafeMutablePointer(mutating: sequences.baseAddress!))
-                        let pp = SendablePointer(UnsafeMutablePointer(mutating: positions.baseAddress!))
-                        let jobs = n * c.headCount
-                        let workers = max(1, min(pool.threads, jobs, scoreBuffers.count))
-                        pool.run(workers) { worker in
-                            let scores = scoreBuffers[worker].ensure(longest)
-                            for job in stride(from: worker, to: jobs, by: workers) {
-                                let t = job / c.headCount, h = job % c.headCount
-                                let kv = layers[sp.pointer[t]]
-                                let length = pp.pointer[t] + 1
-                                let query = qp.pointer + t * qDim + h * headSize
-                                let kvOffset = (h / group) * headSize
-                                for p in 0..<length { scores[p] = kv.dotKey(p, kvOffset, query, headSize) * scale }
-                                Ops.softmax(scores, count: length)
-                                if halfWeights {
-                                    // The weights meet F16 values, so llama.cpp rounds them to F16 too.
-                                    for p in 0..<length { scores[p] = HalfFloat.toFloat(HalfFloat.fromFloat(scores[p])) }
-                                }
-                                let result = op.pointer + t * qDim + h * headSize
-                                result.update(repeating: 0, count: headSize)
-                                for p in 0..<length { kv.addValue(scores[p], p, kvOffset, into: result, headSize) }
-                            }
-                        }
-                    }
-                }
+            lastLogits.withUnsafeMutableBufferPointer { logits in
+                pass.multiply(model.output, out.baseAddress!, logits.baseAddress!, tokens: logitRows.count)
+                if let cap = c.finalLogitSoftCap { Ops.softCap(logits.baseAddress!, count: logits.count, cap: cap) }
             }
         }
     }

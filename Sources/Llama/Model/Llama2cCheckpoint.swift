@@ -62,11 +62,16 @@ enum Llama2cCheckpoint {
             throw ModelError("\(tokenizerPath) has \(tokenizer.vocabularySize) tokens but the checkpoint \(path) has \(vocab)")
         }
         let blocks = (0..<layers).map { l in
-            LlamaModel.Layer(attentionNorm: attentionNorms[l], wq: wq[l], wk: wk[l], wv: wv[l], wo: wo[l],
-                             ffnNorm: ffnNorms[l], gate: w1[l], up: w3[l], down: w2[l])
+            var b = BlockWeights()
+            b.attentionNorm = attentionNorms[l]
+            (b.q, b.k, b.v, b.attentionOutput) = (wq[l], wk[l], wv[l], wo[l])
+            b.ffnNorm = ffnNorms[l]
+            (b.gate, b.up, b.down) = (w1[l], w3[l], w2[l])
+            return b
         }
-        return LlamaModel(configuration: config, tokenizer: tokenizer, path: path, tokenEmbedding: embedding,
-                          layers: blocks, outputNorm: finalNorm, output: classifier, storage: mapping,
+        var weights = ModelWeights()
+        (weights.tokenEmbedding, weights.outputNorm, weights.output) = (embedding, finalNorm, classifier)
+        return LlamaModel(configuration: config, tokenizer: tokenizer, path: path, weights: weights, blocks: blocks, storage: mapping,
                           isLlama2cCheckpoint: true)
     }
 }
