@@ -186,6 +186,7 @@ public final class LlamaContext: @unchecked Sendable {
             switch logitsFor {
             case .last: wanted = end == tokens.count ? (end - start - 1)..<(end - start) : 0..<0
             case .all: wanted = 0..<(end - start)
+            case .from(let first): wanted = min(max(0, first - start), end - start)..<(end - start)
             case .none: wanted = 0..<0
             }
             for t in 0..<(end - start) {
@@ -194,18 +195,23 @@ public final class LlamaContext: @unchecked Sendable {
             }
             positions[0] += end - start
             tokens.withUnsafeBufferPointer { forward(UnsafeBufferPointer(rebasing: $0[start..<end]), logitRows: Array(wanted)) }
-            if logitsFor == .all { all += lastLogits }
+            switch logitsFor {
+            case .all, .from: if !wanted.isEmpty { all += lastLogits }
+            default: break
+            }
             start = end
         }
         switch logitsFor {
         case .last: return lastLogits
-        case .all: return all
+        case .all, .from: return all
         case .none: return []
         }
     }
 
-    public enum LogitSelection: Sendable {
+    public enum LogitSelection: Sendable, Equatable {
         case last, all, none
+        /// The tokens from this index of the input on (perplexity scores only a chunk's second half).
+        case from(Int)
     }
 
     /// How the hidden states of a text's tokens become one embedding (llama.cpp's `--pooling`).
