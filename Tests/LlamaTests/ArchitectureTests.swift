@@ -1,0 +1,178 @@
+import Foundation
+import GGUF
+import Llama
+import Testing
+import TestSupport
+
+/// Every architecture against llama.cpp, on SmolLM2's trained weights carried into each layout
+/// (`Scripts/make_arch_variants.py`, run by Scripts/test), with llama.cpp's log-probabilities
+/// saved by `Scripts/make_golden_architectures.py`.
+@Suite struct ArchitectureTests {
+    struct Golden: Decodable {
+        struct Row: Decodable {
+            let ids: [Int]
+            let logprobs: [Double]
+        }
+        struct Model: Decodable {
+            let perplexity: Double
+            let self_kld: Double
+            let self_same_top: Double
+            let vocab: Int
+            let tokens: [Int32]
+            let rows: [Row]
+        }
+        let ctx: Int
+        let chunks: Int
+        let models: [String: Model]
+    }
+
+    static let golden: Golden = {
+        let url = URL(fileURLWithPath: Fixtures.projectRoot + "/Tests/LlamaTests/Golden/architectures.json")
+        return try! JSONDecoder().decode(Golden.self, from: Data(contentsOf: url))
+    }()
+
+    static func variantPath(_ name: String) -> String {
+        let dir = ProcessInfo.processInfo.environment["LLAMA_ARCH_VARIANTS"] ?? Fixtures.projectRoot + "/.build/arch-variants"
+        return dir + "/smollm2-\(name).gguf"
+    }
+
+    /// Our log-softmax rows for the golden's scored tokens, chunk by chunk.
+    static func ourLogProbabilities(_ model: LlamaModel, _ g: Golden.Model, ctx: Int, chunks: Int) throws -> [[Double]] {
+        let context = LlamaContext(model: model, contextSize: ctx, batchSize: ctx, threads: 2)
+        var rows: [[Double]] = []
+        let vocab = model.configuration.vocabularySize
+        for c in 0..<chunks {
+            var batch = Array(g.tokens[(c * ctx)..<((c + 1) * ctx)])
+            if model.tokenizer.definition.addBOS, let bos = model.tokenizer.bos { batch[0] = bos }
+            context.reset()
+            let logits = try context.evaluate(batch, logitsFor: .from(ctx / 2))
+            for r in 0..<(ctx - 1 - ctx / 2) {
+                let row = logits[(r * vocab)..<((r + 1) * vocab)].map(Double.init)
+                let m = row.max()!
+                let lse = m + log(row.reduce(0) { $0 + exp($1 - m) })
+                rows.append(row.map { $0 - lse })
+            }
+        }
+        return rows
+    }
+
+    @Test(arguments: ["llama31", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "smollm3", "nemo"])
+    func matchesLlamaCpp(variant: String) throws {
+        let g = try #require(Self.golden.models[variant])
+        let model = try LlamaModel.load(path: Self.variantPath(variant))
+        #expect(model.configuration.vocabularySize == g.vocab)
+        let ours = try Self.ourLogProbabilities(model, g, ctx: Self.golden.ctx, chunks: Self.golden.chunks)
+        try #require(ours.count == g.rows.count)
+        var nll = 0.0, kld = 0.0, sameTop = 0
+        let ctx = Self.golden.ctx, scored = ctx - 1 - ctx / 2
+        for (i, (row, base)) in zip(ours, g.rows).enumerated() {
+            let chunk = i / scored, r = i % scored
+            let target = Int(g.tokens[chunk * ctx + ctx / 2 + r + 1])
+            nll -= row[target]
+            // KL(base || ours) over the base's 32 most likely tokens (nearly all of its mass).
+            for (id, lp) in zip(base.ids, base.logprobs) where lp > -16 { kld += exp(lp) * (lp - row[id]) }
+            if row.indices.max(by: { row[$0] < row[$1] }) == base.ids[0] { sameTop += 1 }
+        }
+        let perplexity = exp(nll / Double(ours.count))
+        let meanKLD = kld / Double(ours.count), top = Double(sameTop) / Double(ours.count)
+        // Perplexity within 1%; KL divergence and top-token agreement of the order of llama.cpp's
+        // own variation between batch sizes and thread counts.
+        #expect(abs(perplexity / g.perplexity - 1) < 0.01, "\(variant): PPL \(perplexity) vs llama.cpp \(g.perplexity)")
+        #expect(meanKLD < max(3 * g.self_kld, 0.003), "\(variant): KLD \(meanKLD) vs llama.cpp's own \(g.self_kld)")
+        #expect(top >= g.self_same_top - 0.04, "\(variant): same top \(top) vs llama.cpp's own \(g.self_same_top)")
+        print("\(variant): PPL \(perplexity) (llama.cpp \(g.perplexity)), KLD \(meanKLD) (llama.cpp self \(g.self_kld)), same top \(top) (\(g.self_same_top))")
+    }
+
+    /// Llama 3.1's RoPE factors are read and change the logits (they used to be ignored).
+    @Test func ropeFactorsChangeTheLogits() throws {
+        let withFactors = try LlamaModel.load(path: Self.variantPath("llama31"))
+        let without = try LlamaModel.load(path: DefaultModel.locate())
+        let tokens = Array(Self.golden.models["llama31"]!.tokens[0..<200])
+        let a = try LlamaContext(model: withFactors, contextSize: 256, threads: 2).evaluate(tokens, logitsFor: .last)
+        let b = try LlamaContext(model: without, contextSize: 256, threads: 2).evaluate(tokens, logitsFor: .last)
+        let difference = zip(a, b).map { abs($0 - $1) }.max()!
+        #expect(difference > 0.05, "the factors changed the logits by only \(difference)")
+    }
+
+    @Test func slidingWindowLayersKeepOnlyTheirWindow() throws {
+        let model = try LlamaModel.load(path: Self.variantPath("gemma3"))
+        #expect(model.configuration.slidingWindow == 64)
+        #expect(model.configuration.layers.filter { $0.slidingWindow != nil }.count == 25)  // 30 layers, 5 of 6 sliding
+        let context = LlamaContext(model: model, contextSize: 4096, batchSize: 64, threads: 1)
+        let full = 30 * 4096 * model.configuration.kvDimension * 2 * 2
+        #expect(context.kvCacheBytes == (5 * 4096 + 25 * 128) * model.configuration.kvDimension * 2 * 2)
+        #expect(context.kvCacheBytes < full / 4)
+    }
+
+    /// Rewinding past what a sliding layer's ring still holds starts the sequence over.
+    @Test func rewindingPastTheRingStartsOver() throws {
+        let model = try LlamaModel.load(path: Self.variantPath("gemma3"))
+        let context = LlamaContext(model: model, contextSize: 512, batchSize: 16, threads: 1)
+        let tokens = Array(Self.golden.models["gemma3"]!.tokens[0..<200])
+        try context.evaluate(tokens, logitsFor: .none)
+        #expect(context.truncate(to: 190) == 190)
+        #expect(context.truncate(to: 20) == 0)
+        // And the logits after starting over equal a fresh context's.
+        let again = try context.evaluate(Array(tokens[0..<100]), logitsFor: .last)
+        let fresh = try LlamaContext(model: model, contextSize: 512, batchSize: 16, threads: 1).evaluate(Array(tokens[0..<100]), logitsFor: .last)
+        #expect(again == fresh)
+    }
+
+    // MARK: Errors naming what they are about
+
+    static func expectOneLineError(_ path: String, _ words: String..., sourceLocation: SourceLocation = #_sourceLocation) {
+        do {
+            _ = try LlamaModel.load(path: path)
+            Issue.record("the model loaded", sourceLocation: sourceLocation)
+        } catch {
+            let message = String(describing: error)
+            #expect(!message.contains("\n"), "\(message)", sourceLocation: sourceLocation)
+            for word in words { #expect(message.contains(word), "\(message)", sourceLocation: sourceLocation) }
+        }
+    }
+
+    @Test func missingTensorIsNamed() throws {
+        let path = try HostileModelTests.variant("missing") { t in t.name == "blk.1.ffn_up.weight" ? (t.shape, false) : nil }
+        Self.expectOneLineError(path, "blk.1.ffn_up.weight", "missing", "llama")
+    }
+
+    @Test func wrongShapeIsNamed() throws {
+        let path = try HostileModelTests.variant("shape") { t in t.name == "blk.0.attn_k.weight" ? ([t.shape[0], t.shape[1] * 2], true) : nil }
+        Self.expectOneLineError(path, "blk.0.attn_k.weight", "shape")
+    }
+
+    @Test func unusedTensorIsNamed() throws {
+        let original = try GGUFFile(path: HostileModelTests.stories)
+        var writer = GGUFWriter()
+        for (key, value) in original.metadata { writer.set(key, value) }
+        for t in original.tensors { try writer.addTensor(name: t.name, shape: t.shape, type: t.type, data: Array(original.data(of: t))) }
+        try writer.addTensor(name: "blk.0.post_ffw_norm.weight", shape: [64], type: .f32, data: [UInt8](repeating: 0, count: 256))
+        let path = TemporaryFile.path("arch-unused.gguf")
+        try writer.write(to: path)
+        Self.expectOneLineError(path, "blk.0.post_ffw_norm.weight", "not used by the llama architecture")
+    }
+
+    @Test func unknownArchitectureListsTheSupportedOnes() throws {
+        let path = try HostileModelTests.variant("arch", metadata: ["general.architecture": .string("mamba")])
+        Self.expectOneLineError(path, "mamba", "not supported", "llama", "qwen2", "gemma3", "phi3")
+    }
+
+    /// A Qwen2 file needs its biases; a Gemma 3 file its Q/K norms.
+    @Test func architectureSpecificTensorsAreRequired() throws {
+        let path = try HostileModelTests.variant("qwen2", metadata: Self.renamed("qwen2"))
+        Self.expectOneLineError(path, "blk.0.attn_q.bias", "missing", "qwen2")
+        let gemma = try HostileModelTests.variant("gemma3", metadata: Self.renamed("gemma3"))
+        Self.expectOneLineError(gemma, "missing", "gemma3")
+    }
+
+    /// stories260K's `llama.*` keys under another architecture's name.
+    static func renamed(_ arch: String) -> [String: GGUFValue?] {
+        let original = try! GGUFFile(path: HostileModelTests.stories)
+        var changes: [String: GGUFValue?] = ["general.architecture": .string(arch)]
+        for (key, value) in original.metadata where key.hasPrefix("llama.") {
+            changes[key] = .some(nil)
+            changes[arch + key.dropFirst(5)] = value
+        }
+        return changes
+    }
+}
