@@ -47,6 +47,24 @@ struct InfoCommand: ParsableCommand {
             add("RoPE", "dimensions \(dims), base \(formatNumber(h.ropeFreqBase ?? 10_000))")
         }
         add("RMS norm epsilon", h.rmsEpsilon.map { formatNumber($0) })
+        if let p = info.particulars {
+            var rope = "\(p.ropeStyle) pairs, base \(formatNumber(p.ropeBase)), head size \(p.headSize)"
+            if p.ropeScaling != "none" { rope += ", \(p.ropeScaling) scaling" + (p.ropeScalingFactor.map { " x\(formatNumber($0))" } ?? "") }
+            if let f = p.ropeFactors { rope += ", factors: \(f)" }
+            if p.layersWithoutRoPE > 0 { rope += ", \(p.layersWithoutRoPE) layers without RoPE" }
+            add("RoPE details", rope)
+            if let w = p.slidingWindow {
+                add("sliding window", "\(w) on \(p.slidingLayers) of \(h.blockCount ?? 0) layers"
+                    + (p.slidingRopeBase.map { " (RoPE base \(formatNumber($0)) there)" } ?? ""))
+            }
+            if p.attentionSoftCap != nil || p.finalLogitSoftCap != nil {
+                add("soft-caps", [p.attentionSoftCap.map { "attention \(formatNumber($0))" }, p.finalLogitSoftCap.map { "final logits \(formatNumber($0))" }]
+                    .compactMap { $0 }.joined(separator: ", "))
+            }
+            if let s = p.embeddingScale { add("embedding scale", formatNumber(s)) }
+        } else if let why = info.unsupported {
+            add("runs", "no: \(why)")
+        }
         if let t = info.tokenizer {
             var text = "\(t.kind), \(t.size) tokens"
             if let bos = t.bos { text += ", BOS \(bos)" }

@@ -27,6 +27,27 @@ public struct ModelInfo: Codable, Sendable {
         public var chatTemplate: Bool
     }
 
+    /// What the architecture unit makes of the file: nil when swift-llama cannot run it
+    /// (`unsupported` then says why).
+    public struct Particulars: Codable, Sendable {
+        public var headSize: Int
+        public var ropeBase: Double
+        public var ropeStyle: String
+        public var ropeScaling: String
+        public var ropeScalingFactor: Double?
+        /// Llama 3.1's `rope_freqs` or Phi-3's LongRoPE factors.
+        public var ropeFactors: String?
+        public var slidingWindow: Int?
+        public var slidingLayers: Int
+        public var slidingRopeBase: Double?
+        public var layersWithoutRoPE: Int
+        public var attentionSoftCap: Double?
+        public var finalLogitSoftCap: Double?
+        public var embeddingScale: Double?
+    }
+
+    public var particulars: Particulars?
+    public var unsupported: String?
     public var path: String
     public var fileSize: Int
     public var ggufVersion: Int
@@ -68,6 +89,22 @@ public struct ModelInfo: Codable, Sendable {
                 preTokenizer: pre, size: definition.tokens.count,
                 bos: definition.bos.map(Int.init), eos: definition.eos.map(Int.init),
                 addBOS: definition.addBOS, chatTemplate: file.string("tokenizer.chat_template") != nil)
+        }
+        do {
+            let c = try LlamaConfiguration(gguf: file)
+            let sliding = c.layers.filter { $0.slidingWindow != nil }
+            let factors = file.tensor(named: "rope_freqs.weight") != nil ? "rope_freqs (Llama 3.1)"
+                : file.tensor(named: "rope_factors_long.weight") != nil ? "LongRoPE short/long" : nil
+            particulars = Particulars(
+                headSize: c.headDimension, ropeBase: Double(c.ropeBase), ropeStyle: c.ropeStyle.rawValue, ropeScaling: c.ropeScalingType,
+                ropeScalingFactor: c.ropeScaling.scale != 1 ? Double(1 / c.ropeScaling.scale) : nil, ropeFactors: factors,
+                slidingWindow: c.slidingWindow, slidingLayers: sliding.count,
+                slidingRopeBase: sliding.first.flatMap { $0.ropeBase != c.ropeBase ? Double($0.ropeBase) : nil },
+                layersWithoutRoPE: c.layers.filter { !$0.rotates }.count,
+                attentionSoftCap: c.attentionSoftCap.map(Double.init), finalLogitSoftCap: c.finalLogitSoftCap.map(Double.init),
+                embeddingScale: c.embeddingScale != 1 ? Double(c.embeddingScale) : nil)
+        } catch {
+            if file.tensors.isEmpty { unsupported = nil } else { unsupported = error.description }
         }
         tensorCount = file.tensors.count
         tensorTypes = file.tensors.reduce(into: [:]) { $0[$1.type.name, default: 0] += 1 }
