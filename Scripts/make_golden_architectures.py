@@ -7,10 +7,13 @@ Benchmarks/build_llamacpp.sh, default settings, 2 threads) runs over the first c
 wiki.test.raw and saves its log-probabilities (--kl-divergence-base). From that file this script
 keeps, per scored token: the token, and the 32 most likely tokens with llama.cpp's
 log-probabilities. It also keeps llama.cpp's perplexity, and llama.cpp's KL divergence against
-itself when run with `-ub 32 -t 1` instead of its defaults: the yardstick of float error the
-Swift test holds swift-llama to.
+itself when run with `-ub 32 -t 1` instead of its defaults, and with flash attention off: the
+yardsticks of float error the Swift test holds swift-llama to.
 
-    Benchmarks/build_llamacpp.sh && python3 Scripts/make_arch_variants.py
+The trained Gemma 3 270M Q4_K_M file (Scripts/fetch_gemma3.py) is measured the same way, as
+"gemma3-270m", over 2 chunks of 512.
+
+    Benchmarks/build_llamacpp.sh && python3 Scripts/make_arch_variants.py && python3 Scripts/fetch_gemma3.py
     python3 Scripts/make_golden_architectures.py
 """
 import argparse
@@ -56,32 +59,44 @@ def main():
     parser.add_argument("--ctx", type=int, default=256)
     parser.add_argument("--chunks", type=int, default=2)
     parser.add_argument("--top", type=int, default=32)
+    parser.add_argument("--gemma", default=os.path.join(os.environ.get("LLAMA_CACHE") or os.path.expanduser("~/.cache/swift-llama"),
+                                                        "gemma-3-270m-q4_k_m.gguf"))
     args = parser.parse_args()
     text = os.path.join(args.fixtures, "wikitext-2/wiki.test.raw")
     perplexity = os.path.join(args.bin, "llama-perplexity")
     golden = {"llama_cpp_python": os.environ.get("LLAMA_CPP_PYTHON_VERSION", "0.3.36"), "ctx": args.ctx,
               "chunks": args.chunks, "text": "wikitext-2/wiki.test.raw", "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        for variant in VARIANTS:
-            model = os.path.join(args.variants, f"smollm2-{variant}.gguf")
+        runs = [(v, os.path.join(args.variants, f"smollm2-{v}.gguf"), args.ctx, args.chunks) for v in VARIANTS]
+        runs.append(("gemma3-270m", args.gemma, 512, 2))
+        for variant, model, ctx, chunks in runs:
             base = os.path.join(tmp, f"{variant}.bin")
-            out = run([perplexity, "-m", model, "-f", text, "-c", str(args.ctx), "--chunks", str(args.chunks),
+            out = run([perplexity, "-m", model, "-f", text, "-c", str(ctx), "--chunks", str(chunks),
                        "-t", "2", "--kl-divergence-base", base])
             ppl = float(re.search(r"Final estimate: PPL = ([0-9.]+)", out).group(1))
             # llama.cpp against itself with another batch split and thread count.
-            out = run([perplexity, "-m", model, "-c", str(args.ctx), "-ub", "32", "-t", "1",
+            out = run([perplexity, "-m", model, "-c", str(ctx), "-ub", "32", "-t", "1",
                        "--kl-divergence-base", base, "--kl-divergence"])
             self_kld = float(re.search(r"Mean\s+KLD:\s+([0-9.eE+-]+)", out).group(1))
+            self_ppl = float(re.search(r"Mean PPL\(Q\)\s+:\s+([0-9.eE+-]+)", out).group(1))
             same_top = float(re.search(r"Same top p:\s+([0-9.]+)", out).group(1)) / 100
+            # And without flash attention (llama.cpp's CPU default is on; its own non-FA path differs
+            # from it by float error too, and is the path swift-llama's attention resembles).
+            out = run([perplexity, "-m", model, "-c", str(ctx), "-fa", "off", "-t", "2",
+                       "--kl-divergence-base", base, "--kl-divergence"])
+            fa_off_ppl = float(re.search(r"Mean PPL\(Q\)\s+:\s+([0-9.eE+-]+)", out).group(1))
+            fa_off_kld = float(re.search(r"Mean\s+KLD:\s+([0-9.eE+-]+)", out).group(1))
             n_ctx, n_vocab, n_chunk, tokens, logp = read_logits_file(base)
             rows = []
             for r in range(logp.shape[0]):
                 top = np.argsort(-logp[r])[:args.top]
                 rows.append({"ids": top.tolist(), "logprobs": [round(float(x), 5) for x in logp[r][top]]})
             golden["models"][variant] = {
-                "perplexity": ppl, "self_kld": self_kld, "self_same_top": same_top,
+                "ctx": ctx, "chunks": chunks, "perplexity": ppl, "self_perplexity": self_ppl, "self_kld": self_kld,
+                "fa_off_perplexity": fa_off_ppl, "fa_off_kld": fa_off_kld, "self_same_top": same_top,
                 "vocab": n_vocab, "tokens": tokens.tolist(), "rows": rows}
-            print(f"{variant}: PPL {ppl}, llama.cpp -ub 32 -t 1 vs default: KLD {self_kld}, same top {same_top}")
+            print(f"{variant}: PPL {ppl}, llama.cpp -ub 32 -t 1 vs default: KLD {self_kld}, same top {same_top}; "
+                  f"-fa off: PPL {fa_off_ppl}, KLD {fa_off_kld}")
     with open(args.out, "w") as f:
         json.dump(golden, f, separators=(",", ":"))
         f.write("\n")

@@ -64,6 +64,8 @@ struct SpecialTokenMatcher: Sendable {
         let utf8 = text.utf8
         let from = utf8.index(utf8.startIndex, offsetBy: start)
         let to = utf8.index(from, offsetBy: end - start)
-        return text[from..<to]
+        // Through the scalars: String's own subscript rounds to Characters and would drop the
+        // "\r" of a "\r\n" whose "\n" is a token of its own (Gemma's vocabulary).
+        return Substring(text.unicodeScalars[from..<to])
     }
 }
