@@ -64,7 +64,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Llama"], path: "Tests/TestSupport"),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "TestSupport"]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels"], exclude: ["Golden"]),
-        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "Llama", "TestSupport"]),
+        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "Llama", "TestSupport"], exclude: ["Golden"]),
         .testTarget(name: "JinjaTests", dependencies: ["Jinja"], exclude: ["Golden", "Templates"]),
         .testTarget(name: "LlamaTests", dependencies: ["Llama", "TestSupport"], exclude: ["Golden"]),
         // The server's routes in-process (Hummingbird's test client), and over loopback.

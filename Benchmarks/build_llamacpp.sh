@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds llama.cpp's own tools (llama-bench, llama-server, llama-perplexity) from the source that
+# Builds llama.cpp's own tools (llama-bench, llama-server, llama-perplexity, llama-quantize, llama-tokenize) from the source that
 # the llama-cpp-python sdist on PyPI vendors, with cmake and ninja from PyPI, so that the
 # comparison needs nothing beyond pip. Native CPU flags, as a user building llama.cpp would.
 #
@@ -32,5 +32,5 @@ echo "building llama-bench and llama-server from $source (several minutes on 2 c
 python3 -m cmake -S "$source" -B "$dir/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
     -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
     -DCMAKE_MAKE_PROGRAM="$(python3 -c 'import ninja, os; print(os.path.join(ninja.BIN_DIR, "ninja"))')" >&2
-python3 -m cmake --build "$dir/build" --target llama-bench llama-server llama-perplexity llama-quantize -j "$(nproc)" >&2
+python3 -m cmake --build "$dir/build" --target llama-bench llama-server llama-perplexity llama-quantize llama-tokenize -j "$(nproc)" >&2
 echo "$bin"

@@ -42,16 +42,17 @@ public struct TokenizerDefinition: Sendable {
         self.eos = eos
         self.unknown = unknown
         // llama.cpp's defaults: SentencePiece vocabularies add BOS and the dummy prefix;
-        // byte-level ones add BOS only for Llama 3 style pre-tokenization.
+        // byte-level ones add BOS only for Llama 3 and Tekken style pre-tokenization, which also
+        // take a word that is a token as it is, without merging.
         switch model {
         case .sentencePiece:
             self.addBOS = addBOS ?? true
             self.addSpacePrefix = addSpacePrefix ?? true
             self.ignoreMerges = ignoreMerges ?? false
         case .byteLevelBPE(_, let pre):
-            self.addBOS = addBOS ?? (pre == .llama3)
+            self.addBOS = addBOS ?? (pre == .llama3 || pre == .tekken)
             self.addSpacePrefix = addSpacePrefix ?? false
-            self.ignoreMerges = ignoreMerges ?? (pre == .llama3)
+            self.ignoreMerges = ignoreMerges ?? (pre == .llama3 || pre == .tekken)
         }
         self.addEOS = addEOS
     }

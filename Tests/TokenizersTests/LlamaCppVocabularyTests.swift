@@ -47,3 +47,32 @@ import TestSupport
         print("\(vocabulary): \(passed)/\(inputs.count)")
     }
 }
+
+/// Mistral Nemo's "tekken" split (case changes inside words, `/` after punctuation, whole-word
+/// tokens), against llama.cpp's llama-tokenize on the Llama 3 vocabulary with that pre-tokenizer
+/// (Scripts/make_golden_tekken.py).
+@Suite struct TekkenTests {
+    struct Golden: Decodable {
+        struct Case: Decodable {
+            let text: String
+            let ids: [TokenID]
+        }
+        let cases: [Case]
+    }
+
+    @Test func matchesLlamaCpp() throws {
+        let url = URL(fileURLWithPath: Fixtures.projectRoot + "/Tests/TokenizersTests/Golden/tekken.json")
+        let golden = try JSONDecoder().decode(Golden.self, from: Data(contentsOf: url))
+        let original = try GGUFFile(path: LlamaCppVocabularyTests.folder + "/ggml-vocab-llama-bpe.gguf")
+        var writer = GGUFWriter()
+        for (key, value) in original.metadata { writer.set(key, key == "tokenizer.ggml.pre" ? .string("tekken") : value) }
+        let path = TemporaryFile.path("tekken-vocab.gguf")
+        try writer.write(to: path)
+        let tokenizer = try Tokenizer(gguf: GGUFFile(path: path))
+        #expect(golden.cases.count > 200)
+        for c in golden.cases {
+            #expect(tokenizer.encode(c.text, addSpecial: false) == c.ids, "\(c.text.debugDescription)")
+        }
+        #expect(tokenizer.definition.addBOS)
+    }
+}
