@@ -201,3 +201,33 @@ import TestSupport
         return changes
     }
 }
+
+/// `RandomModel` writes any architecture from the unit's own tensor table, and the loader reads
+/// it back: the table is one description for both.
+@Suite struct RandomModelTests {
+    @Test(arguments: ["llama3.2-1b", "qwen2.5-0.5b", "qwen3-0.6b", "gemma2-2b", "gemma3-1b", "phi3-mini", "smollm3-3b", "mistral-nemo-12b"])
+    func everyShapeInMiniature(name: String) throws {
+        var shape = try #require(RandomModel.shapes[name])
+        // The real shape's architecture and particulars, at a size a test can afford.
+        (shape.dim, shape.hidden, shape.layers, shape.heads, shape.kvHeads, shape.context) = (128, 256, 6, 4, 2, 256)
+        if shape.headSize != nil { shape.headSize = 64 }
+        let path = TemporaryFile.path("random-\(name).gguf")
+        let target = try #require(QuantizationPlan.target(named: "Q8_0"))
+        try RandomModel.write(shape: shape, name: name, target: target, tokenizer: nil, to: path)
+        let model = try LlamaModel.load(path: path)
+        #expect(model.configuration.architecture == shape.architecture)
+        #expect(model.configuration.headDimension == shape.headSize ?? 32)
+        let logits: [Float] = try LlamaContext(model: model, contextSize: 64, threads: 1).evaluate(Array(1...40), logitsFor: .last)
+        #expect(logits.allSatisfy { $0.isFinite })
+        try? FileManager.default.removeItem(atPath: path)
+    }
+
+    @Test func llama31FactorsAreMetasFormula() {
+        // Head size 64, base 500,000: high frequencies untouched, low ones divided by 8.
+        let f = RandomModel.llama31Factors(dimensions: 64, base: 500_000)
+        #expect(f.count == 32)
+        #expect(f.first == 1 && f.last == 8)
+        #expect(f.allSatisfy { (1...8).contains($0) })
+        #expect(zip(f, f.dropFirst()).allSatisfy { $0 <= $1 })
+    }
+}
