@@ -100,6 +100,9 @@ def main():
     with open(args.out, "w") as f:
         json.dump(golden, f, separators=(",", ":"))
         f.write("\n")
+    # A small base file in llama.cpp's own format, for the reader's test: stories260K, 2 chunks of 64.
+    run([perplexity, "-m", os.path.join(args.fixtures, "stories260K/stories260K.gguf"), "-f", text, "-c", "64",
+         "--chunks", "2", "-t", "2", "--kl-divergence-base", os.path.join(os.path.dirname(args.out), "stories260K-llamacpp.kld")])
 
 
 if __name__ == "__main__":

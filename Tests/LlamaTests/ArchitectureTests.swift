@@ -167,13 +167,7 @@ import TestSupport
     }
 
     @Test func unusedTensorIsNamed() throws {
-        let original = try GGUFFile(path: HostileModelTests.stories)
-        var writer = GGUFWriter()
-        for (key, value) in original.metadata { writer.set(key, value) }
-        for t in original.tensors { try writer.addTensor(name: t.name, shape: t.shape, type: t.type, data: Array(original.data(of: t))) }
-        try writer.addTensor(name: "blk.0.post_ffw_norm.weight", shape: [64], type: .f32, data: [UInt8](repeating: 0, count: 256))
-        let path = TemporaryFile.path("arch-unused.gguf")
-        try writer.write(to: path)
+        let path = try HostileModelTests.withExtraTensor("blk.0.post_ffw_norm.weight", count: 64)
         Self.expectOneLineError(path, "blk.0.post_ffw_norm.weight", "not used by the llama architecture")
     }
 

@@ -99,15 +99,20 @@ import TestSupport
         Self.expectRefused(rows, "token_embd.weight")
     }
 
-    @Test func unknownTensorIsNamed() throws {
-        let original = try GGUFFile(path: Self.stories)
+    /// stories260K with one more F32 tensor, which no architecture reads.
+    static func withExtraTensor(_ name: String, count: Int) throws -> String {
+        let original = try GGUFFile(path: stories)
         var writer = GGUFWriter()
         for (key, value) in original.metadata { writer.set(key, value) }
         for t in original.tensors { try writer.addTensor(name: t.name, shape: t.shape, type: t.type, data: Array(original.data(of: t))) }
-        try writer.addTensor(name: "blk.0.attn_q.bias", shape: [64], type: .f32, data: [UInt8](repeating: 0, count: 256))
-        let path = TemporaryFile.path("hostile-extra.gguf")
+        try writer.addTensor(name: name, shape: [count], type: .f32, data: [UInt8](repeating: 0, count: 4 * count))
+        let path = TemporaryFile.path("hostile-extra-\(name).gguf")
         try writer.write(to: path)
-        Self.expectRefused(path, "blk.0.attn_q.bias", "not used")
+        return path
+    }
+
+    @Test func unknownTensorIsNamed() throws {
+        Self.expectRefused(try Self.withExtraTensor("blk.0.attn_q.bias", count: 64), "blk.0.attn_q.bias", "not used")
     }
 
     @Test func headCountsThatDoNotFit() throws {

@@ -92,10 +92,13 @@ public final class LogitsFile: @unchecked Sendable {
         guard (4...(1 << 20)).contains(contextSize), (1...LlamaConfiguration.maxDimension).contains(vocabularySize), (1...(1 << 20)).contains(chunks) else {
             throw ModelError("'\(path)': header (n_ctx \(contextSize), n_vocab \(vocabularySize), chunks \(chunks)) is out of range")
         }
-        let tokenCount = contextSize * chunks
+        // Checked arithmetic: the header is untrusted, and its sizes multiply past Int.max.
+        let tokenCount = contextSize * chunks  // at most 2^40
         rowsStart = 20 + 4 * tokenCount
-        let needed = rowsStart + chunks * (contextSize - 1 - contextSize / 2) * Self.rowWidth(vocabularySize) * 2
-        guard bytes.count >= needed else {
+        let rows = chunks * (contextSize - 1 - contextSize / 2)
+        let (rowBytes, o1) = rows.multipliedReportingOverflow(by: Self.rowWidth(vocabularySize) * 2)
+        let (needed, o2) = rowsStart.addingReportingOverflow(rowBytes)
+        guard !o1, !o2, bytes.count >= needed else {
             throw ModelError("'\(path)' is truncated: \(bytes.count) bytes, \(needed) expected for \(chunks) chunks of \(contextSize)")
         }
         tokens = (0..<tokenCount).map { TokenID(int32(20 + 4 * $0)) }
