@@ -358,7 +358,7 @@ def chaos(args):
             start = time.time()
             status, _ = raw_request(port, "GET", "/health", timeout=30)
             health.append((time.time() - start, status))
-            rss.append(rss_mib(server.process.pid))
+            rss.append((time.time(), rss_mib(server.process.pid)))
             time.sleep(0.2)
 
     def client(seed):
@@ -427,15 +427,15 @@ def chaos(args):
     start = time.time()
     for t in threads:
         t.start()
-    # The level: memory once every kind of request has been seen and the allocator has settled,
-    # a quarter into the run but at least 20 seconds in.
-    level = None
+    # The level: the most memory the server held (sampled every 0.2 s) by the time every kind of
+    # request has been seen and the allocator has settled, a quarter into the run but at least
+    # 20 seconds in. (One sample there would catch a trough or a crest of the storm at random; the
+    # server trims freed memory every second, so its resident size saws up and down.)
     level_at = max(args.seconds / 4, min(20, args.seconds / 2))
     while time.time() - start < args.seconds and not stop.is_set():
         time.sleep(1)
-        if level is None and time.time() - start >= level_at:
-            level = rss_mib(server.process.pid)
     stop.set()
+    level = max((r for t, r in list(rss) if t - start <= level_at), default=None)
     for t in threads:
         t.join(timeout=180)
     time.sleep(2)
@@ -469,8 +469,8 @@ def chaos(args):
         print(f"/health: {len(latencies)} probes, {len(bad_health)} not 200; latency median {1000 * p(0.5):.1f} ms, "
               f"p99 {1000 * p(0.99):.1f} ms, max {1000 * latencies[-1]:.1f} ms")
     level = level or end
-    print(f"server alive at the end: {alive}; resident memory {baseline:.0f} MiB after warm-up, {level:.0f} MiB {level_at:.0f} s in, "
-          f"peak {max(rss or [end]):.0f} MiB, {end:.0f} MiB at the end")
+    print(f"server alive at the end: {alive}; resident memory {baseline:.0f} MiB after warm-up, {level:.0f} MiB at most in the first {level_at:.0f} s, "
+          f"peak {max([r for _, r in rss] or [end]):.0f} MiB, {end:.0f} MiB at the end")
     print(f"SIGTERM with hostile requests in flight: exited after {exit_seconds:.1f} s with code {server.process.returncode}")
     for problem in problems[:20]:
         print("  " + problem)

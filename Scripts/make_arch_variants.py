@@ -9,7 +9,10 @@ compared on files with peaked (trained) distributions:
   gemma2    + post-attention/FFN norms, GeGLU, soft-caps, embeddings scaled by sqrt(width),
               every other layer sliding (window 64)
   gemma3    + Q/K norms, post norms, 5 sliding layers (window 64, base 10000) per global one
-  phi3      Q, K, V fused into attn_qkv and gate|up into ffn_up; NeoX RoPE
+  phi3      Q, K, V fused into attn_qkv and gate|up into ffn_up; NeoX RoPE; LongRoPE factors
+            (short and long, original context 128, so a 256-token context uses the long ones)
+  yarn      llama with rope.scaling.type yarn, factor 4, original context 64
+  linear    llama with rope.scaling.type linear, factor 2
   smollm3   no RoPE on every 4th layer
   nemo      head size 128 (attention.key_length) although width / heads = 64: each head's Q/K/V
             rows are followed by as many zero rows, and attn_output reads zeros there
@@ -26,8 +29,8 @@ import os
 import numpy as np
 from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType, GGUFWriter
 
-VARIANTS = ["llama31", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "smollm3", "nemo"]
-ARCH = {"llama31": "llama", "nemo": "llama"}
+VARIANTS = ["llama31", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "smollm3", "nemo", "yarn", "linear"]
+ARCH = {"llama31": "llama", "nemo": "llama", "yarn": "llama", "linear": "llama"}
 
 
 def wave(n, scale, offset=1.0, phase=0.0):
@@ -104,6 +107,16 @@ def main():
         if variant == "gemma2":
             writer.add_float32(f"{arch}.attn_logit_softcapping", 50.0)
             writer.add_float32(f"{arch}.final_logit_softcapping", 30.0)
+        if variant == "yarn":
+            writer.add_string("llama.rope.scaling.type", "yarn")
+            writer.add_float32("llama.rope.scaling.factor", 4.0)
+            writer.add_uint32("llama.rope.scaling.original_context_length", 64)
+        if variant == "linear":
+            writer.add_string("llama.rope.scaling.type", "linear")
+            writer.add_float32("llama.rope.scaling.factor", 2.0)
+        if variant == "phi3":
+            writer.add_uint32("phi3.rope.scaling.original_context_length", 128)
+            writer.add_float32("phi3.rope.scaling.attn_factor", 1.1)
         if variant == "nemo":
             writer.add_uint32("llama.attention.key_length", 2 * head)
             writer.add_uint32("llama.attention.value_length", 2 * head)
@@ -148,6 +161,9 @@ def main():
                     add(f"{block}.post_ffw_norm.weight", wave(width, 0.1, 0.5, i + 0.25))
         if variant == "llama31":
             add("rope_freqs.weight", llama31_factors(head, base))
+        if variant == "phi3":
+            add("rope_factors_long.weight", wave(head // 2, 0.5, 2.0))
+            add("rope_factors_short.weight", wave(head // 2, 0.1, 1.1))
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()

@@ -26,7 +26,7 @@ import tempfile
 
 import numpy as np
 
-VARIANTS = ["llama31", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "smollm3", "nemo"]
+VARIANTS = ["llama31", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "smollm3", "nemo", "yarn", "linear"]
 
 
 def read_logits_file(path):

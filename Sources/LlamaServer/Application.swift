@@ -90,6 +90,7 @@ struct MetricsMiddleware<Context: RequestContext>: RouterMiddleware {
             guard let path = context.endpointPath, path != "NotFound" else { return "other" }
             return path
         }
+        defer { IdleMemoryTrimmer.noteActivity() }
         do {
             let response = try await next(request, context)
             metrics.count(route: route(), status: Int(response.status.code))

@@ -33,6 +33,10 @@ public final class InferenceEngine: Service, Sendable {
         self.scheduler = BatchScheduler(model: model, configuration: scheduler)
         embedder = LlamaContext(model: model, contextSize: self.scheduler.contextSize, batchSize: scheduler.batchSize,
                                 threads: scheduler.threads, kvCacheType: scheduler.kvCacheType)
+        // The slots' caches are the server's largest allocation: taken at start, so memory stays
+        // level under load and a context too large for the machine fails now.
+        self.scheduler.commitMemory()
+        embedder.commitMemory()
         workers = WorkerPool(threads: max(2, SystemInfo.physicalCores))
         longestTokenBytes = max(1, model.tokenizer.definition.tokens.lazy.map(\.utf8.count).max() ?? 1)
     }

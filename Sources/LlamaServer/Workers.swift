@@ -1,5 +1,6 @@
 import Foundation
 import Llama
+import Synchronization
 #if canImport(Glibc)
 /// glibc's: returns free memory at the top of the heap and in free pages to the system.
 @_silgen_name("malloc_trim") private func mallocTrim(_ pad: Int) -> Int32
@@ -78,22 +79,41 @@ final class WorkerPool: @unchecked Sendable {
             let job = jobs.removeFirst()
             condition.unlock()
             job()
-            releaseMemoryWhenIdle()
+            IdleMemoryTrimmer.noteActivity()
         }
     }
+}
 
-    private var lastTrim = Date.distantPast
+/// Hands memory freed by requests back to the system. A large request (an 8 MB body, a big
+/// template) leaves freed memory in glibc's arenas, on whichever thread it ran: a worker, or an
+/// event loop reading a body. One thread for the whole process trims at most once a second, and
+/// only after there was activity, so an idle server settles back to its level within a second
+/// of its last request, and a busy one trims about once a second.
+enum IdleMemoryTrimmer {
+    private struct State {
+        var dirty = false
+        var started = false
+    }
+    private static let state = Mutex(State())
 
-    /// A large request (an 8 MB body, a big template) leaves freed memory in glibc's arenas;
-    /// when no job waits, hand it back to the system (at most once a second).
-    private func releaseMemoryWhenIdle() {
+    /// Called after each request and job.
+    static func noteActivity() {
         #if canImport(Glibc)
-        let due: Bool = condition.withLock {
-            guard jobs.isEmpty, Date().timeIntervalSince(lastTrim) > 1 else { return false }
-            lastTrim = Date()
-            return true
+        let start = state.withLock { s in
+            s.dirty = true
+            defer { s.started = true }
+            return !s.started
         }
-        if due { _ = mallocTrim(0) }
+        if start {
+            let thread = Thread {
+                while true {
+                    Thread.sleep(forTimeInterval: 1)
+                    if state.withLock({ s in defer { s.dirty = false }; return s.dirty }) { _ = mallocTrim(0) }
+                }
+            }
+            thread.name = "llama-memory-trim"
+            thread.start()
+        }
         #endif
     }
 }

@@ -66,7 +66,7 @@ import TestSupport
     /// The trained Gemma 3 270M Q4_K_M from PyPI (Scripts/fetch_gemma3.py, run by Scripts/test).
     static var gemma3Path: String { DefaultModel.cacheDirectory + "/gemma-3-270m-q4_k_m.gguf" }
 
-    @Test(arguments: ["llama31", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "smollm3", "nemo", "gemma3-270m"])
+    @Test(arguments: ["llama31", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "smollm3", "nemo", "yarn", "linear", "gemma3-270m"])
     func matchesLlamaCpp(variant: String) throws {
         let g = try #require(Self.golden.models[variant])
         let model = try LlamaModel.load(path: variant == "gemma3-270m" ? Self.gemma3Path : Self.variantPath(variant))

@@ -79,6 +79,9 @@ public final class BatchScheduler: @unchecked Sendable {
     private var sampling: [Slot] = []
     private var logits: [Float] = []
 
+    /// Takes the KV caches' memory now (`LlamaContext.commitMemory`).
+    public func commitMemory() { context.commitMemory() }
+
     public init(model: LlamaModel, configuration: Configuration = Configuration()) {
         self.model = model
         self.configuration = configuration

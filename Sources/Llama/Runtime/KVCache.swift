@@ -43,6 +43,13 @@ final class KVCache: @unchecked Sendable {
         values.deallocate()
     }
 
+    /// Writes every byte once, so the pages are resident now rather than as positions fill.
+    func commit() {
+        let bytes = max(1, capacities.reduce(0, +) * kvDimension) * (type == .f16 ? 2 : 4)
+        keys.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+        values.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+    }
+
     /// Whether every layer still holds what attending from `position` on needs, when `filled`
     /// positions were written: a ring may have overwritten the start of the window.
     func canResume(at position: Int, filled: Int, windows: [Int?]) -> Bool {

@@ -67,6 +67,13 @@ public final class LlamaContext: @unchecked Sendable {
                            kvCacheType: kvCacheType, threads: max(1, threads))
     }
 
+    /// Touches every page of the KV caches now, as llama.cpp clears its cache buffers at start.
+    /// A server calls this: its memory is then taken at start (where a shortage fails at once,
+    /// not under load), stays level as conversations grow, and no step waits on page faults.
+    public func commitMemory() {
+        lock.withLock { for cache in caches { cache.commit() } }
+    }
+
     /// Bytes the KV caches of this context take.
     public var kvCacheBytes: Int {
         caches.count * model.configuration.kvBytes(contextSize: contextSize, batchSize: batchSize, type: kvCacheType)
