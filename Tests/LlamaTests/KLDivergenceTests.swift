@@ -41,7 +41,7 @@ import TestSupport
     @Test func badFilesAreClearErrors() throws {
         func refused(_ bytes: [UInt8], _ words: String) {
             let path = TemporaryFile.path("bad.kld")
-            FileManager.default.createFile(atPath: path, contents: Data(bytes))
+            _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
             #expect(throws: ModelError.self) { try LogitsFile(path: path) }
             do { _ = try LogitsFile(path: path) } catch { #expect(String(describing: error).contains(words), "\(error)") }
         }
