@@ -145,43 +145,32 @@ import TestSupport
 
     // MARK: Errors naming what they are about
 
-    static func expectOneLineError(_ path: String, _ words: String..., sourceLocation: SourceLocation = #_sourceLocation) {
-        do {
-            _ = try LlamaModel.load(path: path)
-            Issue.record("the model loaded", sourceLocation: sourceLocation)
-        } catch {
-            let message = String(describing: error)
-            #expect(!message.contains("\n"), "\(message)", sourceLocation: sourceLocation)
-            for word in words { #expect(message.contains(word), "\(message)", sourceLocation: sourceLocation) }
-        }
-    }
-
     @Test func missingTensorIsNamed() throws {
         let path = try HostileModelTests.variant("missing") { t in t.name == "blk.1.ffn_up.weight" ? (t.shape, false) : nil }
-        Self.expectOneLineError(path, "blk.1.ffn_up.weight", "missing", "llama")
+        HostileModelTests.expectRefused(path, oneLine: true, "blk.1.ffn_up.weight", "missing", "llama")
     }
 
     @Test func wrongShapeIsNamed() throws {
         let path = try HostileModelTests.variant("shape") { t in t.name == "blk.0.attn_k.weight" ? ([t.shape[0], t.shape[1] * 2], true) : nil }
-        Self.expectOneLineError(path, "blk.0.attn_k.weight", "shape")
+        HostileModelTests.expectRefused(path, oneLine: true, "blk.0.attn_k.weight", "shape")
     }
 
     @Test func unusedTensorIsNamed() throws {
         let path = try HostileModelTests.withExtraTensor("blk.0.post_ffw_norm.weight", count: 64)
-        Self.expectOneLineError(path, "blk.0.post_ffw_norm.weight", "not used by the llama architecture")
+        HostileModelTests.expectRefused(path, oneLine: true, "blk.0.post_ffw_norm.weight", "not used by the llama architecture")
     }
 
     @Test func unknownArchitectureListsTheSupportedOnes() throws {
         let path = try HostileModelTests.variant("arch", metadata: ["general.architecture": .string("mamba")])
-        Self.expectOneLineError(path, "mamba", "not supported", "llama", "qwen2", "gemma3", "phi3")
+        HostileModelTests.expectRefused(path, oneLine: true, "mamba", "not supported", "llama", "qwen2", "gemma3", "phi3")
     }
 
     /// A Qwen2 file needs its biases; a Gemma 3 file its Q/K norms.
     @Test func architectureSpecificTensorsAreRequired() throws {
         let path = try HostileModelTests.variant("qwen2", metadata: Self.renamed("qwen2"))
-        Self.expectOneLineError(path, "blk.0.attn_q.bias", "missing", "qwen2")
+        HostileModelTests.expectRefused(path, oneLine: true, "blk.0.attn_q.bias", "missing", "qwen2")
         let gemma = try HostileModelTests.variant("gemma3", metadata: Self.renamed("gemma3"))
-        Self.expectOneLineError(gemma, "missing", "gemma3")
+        HostileModelTests.expectRefused(gemma, oneLine: true, "missing", "gemma3")
     }
 
     /// stories260K's `llama.*` keys under another architecture's name.

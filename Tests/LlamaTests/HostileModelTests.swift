@@ -30,13 +30,14 @@ import TestSupport
         return path
     }
 
-    /// Loading fails with a ModelError whose text holds every one of `words`.
-    static func expectRefused(_ path: String, _ words: String..., sourceLocation: SourceLocation = #_sourceLocation) {
+    /// Loading fails with a ModelError whose text holds every one of `words` (on one line, with `oneLine`).
+    static func expectRefused(_ path: String, oneLine: Bool = false, _ words: String..., sourceLocation: SourceLocation = #_sourceLocation) {
         do {
             _ = try LlamaModel.load(path: path)
             Issue.record("the model loaded", sourceLocation: sourceLocation)
         } catch {
             let message = String(describing: error)
+            if oneLine { #expect(!message.contains("\n"), "\(message)", sourceLocation: sourceLocation) }
             for word in words { #expect(message.contains(word), "\(message)", sourceLocation: sourceLocation) }
         }
     }
