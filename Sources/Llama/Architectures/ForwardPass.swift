@@ -29,7 +29,7 @@ public final class ForwardPass: @unchecked Sendable {
     private let fused: UnsafeMutablePointer<Float>?
     private let ropeTable: UnsafeMutablePointer<Float>
     /// The RoPE frequency divisors in use (Llama 3.1's, or LongRoPE's for this context size).
-    private let ropeFactors: [Float]?
+    private let ropeFactors: UnsafeMutablePointer<Float>?
 
     init(model: LlamaModel, contextSize: Int, capacity: Int, caches: [KVCache], kvCacheType: LlamaContext.KVCacheType, threads: Int) {
         let c = model.configuration
@@ -63,12 +63,18 @@ public final class ForwardPass: @unchecked Sendable {
         positions.initialize(repeating: 0, count: capacity)
         ropeTable = .allocate(capacity: max(2, c.ropeDimensions))
         let w = model.weights
-        ropeFactors = w.ropeFactors ?? (contextSize > c.scalingOriginalContext ? w.ropeFactorsLong : w.ropeFactorsShort)
+        let factors = w.ropeFactors ?? (contextSize > c.scalingOriginalContext ? w.ropeFactorsLong : w.ropeFactorsShort)
+        ropeFactors = factors.map { f in
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: f.count)
+            p.initialize(from: f, count: f.count)
+            return p
+        }
     }
 
     deinit {
         for p in [x, xb, q, k, v, attention, gate, up, ropeTable] { p.deallocate() }
         fused?.deallocate()
+        ropeFactors?.deallocate()
         sequences.deallocate()
         positions.deallocate()
     }
@@ -118,17 +124,9 @@ public final class ForwardPass: @unchecked Sendable {
         if let kNorm = w.kNorm { headNorm(k, heads: n * c.kvHeadCount, kNorm) }
         let settings = c.layers[layer]
         if settings.rotates {
-            let factors = ropeFactors
             for t in 0..<n {
-                if let factors {
-                    factors.withUnsafeBufferPointer {
-                        Ops.ropeTable(position: positions[t], dimensions: c.ropeDimensions, base: settings.ropeBase,
-                                      scaling: settings.ropeScaling, factors: $0.baseAddress, into: ropeTable)
-                    }
-                } else {
-                    Ops.ropeTable(position: positions[t], dimensions: c.ropeDimensions, base: settings.ropeBase,
-                                  scaling: settings.ropeScaling, factors: nil, into: ropeTable)
-                }
+                Ops.ropeTable(position: positions[t], dimensions: c.ropeDimensions, base: settings.ropeBase,
+                              scaling: settings.ropeScaling, factors: ropeFactors, into: ropeTable)
                 Ops.rope(q + t * qDim, heads: c.headCount, headSize: head, dimensions: c.ropeDimensions, table: ropeTable, style: c.ropeStyle)
                 Ops.rope(k + t * kvDim, heads: c.kvHeadCount, headSize: head, dimensions: c.ropeDimensions, table: ropeTable, style: c.ropeStyle)
             }
