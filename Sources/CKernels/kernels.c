@@ -1,6 +1,7 @@
 #include "CKernels.h"
 #include "half.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -18,20 +19,33 @@ enum { ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_AVX512 = 2, ISA_NEON = 3 };
 static _Thread_local int forced_scalar = 0;  // per thread: a test forcing scalar code affects nothing else
 static _Atomic int detected = -1;
 
+static int best_path(void) {
+#if LLK_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return ISA_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) return ISA_AVX2;
+    return ISA_SCALAR;
+#elif LLK_NEON
+    return ISA_NEON;
+#else
+    return ISA_SCALAR;
+#endif
+}
+
+// A named path, capped at what the CPU has (AVX-512 > AVX2 > scalar; NEON > scalar).
+static int capped_path(const char *name) {
+    const int best = best_path();
+    if (!name || !*name) return best;
+    if (!strcmp(name, "scalar")) return ISA_SCALAR;
+    if (!strcmp(name, "avx2")) return best == ISA_AVX512 || best == ISA_AVX2 ? ISA_AVX2 : best;
+    if (!strcmp(name, "avx512")) return best;
+    if (!strcmp(name, "neon")) return best;
+    return best;
+}
+
 static int isa(void) {
     if (forced_scalar) return ISA_SCALAR;
-    if (detected < 0) {
-#if LLK_X86
-        __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) detected = ISA_AVX512;
-        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) detected = ISA_AVX2;
-        else detected = ISA_SCALAR;
-#elif LLK_NEON
-        detected = ISA_NEON;
-#else
-        detected = ISA_SCALAR;
-#endif
-    }
+    if (detected < 0) detected = capped_path(getenv("LLAMA_CPU_PATH"));
     return detected;
 }
 
@@ -44,13 +58,18 @@ const char *llk_isa(void) {
     }
 }
 
+const char *llk_set_path(const char *name) {
+    detected = capped_path(name);
+    return llk_isa();
+}
+
 void llk_force_scalar(int scalar) { forced_scalar = scalar; }
 
 int llk_isa_id(void) { return isa(); }
 
 static _Atomic int vnni = -1;
 
-/// Whether the CPU has AVX-512 VNNI (8-bit dot products), for the integer kernels.
+/// Whether the CPU has AVX-512 VNNI (8-bit dot products) and the AVX-512 path is in use.
 int llk_has_vnni(void) {
     if (vnni < 0) {
 #if LLK_X86
@@ -60,7 +79,7 @@ int llk_has_vnni(void) {
         vnni = 0;
 #endif
     }
-    return vnni;
+    return vnni && isa() == ISA_AVX512;
 }
 
 // ---------------------------------------------------------------------------------------------

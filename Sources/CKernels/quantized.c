@@ -23,7 +23,8 @@ int llk_has_vnni(void);
 enum { TYPE_Q4_0 = 2, TYPE_Q4_1 = 3, TYPE_Q5_0 = 6, TYPE_Q5_1 = 7, TYPE_Q8_0 = 8 };
 
 // Prepared activations for one token: `pairs` of these, then 2 * pairs floats holding each
-// block's half-precision sum (scale x sum of its values), as llama.cpp's Q8_1 keeps it.
+// block's half-precision sum (scale x sum of its values), as llama.cpp's Q8_1 keeps it, then
+// 2 * pairs int32 holding -bias x (sum of the block's values) for the repacked kernels (packed.c).
 typedef struct {
     int8_t q[64];      // two blocks of 32 values
     int32_t init[16];  // per 4-value lane: -bias x lane sum, so unsigned weights give signed sums
@@ -64,7 +65,7 @@ int llk_q8_supports(int type) { return block_bytes(type) != 0; }
 static int64_t pairs_of(int64_t blocks) { return (blocks + 1) / 2; }
 
 int64_t llk_q8_token_bytes(int64_t blocks) {
-    return pairs_of(blocks) * (int64_t)sizeof(q8_pair) + pairs_of(blocks) * 2 * (int64_t)sizeof(float);
+    return pairs_of(blocks) * (int64_t)sizeof(q8_pair) + pairs_of(blocks) * 2 * (int64_t)(sizeof(float) + sizeof(int32_t));
 }
 
 int64_t llk_q8_scratch_bytes(int64_t blocks) {
@@ -110,6 +111,7 @@ void llk_q8_prepare(int type, const float *x, int64_t blocks, void *out) {
     q8_pair *pairs = (q8_pair *)out;
     const int64_t npairs = pairs_of(blocks);
     float *sums = (float *)(pairs + npairs);
+    int32_t *bias_sums = (int32_t *)(sums + 2 * npairs);
     const int bias = weight_bias(type);
 #if LLK_X86
     const int wide = llk_isa_id() == 2;
@@ -129,11 +131,14 @@ void llk_q8_prepare(int type, const float *x, int64_t blocks, void *out) {
                 memset(pair->q + 32 * h, 0, 32);
             }
             sums[b] = s;
+            int32_t block_bias = 0;
             for (int l = 0; l < 8; l++) {
                 const int8_t *v = pair->q + 32 * h + 4 * l;
                 pair->init[8 * h + l] = -bias * (v[0] + v[1] + v[2] + v[3]);
+                block_bias += pair->init[8 * h + l];
                 pair->d[8 * h + l] = d;
             }
+            bias_sums[b] = block_bias;
         }
     }
 }

@@ -1,4 +1,11 @@
 import CKernels
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// A weight matrix in a ggml type: `rows` rows of `columns` values, each row contiguous
 /// (`rowBytes` apart). The memory is not owned: it usually points into a mapped model file,
@@ -14,6 +21,8 @@ public struct WeightMatrix: @unchecked Sendable {
     /// the 32-value types, or the K types with 256-value activation blocks.
     let integerProducts: Bool
     let kIntegerProducts: Bool
+    /// The rows regrouped 8 at a time for the running path's kernels (`regrouped`), or nil.
+    public private(set) var groups: RegroupedRows?
 
     public struct Unsupported: Error, CustomStringConvertible {
         public let description: String
@@ -36,6 +45,36 @@ public struct WeightMatrix: @unchecked Sendable {
         kIntegerProducts = llk_qk_supports(Int32(type.id)) != 0
     }
 
+    /// This matrix with its rows regrouped 8 at a time in memory of its own, where the running code
+    /// path has kernels for that layout (otherwise itself). The rows past the last whole group stay
+    /// where they are. With `releasingMappedPages`, the pages of `data` that the groups replace are
+    /// handed back to the OS, so that memory holds one copy of the weights, not two: only for data
+    /// in a read-only file mapping, where a later read (dequantizeRow) pages them in again.
+    public func regrouped(releasingMappedPages: Bool) -> WeightMatrix {
+        let id = Int32(type.id)
+        guard groups == nil, rows >= 8, llk_x8_preferred(id) != 0 else { return self }
+        let blocks = Int64(columns / type.blockSize)
+        let count = rows / 8, groupBytes = Int(llk_x8_group_bytes(id, blocks))
+        let storage = RegroupedRows(groups: count, groupBytes: groupBytes)
+        for g in 0..<count {
+            llk_x8_pack(id, data + 8 * g * rowBytes, Int64(rowBytes), blocks, storage.base + g * groupBytes)
+        }
+        if releasingMappedPages { Self.releasePages(data, 8 * count * rowBytes) }
+        var copy = self
+        copy.groups = storage
+        return copy
+    }
+
+    /// MADV_DONTNEED on the whole pages inside the range: a private read-only file mapping drops
+    /// them from this process and reads them from the file again if they are touched.
+    private static func releasePages(_ start: UnsafeRawPointer, _ count: Int) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        guard page > 0 else { return }
+        let first = (Int(bitPattern: start) + page - 1) / page * page, end = (Int(bitPattern: start) + count) / page * page
+        guard end > first, let pointer = UnsafeMutableRawPointer(bitPattern: first) else { return }
+        _ = madvise(pointer, end - first, MADV_DONTNEED)
+    }
+
     /// Row `r` as floats.
     public func dequantizeRow(_ r: Int, into out: UnsafeMutablePointer<Float>) {
         let row = data + r * rowBytes
@@ -47,6 +86,22 @@ public struct WeightMatrix: @unchecked Sendable {
         // The type was checked in init, so this cannot throw.
         try? Dequantize.row(type, row, out, count: columns)
     }
+}
+
+/// Weight rows regrouped 8 at a time (llk_x8_pack), in memory this object owns.
+public final class RegroupedRows: @unchecked Sendable {
+    let base: UnsafeMutableRawPointer
+    public let count: Int
+    let groupBytes: Int
+    public var bytes: Int { count * groupBytes }
+
+    init(groups: Int, groupBytes: Int) {
+        count = groups
+        self.groupBytes = groupBytes
+        base = .allocate(byteCount: max(1, groups * groupBytes), alignment: 64)
+    }
+
+    deinit { base.deallocate() }
 }
 
 /// A float buffer that grows when asked for more and is otherwise reused, so that after the first
@@ -146,10 +201,32 @@ public enum MatMul {
                 if kTypes { llk_qk_prepare(token, blocks, out) } else { llk_q8_prepare(type, token, blocks, out) }
             }
         }
-        let quads = (w.rows + 3) / 4
-        let workers = max(1, min(threads, quads))
         let output = SendablePointer(y)
         let scratchFloats = kTypes || tokens == 1 ? 1 : Int(llk_q8_scratch_bytes(blocks)) / 4
+        if let groups = w.groups {
+            // Whole groups of 8 rows per worker; the rows past the last group go to the last worker.
+            let workers = max(1, min(threads, groups.count))
+            pool.run(workers) { worker in
+                let first = groups.count * worker / workers, end = groups.count * (worker + 1) / workers
+                if end > first {
+                    llk_x8_matmul(type, groups.base + first * groups.groupBytes, Int64(end - first), activations.pointer,
+                                  Int64(tokens), blocks, output.pointer + 8 * first, Int64(w.rows))
+                }
+                let tail = 8 * groups.count
+                guard worker == workers - 1, tail < w.rows else { return }
+                let rows = w.data + tail * w.rowBytes, count = Int64(w.rows - tail)
+                if kTypes {
+                    llk_qk_matmul(type, rows, Int64(w.rowBytes), count, activations.pointer, Int64(tokens), blocks,
+                                  output.pointer + tail, Int64(w.rows))
+                } else {
+                    llk_q8_matmul(type, rows, Int64(w.rowBytes), count, activations.pointer, Int64(tokens), blocks,
+                                  output.pointer + tail, Int64(w.rows), workspace.workers[worker].ensure(scratchFloats))
+                }
+            }
+            return
+        }
+        let quads = (w.rows + 3) / 4
+        let workers = max(1, min(threads, quads))
         pool.run(workers) { worker in
             let first = min(w.rows, quads * worker / workers * 4), end = min(w.rows, quads * (worker + 1) / workers * 4)
             guard end > first else { return }

@@ -84,6 +84,33 @@ void llk_qk_matmul(int type, const void *weights, int64_t row_bytes, int64_t row
 /// (without an importance matrix). Returns 0 for a type it does not know.
 int llk_qk_quantize(int type, const float *x, int64_t blocks, void *out);
 
+// ---------------------------------------------------------------------------------------------
+// Rows regrouped 8 at a time (packed.c): one output lane per row in the AVX2 products. Types
+// Q4_0, Q4_1, Q8_0 (activations from llk_q8_prepare) and Q4_K, Q5_K, Q6_K (llk_qk_prepare).
+
+/// Whether `type` has a regrouped layout.
+int llk_x8_supports(int type);
+
+/// Whether the running code path multiplies `type` faster regrouped (so a model should repack).
+/// $LLAMA_NO_REGROUP (any value) says no, to compare with the row kernels.
+int llk_x8_preferred(int type);
+
+/// Bytes of one group of 8 rows of `blocks` blocks each.
+int64_t llk_x8_group_bytes(int type, int64_t blocks);
+
+/// Regroups 8 rows (`row_bytes` apart) into one group, and back.
+void llk_x8_pack(int type, const void *rows, int64_t row_bytes, int64_t blocks, void *group);
+void llk_x8_unpack(int type, const void *group, int64_t blocks, void *rows, int64_t row_bytes);
+
+/// out[t * out_stride + r] = row r times token t for r < 8 x groups, t < tokens.
+void llk_x8_matmul(int type, const void *packed, int64_t groups, const void *activations, int64_t tokens,
+                   int64_t blocks, float *out, int64_t out_stride);
+
+/// Forces the code path for the whole process: "avx512", "avx2", "neon" or "scalar" (a path the
+/// CPU lacks falls back to the best it has). Returns the path in use. The `llama` tool calls it
+/// with $LLAMA_CPU_PATH.
+const char *llk_set_path(const char *name);
+
 #ifdef __cplusplus
 }
 #endif

@@ -52,12 +52,24 @@ public final class LlamaModel: @unchecked Sendable {
         let mapping = try MappedFile(path: path)
         let magic = mapping.count >= 4 ? Array(UnsafeRawBufferPointer(rebasing: mapping.bytes[0..<4])) : []
         if magic == GGUFFile.magic {
-            let model = try load(gguf: GGUFFile(mapping: mapping))
+            let file = try GGUFFile(mapping: mapping)
+            // Before loading: the regrouping in `load` releases pages that a later touch would read back.
             if let progress { touch(mapping.bytes, progress: progress) }
-            return model
+            return try load(gguf: file)
         }
         let tokenizerFile = tokenizerPath ?? (URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("tokenizer.bin").path)
         return try Llama2cCheckpoint.load(mapping: mapping, tokenizerPath: tokenizerFile)
+    }
+
+    /// The matrices the blocks and the classifier multiply, regrouped for the running code path's
+    /// kernels where it has them; their mapped pages are released, so memory holds one copy. The
+    /// token embeddings stay mapped (rows are looked up one by one; a tied classifier uses them).
+    static func regroup(_ blocks: inout [BlockWeights], _ weights: inout ModelWeights) {
+        let matrices: [WritableKeyPath<BlockWeights, WeightMatrix?>] = [\.q, \.k, \.v, \.qkv, \.attentionOutput, \.gate, \.up, \.down, \.gateUp]
+        for i in blocks.indices {
+            for path in matrices { blocks[i][keyPath: path] = blocks[i][keyPath: path]?.regrouped(releasingMappedPages: true) }
+        }
+        weights.output = weights.output?.regrouped(releasingMappedPages: true)
     }
 
     /// Reads one byte of every page, so the file is resident; reports progress every 1%.
@@ -94,6 +106,7 @@ public final class LlamaModel: @unchecked Sendable {
             blocks.append(block)
         }
         try binder.checkAllUsed()
+        regroup(&blocks, &weights)
         return LlamaModel(configuration: config, architecture: unit, tokenizer: tokenizer, path: file.path, weights: weights,
                           blocks: blocks, storage: file, chatTemplateSource: file.string("tokenizer.chat_template"))
     }

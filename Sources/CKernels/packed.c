@@ -1,0 +1,481 @@
+// Weights regrouped eight rows at a time ("x8"), for AVX2 products that give one output lane per
+// row: a 32-byte register holds 4 consecutive values of each of the 8 rows, so one maddubs with
+// 4 activation bytes broadcast to every lane works on 8 rows at once and the lanes never need a
+// horizontal sum. The same arithmetic as the per-row kernels (exact integer sums per block or
+// sub-block, then the float scales in the same order), so results match their scalar twins.
+//
+// A group holds, per block (per super block for the K types), the 8 rows' scales and then their
+// values. Layouts (r = row in the group, i < 4 a byte of a 4-value run):
+//   Q4_0  8 half d | 4 x 32 B: byte 4r+i of run k = qs_r[4k+i] (low nibble value 4k+i, high 16+4k+i)
+//   Q4_1  8 half d | 8 half m | as Q4_0
+//   Q8_0  8 half d | 8 x 32 B: byte 4r+i of run k = qs_r[4k+i]
+//   Q4_K  8 half d | 8 half dmin | 4 x 16 B scales (byte 2r+e of pair p = scale 2p+e of row r)
+//         | 4 x 16 B mins (same) | 32 x 32 B: run 8c+k byte 4r+i = qs_r[32c+4k+i]
+//   Q5_K  as Q4_K | 8 x 32 B high bits: run k byte 4r+i = qh_r[4k+i]
+//   Q6_K  8 half d | 8 x 16 B scales (pairs, as Q4_K) | 32 x 32 B low bits: run 16n+k byte
+//         4r+i = ql_r[64n+4k+i] | 16 x 32 B high bits: run 8n+k byte 4r+i = qh_r[32n+4k+i]
+// Every group is as large as its 8 rows, except Q4_K and Q5_K (32 B more per super block).
+
+#include "CKernels.h"
+#include "half.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define LLK_X86 1
+#endif
+
+int llk_isa_id(void);
+int llk_has_vnni(void);
+
+enum { TYPE_Q4_0 = 2, TYPE_Q4_1 = 3, TYPE_Q8_0 = 8, TYPE_Q4_K = 12, TYPE_Q5_K = 13, TYPE_Q6_K = 14 };
+
+static int row_block_bytes(int type) {
+    switch (type) {
+    case TYPE_Q4_0: return 18;
+    case TYPE_Q4_1: return 20;
+    case TYPE_Q8_0: return 34;
+    case TYPE_Q4_K: return 144;
+    case TYPE_Q5_K: return 176;
+    case TYPE_Q6_K: return 210;
+    default: return 0;
+    }
+}
+
+static int group_block_bytes(int type) {
+    switch (type) {
+    case TYPE_Q4_K: return 8 * 144 + 32;
+    case TYPE_Q5_K: return 8 * 176 + 32;
+    default: return 8 * row_block_bytes(type);
+    }
+}
+
+int llk_x8_supports(int type) { return row_block_bytes(type) != 0; }
+
+int llk_x8_preferred(int type) {
+    if (!llk_x8_supports(type) || getenv("LLAMA_NO_REGROUP")) return 0;
+    const int isa = llk_isa_id();
+    if (isa == 1) return 1;
+    // On AVX-512 VNNI the 32-value types have their own register-tiled kernels (quantized.c).
+    if (isa == 2) return type >= TYPE_Q4_K || !llk_has_vnni();
+    return 0;
+}
+
+int64_t llk_x8_group_bytes(int type, int64_t blocks) { return blocks * group_block_bytes(type); }
+
+// Copies 4 bytes of each of the 8 rows into one 32-byte run.
+static void gather_run(uint8_t *run, const uint8_t *const rows[8], int64_t offset) {
+    for (int r = 0; r < 8; r++) memcpy(run + 4 * r, rows[r] + offset, 4);
+}
+
+static void scatter_run(const uint8_t *run, uint8_t *const rows[8], int64_t offset) {
+    for (int r = 0; r < 8; r++) memcpy(rows[r] + offset, run + 4 * r, 4);
+}
+
+// Packs (pack = 1) or unpacks (pack = 0) one block of 8 rows; `rows` point at the block in each row.
+static void convert_block(int type, int pack, uint8_t *const rows[8], uint8_t *g) {
+#define MOVE(dst_packed, src_row, n)                     \
+    do {                                                 \
+        if (pack) memcpy((dst_packed), (src_row), (n));  \
+        else memcpy((void *)(src_row), (dst_packed), (n)); \
+    } while (0)
+#define RUN(run, offset)                                           \
+    do {                                                           \
+        if (pack) gather_run((run), (const uint8_t *const *)rows, (offset)); \
+        else scatter_run((run), rows, (offset));                   \
+    } while (0)
+    switch (type) {
+    case TYPE_Q4_0:
+    case TYPE_Q4_1: {
+        const int header = type == TYPE_Q4_1 ? 4 : 2;
+        for (int r = 0; r < 8; r++) {
+            MOVE(g + 2 * r, rows[r], 2);
+            if (header == 4) MOVE(g + 16 + 2 * r, rows[r] + 2, 2);
+        }
+        uint8_t *runs = g + 8 * header;
+        for (int k = 0; k < 4; k++) RUN(runs + 32 * k, header + 4 * k);
+        return;
+    }
+    case TYPE_Q8_0:
+        for (int r = 0; r < 8; r++) MOVE(g + 2 * r, rows[r], 2);
+        for (int k = 0; k < 8; k++) RUN(g + 16 + 32 * k, 2 + 4 * k);
+        return;
+    case TYPE_Q4_K:
+    case TYPE_Q5_K: {
+        for (int r = 0; r < 8; r++) {
+            MOVE(g + 2 * r, rows[r], 2);
+            MOVE(g + 16 + 2 * r, rows[r] + 2, 2);
+        }
+        // The 6-bit scales and mins, spread to bytes (pack) or packed back (unpack).
+        for (int r = 0; r < 8; r++) {
+            uint8_t *s = rows[r] + 4;
+            if (pack) {
+                for (int j = 0; j < 8; j++) {
+                    const uint8_t sc = j < 4 ? s[j] & 63 : (uint8_t)((s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4));
+                    const uint8_t mn = j < 4 ? s[j + 4] & 63 : (uint8_t)((s[j + 4] >> 4) | ((s[j] >> 6) << 4));
+                    g[32 + 16 * (j / 2) + 2 * r + (j & 1)] = sc;
+                    g[96 + 16 * (j / 2) + 2 * r + (j & 1)] = mn;
+                }
+            } else {
+                memset(s, 0, 12);
+                for (int j = 0; j < 8; j++) {
+                    const uint8_t sc = g[32 + 16 * (j / 2) + 2 * r + (j & 1)], mn = g[96 + 16 * (j / 2) + 2 * r + (j & 1)];
+                    if (j < 4) {
+                        s[j] |= sc & 63;
+                        s[j + 4] |= mn & 63;
+                    } else {
+                        s[j + 4] = (uint8_t)((sc & 0xF) | ((mn & 0xF) << 4));
+                        s[j - 4] |= (uint8_t)((sc >> 4) << 6);
+                        s[j] |= (uint8_t)((mn >> 4) << 6);
+                    }
+                }
+            }
+        }
+        const int five = type == TYPE_Q5_K;
+        uint8_t *runs = g + 160;
+        for (int c = 0; c < 4; c++)
+            for (int k = 0; k < 8; k++) RUN(runs + 32 * (8 * c + k), (five ? 48 : 16) + 32 * c + 4 * k);
+        if (five)
+            for (int k = 0; k < 8; k++) RUN(runs + 1024 + 32 * k, 16 + 4 * k);
+        return;
+    }
+    case TYPE_Q6_K: {
+        for (int r = 0; r < 8; r++) {
+            MOVE(g + 2 * r, rows[r] + 208, 2);
+            for (int j = 0; j < 16; j++) MOVE(g + 16 + 16 * (j / 2) + 2 * r + (j & 1), rows[r] + 192 + j, 1);
+        }
+        uint8_t *low = g + 144, *high = g + 144 + 1024;
+        for (int n = 0; n < 2; n++) {
+            for (int k = 0; k < 16; k++) RUN(low + 32 * (16 * n + k), 64 * n + 4 * k);
+            for (int k = 0; k < 8; k++) RUN(high + 32 * (8 * n + k), 128 + 32 * n + 4 * k);
+        }
+        return;
+    }
+    default: return;
+    }
+#undef MOVE
+#undef RUN
+}
+
+static void convert_group(int type, int pack, const uint8_t *rows, int64_t row_bytes, int64_t blocks, uint8_t *group) {
+    const int bytes = row_block_bytes(type), gbytes = group_block_bytes(type);
+    for (int64_t b = 0; b < blocks; b++) {
+        uint8_t *r8[8];
+        for (int r = 0; r < 8; r++) r8[r] = (uint8_t *)rows + r * row_bytes + b * bytes;
+        convert_block(type, pack, r8, group + b * gbytes);
+    }
+}
+
+void llk_x8_pack(int type, const void *rows, int64_t row_bytes, int64_t blocks, void *group) {
+    convert_group(type, 1, (const uint8_t *)rows, row_bytes, blocks, (uint8_t *)group);
+}
+
+void llk_x8_unpack(int type, const void *group, int64_t blocks, void *rows, int64_t row_bytes) {
+    convert_group(type, 0, (const uint8_t *)rows, row_bytes, blocks, (uint8_t *)group);
+}
+
+// ---------------------------------------------------------------------------------------------
+// AVX2 kernels.
+
+#if LLK_X86
+#define ATTR_X8 __attribute__((target("avx2,fma,f16c")))
+
+// The layout of llk_q8_prepare (quantized.c): pairs of blocks, then the float sums, then the
+// int32 bias sums.
+typedef struct {
+    int8_t q[64];
+    int32_t init[16];
+    float d[16];
+} q8_pair;
+
+typedef struct {
+    float d;
+    int16_t sums[16];
+    int8_t q[256];
+} q8k_block;
+
+ATTR_X8 static inline __m256i bcast4(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
+ATTR_X8 static inline __m256 halves8(const uint8_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+
+// --- The 32-value types: tokens TT at a time (1..4), each run decoded once for all of them. ---
+
+ATTR_X8 __attribute__((always_inline)) static inline void legacy_tile(
+    const int type, const int TT, const uint8_t *group, int64_t blocks, const uint8_t *acts, int64_t token_bytes,
+    float *out, int64_t out_stride) {
+    const int64_t npairs = (blocks + 1) / 2;
+    const int gbytes = group_block_bytes(type);
+    const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    __m256 acc[4];
+    for (int t = 0; t < TT; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < blocks; b++) {
+        const uint8_t *g = group + b * gbytes;
+        __m256i isum[4];
+        if (type == TYPE_Q8_0) {
+            for (int t = 0; t < TT; t++) isum[t] = _mm256_setzero_si256();
+            for (int k = 0; k < 8; k++) {
+                const __m256i w = _mm256_loadu_si256((const __m256i *)(g + 16 + 32 * k));
+                const __m256i aw = _mm256_sign_epi8(w, w);
+                for (int t = 0; t < TT; t++) {
+                    const q8_pair *pair = (const q8_pair *)(acts + t * token_bytes) + b / 2;
+                    const __m256i q = _mm256_sign_epi8(bcast4(pair->q + 32 * (b & 1) + 4 * k), w);
+                    isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, q), ones));
+                }
+            }
+        } else {
+            const uint8_t *runs = g + (type == TYPE_Q4_1 ? 32 : 16);
+            __m256i s16[4];
+            for (int t = 0; t < TT; t++) s16[t] = _mm256_setzero_si256();
+            for (int k = 0; k < 4; k++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(runs + 32 * k));
+                const __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+                for (int t = 0; t < TT; t++) {
+                    const int8_t *q = ((const q8_pair *)(acts + t * token_bytes) + b / 2)->q + 32 * (b & 1);
+                    // 4-bit values x 8-bit activations: 8 pair sums of at most 2 x 15 x 127 fit int16.
+                    s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(lo, bcast4(q + 4 * k)));
+                    s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(hi, bcast4(q + 16 + 4 * k)));
+                }
+            }
+            for (int t = 0; t < TT; t++) {
+                isum[t] = _mm256_madd_epi16(s16[t], ones);
+                if (type == TYPE_Q4_0) {
+                    const int32_t *bias = (const int32_t *)((const float *)((const q8_pair *)(acts + t * token_bytes) + npairs) + 2 * npairs);
+                    isum[t] = _mm256_add_epi32(isum[t], _mm256_set1_epi32(bias[b]));
+                }
+            }
+        }
+        const __m256 dw = halves8(g);
+        for (int t = 0; t < TT; t++) {
+            const q8_pair *pair = (const q8_pair *)(acts + t * token_bytes) + b / 2;
+            const __m256 scale = _mm256_mul_ps(dw, _mm256_set1_ps(pair->d[8 * (b & 1)]));
+            acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(scale, _mm256_cvtepi32_ps(isum[t])));
+            if (type == TYPE_Q4_1) {
+                const float *sums = (const float *)((const q8_pair *)(acts + t * token_bytes) + npairs);
+                acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(halves8(g + 16), _mm256_set1_ps(sums[b])));
+            }
+        }
+    }
+    for (int t = 0; t < TT; t++) _mm256_storeu_ps(out + t * out_stride, acc[t]);
+}
+
+ATTR_X8 static void legacy_groups(int type, const uint8_t *packed, int64_t groups, int64_t blocks, const uint8_t *acts,
+                                  int64_t tokens, float *out, int64_t out_stride) {
+    const int64_t token_bytes = llk_q8_token_bytes(blocks), group_bytes = llk_x8_group_bytes(type, blocks);
+    // Token blocks of 64 keep their activations in L2 while every group of rows meets them.
+    for (int64_t t0 = 0; t0 < tokens; t0 += 64) {
+        const int64_t tend = tokens - t0 < 64 ? tokens : t0 + 64;
+        for (int64_t gi = 0; gi < groups; gi++) {
+            const uint8_t *g = packed + gi * group_bytes;
+            for (int64_t t = t0; t < tend; t += 4) {
+                const int tt = (int)(tend - t < 4 ? tend - t : 4);
+                const uint8_t *a = acts + t * token_bytes;
+                float *o = out + t * out_stride + 8 * gi;
+#define TILE(T, N) case N: legacy_tile(T, N, g, blocks, a, token_bytes, o, out_stride); break;
+#define TYPE_TILES(T) case T: switch (tt) { TILE(T, 1) TILE(T, 2) TILE(T, 3) TILE(T, 4) } break;
+                switch (type) { TYPE_TILES(TYPE_Q4_0) TYPE_TILES(TYPE_Q4_1) TYPE_TILES(TYPE_Q8_0) }
+#undef TYPE_TILES
+#undef TILE
+            }
+        }
+    }
+}
+
+// --- The K types. A super block of a group is decoded into 64 runs of 8-bit values (run j:
+// values 4j..4j+3 of each row), 16 per-sub-block scale vectors (int16 lanes 2r, 2r+1: the scale
+// of row r for 16 values) and 8 bias vectors (lanes 2r, 2r+1: what row r's sub-blocks 2p and
+// 2p+1 subtract per activation sum). ---
+
+typedef struct {
+    __m256i runs[64];
+    __m256i scales[16];
+    __m256i bias[8];
+    __m256 d, dmin;  // dmin unused where the bias is subtracted in integers (Q6_K)
+} decoded_k;
+
+ATTR_X8 static inline void duplicate_scales(__m256i pair, __m256i *even, __m256i *odd) {
+    *even = _mm256_shufflehi_epi16(_mm256_shufflelo_epi16(pair, 0xA0), 0xA0);  // lanes 0,0,2,2
+    *odd = _mm256_shufflehi_epi16(_mm256_shufflelo_epi16(pair, 0xF5), 0xF5);   // lanes 1,1,3,3
+}
+
+ATTR_X8 static void decode_k(int type, const uint8_t *g, decoded_k *out) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    if (type == TYPE_Q6_K) {
+        out->d = halves8(g);
+        for (int p = 0; p < 8; p++) {
+            const __m256i pair = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(g + 16 + 16 * p)));
+            duplicate_scales(pair, &out->scales[2 * p], &out->scales[2 * p + 1]);
+            out->bias[p] = _mm256_slli_epi16(pair, 5);  // the values are stored plus 32
+        }
+        const uint8_t *low = g + 144, *high = g + 144 + 1024;
+        const __m256i m2 = _mm256_set1_epi8(0x30);
+        for (int n = 0; n < 2; n++)
+            for (int k = 0; k < 8; k++) {
+                const __m256i a = _mm256_loadu_si256((const __m256i *)(low + 32 * (16 * n + k)));
+                const __m256i b = _mm256_loadu_si256((const __m256i *)(low + 32 * (16 * n + k + 8)));
+                const __m256i h = _mm256_loadu_si256((const __m256i *)(high + 32 * (8 * n + k)));
+                __m256i *r = out->runs + 32 * n + k;
+                r[0] = _mm256_or_si256(_mm256_and_si256(a, low4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m2));
+                r[8] = _mm256_or_si256(_mm256_and_si256(b, low4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m2));
+                r[16] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), low4), _mm256_and_si256(h, m2));
+                r[24] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), low4), _mm256_and_si256(_mm256_srli_epi16(h, 2), m2));
+            }
+        return;
+    }
+    out->d = halves8(g);
+    out->dmin = halves8(g + 16);
+    for (int p = 0; p < 4; p++) {
+        __m256i even, odd;
+        duplicate_scales(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * p))), &even, &odd);
+        out->scales[4 * p] = out->scales[4 * p + 1] = even;
+        out->scales[4 * p + 2] = out->scales[4 * p + 3] = odd;
+        duplicate_scales(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(g + 96 + 16 * p))), &even, &odd);
+        out->bias[2 * p] = even;
+        out->bias[2 * p + 1] = odd;
+    }
+    const uint8_t *runs = g + 160;
+    const int five = type == TYPE_Q5_K;
+    const __m256i one = _mm256_set1_epi8(1);
+    for (int c = 0; c < 4; c++)
+        for (int k = 0; k < 8; k++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(runs + 32 * (8 * c + k)));
+            __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+            if (five) {
+                const __m256i h = _mm256_loadu_si256((const __m256i *)(runs + 1024 + 32 * k));
+                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2 * c), one), 4));
+                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2 * c + 1), one), 4));
+            }
+            out->runs[16 * c + k] = lo;
+            out->runs[16 * c + 8 + k] = hi;
+        }
+}
+
+// One decoded super block times TT tokens, added into acc (one float lane per row).
+ATTR_X8 __attribute__((always_inline)) static inline void k_tile(const int type, const int TT, const decoded_k *dk,
+                                                                  const q8k_block *const a[4], __m256 acc[4]) {
+    __m256i isum[4], bsum[4];
+    for (int t = 0; t < TT; t++) isum[t] = bsum[t] = _mm256_setzero_si256();
+    for (int h = 0; h < 16; h++) {
+        const __m256i *run = dk->runs + 4 * h;
+        for (int t = 0; t < TT; t++) {
+            const int8_t *q = a[t]->q + 16 * h;
+            // 6-bit values: two pair sums of at most 2 x 63 x 127 fit int16, not four.
+            const __m256i s0 = _mm256_add_epi16(_mm256_maddubs_epi16(run[0], bcast4(q)), _mm256_maddubs_epi16(run[1], bcast4(q + 4)));
+            const __m256i s1 = _mm256_add_epi16(_mm256_maddubs_epi16(run[2], bcast4(q + 8)), _mm256_maddubs_epi16(run[3], bcast4(q + 12)));
+            isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(_mm256_madd_epi16(s0, dk->scales[h]), _mm256_madd_epi16(s1, dk->scales[h])));
+        }
+    }
+    for (int p = 0; p < 8; p++)
+        for (int t = 0; t < TT; t++) {
+            int32_t s;
+            memcpy(&s, a[t]->sums + 2 * p, 4);
+            bsum[t] = _mm256_add_epi32(bsum[t], _mm256_madd_epi16(dk->bias[p], _mm256_set1_epi32(s)));
+        }
+    for (int t = 0; t < TT; t++) {
+        const __m256 da = _mm256_set1_ps(a[t]->d);
+        if (type == TYPE_Q6_K) {
+            acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(_mm256_mul_ps(dk->d, da), _mm256_cvtepi32_ps(_mm256_sub_epi32(isum[t], bsum[t]))));
+        } else {
+            const __m256 v = _mm256_sub_ps(_mm256_mul_ps(_mm256_mul_ps(dk->d, da), _mm256_cvtepi32_ps(isum[t])),
+                                           _mm256_mul_ps(_mm256_mul_ps(dk->dmin, da), _mm256_cvtepi32_ps(bsum[t])));
+            acc[t] = _mm256_add_ps(acc[t], v);
+        }
+    }
+}
+
+ATTR_X8 __attribute__((always_inline)) static inline void k_groups_typed(
+    const int type, const uint8_t *packed, int64_t groups, int64_t blocks, const q8k_block *acts, int64_t tokens,
+    float *out, int64_t out_stride) {
+    const int64_t group_bytes = llk_x8_group_bytes(type, blocks);
+    const int gbytes = group_block_bytes(type);
+    decoded_k dk __attribute__((aligned(32)));
+    if (tokens <= 4) {
+        // Generation: the group is read once, every super block decoded once for the few tokens.
+        for (int64_t gi = 0; gi < groups; gi++) {
+            __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+            for (int64_t b = 0; b < blocks; b++) {
+                decode_k(type, packed + gi * group_bytes + b * gbytes, &dk);
+                const q8k_block *a[4];
+                for (int t = 0; t < 4; t++) a[t] = acts + (t < tokens ? t : 0) * blocks + b;
+                switch (tokens) {
+                case 1: k_tile(type, 1, &dk, a, acc); break;
+                case 2: k_tile(type, 2, &dk, a, acc); break;
+                case 3: k_tile(type, 3, &dk, a, acc); break;
+                default: k_tile(type, 4, &dk, a, acc); break;
+                }
+            }
+            for (int64_t t = 0; t < tokens; t++) _mm256_storeu_ps(out + t * out_stride + 8 * gi, acc[t]);
+        }
+        return;
+    }
+    // Prompts: per group and super block, decode once, then meet a block of up to 64 tokens four
+    // at a time, their sums kept in `out` between super blocks.
+    for (int64_t t0 = 0; t0 < tokens; t0 += 64) {
+        const int64_t tend = tokens - t0 < 64 ? tokens : t0 + 64;
+        for (int64_t gi = 0; gi < groups; gi++) {
+            for (int64_t t = t0; t < tend; t++) _mm256_storeu_ps(out + t * out_stride + 8 * gi, _mm256_setzero_ps());
+            for (int64_t b = 0; b < blocks; b++) {
+                decode_k(type, packed + gi * group_bytes + b * gbytes, &dk);
+                for (int64_t t = t0; t < tend; t += 4) {
+                    const int tt = (int)(tend - t < 4 ? tend - t : 4);
+                    const q8k_block *a[4];
+                    __m256 acc[4];
+                    for (int j = 0; j < 4; j++) {
+                        const int64_t tj = j < tt ? t + j : t;
+                        a[j] = acts + tj * blocks + b;
+                        acc[j] = _mm256_loadu_ps(out + tj * out_stride + 8 * gi);
+                    }
+                    switch (tt) {
+                    case 1: k_tile(type, 1, &dk, a, acc); break;
+                    case 2: k_tile(type, 2, &dk, a, acc); break;
+                    case 3: k_tile(type, 3, &dk, a, acc); break;
+                    default: k_tile(type, 4, &dk, a, acc); break;
+                    }
+                    for (int j = 0; j < tt; j++) _mm256_storeu_ps(out + (t + j) * out_stride + 8 * gi, acc[j]);
+                }
+            }
+        }
+    }
+}
+
+ATTR_X8 static void k_groups(int type, const uint8_t *packed, int64_t groups, int64_t blocks, const q8k_block *acts,
+                             int64_t tokens, float *out, int64_t out_stride) {
+    switch (type) {
+    case TYPE_Q4_K: k_groups_typed(TYPE_Q4_K, packed, groups, blocks, acts, tokens, out, out_stride); return;
+    case TYPE_Q5_K: k_groups_typed(TYPE_Q5_K, packed, groups, blocks, acts, tokens, out, out_stride); return;
+    case TYPE_Q6_K: k_groups_typed(TYPE_Q6_K, packed, groups, blocks, acts, tokens, out, out_stride); return;
+    default: return;
+    }
+}
+#endif
+
+// ---------------------------------------------------------------------------------------------
+
+void llk_x8_matmul(int type, const void *packed, int64_t groups, const void *activations, int64_t tokens,
+                   int64_t blocks, float *out, int64_t out_stride) {
+    const uint8_t *p = (const uint8_t *)packed;
+#if LLK_X86
+    const int isa = llk_isa_id();
+    if (isa == 1 || isa == 2) {
+        if (type >= TYPE_Q4_K) k_groups(type, p, groups, blocks, (const void *)activations, tokens, out, out_stride);
+        else legacy_groups(type, p, groups, blocks, (const uint8_t *)activations, tokens, out, out_stride);
+        return;
+    }
+#endif
+    // Elsewhere (and when a test forces scalar code): each group unpacked to rows for the row
+    // kernels. Models only repack where llk_x8_preferred says so, so this serves the tests.
+    const int64_t row_bytes = blocks * row_block_bytes(type);
+    uint8_t *rows = (uint8_t *)malloc((size_t)(8 * row_bytes));
+    if (!rows) return;
+    for (int64_t gi = 0; gi < groups; gi++) {
+        llk_x8_unpack(type, p + gi * llk_x8_group_bytes(type, blocks), blocks, rows, row_bytes);
+        if (type >= TYPE_Q4_K) llk_qk_matmul(type, rows, row_bytes, 8, activations, tokens, blocks, out + 8 * gi, out_stride);
+        else llk_q8_matmul(type, rows, row_bytes, 8, activations, tokens, blocks, out + 8 * gi, out_stride, NULL);
+    }
+    free(rows);
+}
