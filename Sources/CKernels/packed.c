@@ -207,8 +207,8 @@ ATTR_X8 static inline __m256 halves8(const uint8_t *p) { return _mm256_cvtph_ps(
 // --- The 32-value types: tokens TT at a time (1..4), each run decoded once for all of them. ---
 
 ATTR_X8 __attribute__((always_inline)) static inline void legacy_tile(
-    const int type, const int TT, const uint8_t *group, int64_t blocks, const uint8_t *acts, int64_t token_bytes,
-    float *out, int64_t out_stride) {
+    const int type, const int TT, const int stream, const uint8_t *group, int64_t blocks, const uint8_t *acts,
+    int64_t token_bytes, float *out, int64_t out_stride) {
     const int64_t npairs = (blocks + 1) / 2;
     const int gbytes = group_block_bytes(type);
     const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
@@ -216,6 +216,9 @@ ATTR_X8 __attribute__((always_inline)) static inline void legacy_tile(
     for (int t = 0; t < TT; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < blocks; b++) {
         const uint8_t *g = group + b * gbytes;
+        // Generation reads each group once, from memory: ask for the blocks ahead.
+        if (stream)
+            for (int off = 0; off < gbytes; off += 64) _mm_prefetch((const char *)g + 4 * gbytes + off, _MM_HINT_T0);
         __m256i isum[4];
         if (type == TYPE_Q8_0) {
             for (int t = 0; t < TT; t++) isum[t] = _mm256_setzero_si256();
@@ -276,7 +279,7 @@ ATTR_X8 static void legacy_groups(int type, const uint8_t *packed, int64_t group
                 const int tt = (int)(tend - t < 4 ? tend - t : 4);
                 const uint8_t *a = acts + t * token_bytes;
                 float *o = out + t * out_stride + 8 * gi;
-#define TILE(T, N) case N: legacy_tile(T, N, g, blocks, a, token_bytes, o, out_stride); break;
+#define TILE(T, N) case N: legacy_tile(T, N, tokens <= 4, g, blocks, a, token_bytes, o, out_stride); break;
 #define TYPE_TILES(T) case T: switch (tt) { TILE(T, 1) TILE(T, 2) TILE(T, 3) TILE(T, 4) } break;
                 switch (type) { TYPE_TILES(TYPE_Q4_0) TYPE_TILES(TYPE_Q4_1) TYPE_TILES(TYPE_Q8_0) }
 #undef TYPE_TILES
@@ -303,8 +306,11 @@ ATTR_X8 static inline void duplicate_scales(__m256i pair, __m256i *even, __m256i
     *odd = _mm256_shufflehi_epi16(_mm256_shufflelo_epi16(pair, 0xF5), 0xF5);   // lanes 1,1,3,3
 }
 
-ATTR_X8 static void decode_k(int type, const uint8_t *g, decoded_k *out) {
+ATTR_X8 __attribute__((always_inline)) static inline void decode_k(const int type, const uint8_t *g, decoded_k *out) {
     const __m256i low4 = _mm256_set1_epi8(0x0F);
+    // The next super block of the group is read next: ask for it now.
+    const int gbytes = group_block_bytes(type);
+    for (int off = 0; off < gbytes; off += 64) _mm_prefetch((const char *)g + gbytes + off, _MM_HINT_T0);
     if (type == TYPE_Q6_K) {
         out->d = halves8(g);
         for (int p = 0; p < 8; p++) {

@@ -8,8 +8,10 @@ struct BenchCommand: ParsableCommand {
         abstract: "Measure prompt processing and generation speed, as llama.cpp's llama-bench does.",
         discussion: """
             ppN evaluates N prompt tokens in one batch from an empty cache; tgN generates N tokens one at a \
-            time. Each test runs once to warm up, then -r times; the table shows the mean tokens per second \
-            and its standard deviation. Options take comma-separated lists, as in llama-bench.
+            time. With -d D, both start after D tokens already in the cache (the fill is not timed; "pp512 @ \
+            d4096" as llama-bench). Each test runs once to warm up, then -r times; the table shows the mean \
+            tokens per second and its standard deviation. Options take comma-separated lists, as in \
+            llama-bench. The backend column names the kernel path (LLAMA_CPU_PATH=avx2 forces one).
             """)
 
     @Option(name: [.short, .customLong("model")], help: ArgumentHelp("GGUF model file(s), comma-separated. Default: the default model.", valueName: "files"))
@@ -20,6 +22,9 @@ struct BenchCommand: ParsableCommand {
 
     @Option(name: [.customShort("n"), .customLong("n-gen")], help: "Generation lengths to test (0 to skip).")
     var generations: String = "128"
+
+    @Option(name: [.customShort("d"), .customLong("n-depth")], help: "Tokens already in the cache before each test.")
+    var depths: String = "0"
 
     @Option(name: [.short, .customLong("threads")], help: "Thread counts to test. Default: the number of physical cores.")
     var threads: String?
@@ -39,6 +44,8 @@ struct BenchCommand: ParsableCommand {
         var sizeBytes: Int
         var parameters: Int
         var threads: Int
+        var depth: Int
+        var backend: String
         var test: String
         var tokensPerSecond: Double
         var standardDeviation: Double
@@ -59,6 +66,7 @@ struct BenchCommand: ParsableCommand {
         guard ["md", "json"].contains(output) else { throw ValidationError("-o takes md or json") }
         _ = try Self.numbers(prompts, "-p")
         _ = try Self.numbers(generations, "-n")
+        _ = try Self.numbers(depths, "-d")
         if let threads, try Self.numbers(threads, "-t").contains(0) { throw ValidationError("-t must be at least 1") }
     }
 
@@ -67,6 +75,7 @@ struct BenchCommand: ParsableCommand {
             ?? [DefaultModel.locate { message in Console.error(message) }]
         let threadCounts = try threads.map { try Self.numbers($0, "-t") } ?? [SystemInfo.physicalCores]
         var results: [Result] = []
+        let backend = "CPU (\(LlamaModel.kernelPath))"
         if output == "md" {
             FileHandle.standardOutput.write(Data("| model | size | params | backend | threads | test | t/s |\n| --- | ---: | ---: | --- | ---: | ---: | ---: |\n".utf8))
         }
@@ -75,42 +84,56 @@ struct BenchCommand: ParsableCommand {
             let file = try GGUFFile(path: path)
             let info = ModelInfo(file: file)
             let model = try LlamaModel.load(gguf: file)
-            let name = Self.describe(info)
             var tests: [(String, Int, Int)] = []
             for p in try Self.numbers(prompts, "-p") where p > 0 { tests.append(("pp\(p)", p, 0)) }
             for n in try Self.numbers(generations, "-n") where n > 0 { tests.append(("tg\(n)", 0, n)) }
+            let vocab = model.configuration.vocabularySize
+            var random = SystemRandomNumberGenerator()
+            func randomTokens(_ n: Int) -> [TokenID] { (0..<n).map { _ in Int32.random(in: 0..<Int32(vocab), using: &random) } }
             for t in threadCounts {
-                for (label, promptLength, genLength) in tests {
-                    let context = LlamaContext(model: model, contextSize: max(promptLength + genLength, 16),
-                                               batchSize: max(promptLength, 1), threads: t, kvCacheType: cacheType)
-                    var random = SystemRandomNumberGenerator()
-                    let vocab = model.configuration.vocabularySize
-                    let prompt = (0..<promptLength).map { _ in Int32.random(in: 0..<Int32(vocab), using: &random) }
-                    func once() throws -> Double {
-                        context.reset()
-                        let start = Date()
-                        if promptLength > 0 {
-                            try context.evaluate(prompt, logitsFor: .last)
-                        } else {
-                            var token = model.tokenizer.bos ?? 0
-                            for _ in 0..<genLength {
-                                let logits = try context.evaluate([token], logitsFor: .last)
-                                token = Int32(logits.indices.max { logits[$0] < logits[$1] } ?? 0)
-                            }
+                for depth in try Self.numbers(depths, "-d") {
+                    for (name, promptLength, genLength) in tests {
+                        let label = depth > 0 ? "\(name) @ d\(depth)" : name
+                        let contextSize = depth + promptLength + genLength
+                        if contextSize > model.configuration.contextLength {
+                            Console.error("skipping \(label): \(contextSize) tokens are more than the model's context of \(model.configuration.contextLength)")
+                            continue
                         }
-                        return Double(promptLength + genLength) / Date().timeIntervalSince(start)
-                    }
-                    _ = try once()  // warm-up
-                    let samples = try (0..<repetitions).map { _ in try once() }
-                    let mean = samples.reduce(0, +) / Double(samples.count)
-                    let sd = samples.count > 1
-                        ? (samples.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(samples.count - 1)).squareRoot() : 0
-                    let result = Result(model: name, modelPath: path, sizeBytes: info.fileSize, parameters: info.parameterCount,
-                                        threads: t, test: label, tokensPerSecond: mean, standardDeviation: sd, samples: samples)
-                    results.append(result)
-                    if output == "md" {
-                        let row = "| \(name) | \(String(format: "%.2f MiB", Double(info.fileSize) / 1_048_576)) | \(Self.shortCount(info.parameterCount)) | CPU | \(t) | \(label) | \(String(format: "%.2f ± %.2f", mean, sd)) |\n"
-                        FileHandle.standardOutput.write(Data(row.utf8))
+                        let context = LlamaContext(model: model, contextSize: max(contextSize, 16),
+                                                   batchSize: max(promptLength, 1, min(depth, 512)), threads: t, kvCacheType: cacheType)
+                        let prompt = randomTokens(promptLength)
+                        // The depth is filled once; each run rewinds to it.
+                        if depth > 0 { try context.evaluate(randomTokens(depth), logitsFor: .none) }
+                        func once() throws -> Double {
+                            if context.truncate(to: depth) != depth {
+                                context.reset()
+                                if depth > 0 { try context.evaluate(randomTokens(depth), logitsFor: .none) }
+                            }
+                            let start = Date()
+                            if promptLength > 0 {
+                                try context.evaluate(prompt, logitsFor: .last)
+                            } else {
+                                var token = model.tokenizer.bos ?? 0
+                                for _ in 0..<genLength {
+                                    let logits = try context.evaluate([token], logitsFor: .last)
+                                    token = Int32(logits.indices.max { logits[$0] < logits[$1] } ?? 0)
+                                }
+                            }
+                            return Double(promptLength + genLength) / Date().timeIntervalSince(start)
+                        }
+                        _ = try once()  // warm-up
+                        let samples = try (0..<repetitions).map { _ in try once() }
+                        let mean = samples.reduce(0, +) / Double(samples.count)
+                        let sd = samples.count > 1
+                            ? (samples.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(samples.count - 1)).squareRoot() : 0
+                        let result = Result(model: Self.describe(info), modelPath: path, sizeBytes: info.fileSize, parameters: info.parameterCount,
+                                            threads: t, depth: depth, backend: backend, test: label, tokensPerSecond: mean,
+                                            standardDeviation: sd, samples: samples)
+                        results.append(result)
+                        if output == "md" {
+                            let row = "| \(result.model) | \(String(format: "%.2f MiB", Double(info.fileSize) / 1_048_576)) | \(Self.shortCount(info.parameterCount)) | \(backend) | \(t) | \(label) | \(String(format: "%.2f ± %.2f", mean, sd)) |\n"
+                            FileHandle.standardOutput.write(Data(row.utf8))
+                        }
                     }
                 }
             }

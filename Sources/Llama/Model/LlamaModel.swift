@@ -1,5 +1,6 @@
 import Foundation
 import GGUF
+import CKernels
 import Kernels
 import Tokenizers
 
@@ -60,6 +61,10 @@ public final class LlamaModel: @unchecked Sendable {
         let tokenizerFile = tokenizerPath ?? (URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("tokenizer.bin").path)
         return try Llama2cCheckpoint.load(mapping: mapping, tokenizerPath: tokenizerFile)
     }
+
+    /// The vector code path of the kernels: "avx512", "avx2", "neon" or "scalar" (the best the CPU
+    /// has, or what $LLAMA_CPU_PATH names, capped at the best).
+    public static var kernelPath: String { String(cString: llk_isa()) }
 
     /// The matrices the blocks and the classifier multiply, regrouped for the running code path's
     /// kernels where it has them; their mapped pages are released, so memory holds one copy. The
