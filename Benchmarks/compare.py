@@ -2,7 +2,8 @@
 """swift-llama against llama.cpp: the same GGUF files, the same threads, in the same run.
 
     python3 Benchmarks/compare.py [--models llama2-7b:Q4_0,tinyllama-1.1b:Q4_0,...] [-m FILE ...]
-                                  [-p 512] [-n 128] [-t 2] [-r 3] [--llamacpp bench|python]
+                                  [-p 512] [-n 128] [-d 0,4096] [-t 2] [-r 3] [--path native|avx2]
+                                  [--hog] [--llamacpp bench|python]
 
 1. Model files. Each `SHAPE:TYPE` (shapes stories110M, tinyllama-1.1b, llama2-7b, llama3.2-1b,
    qwen2.5-0.5b, qwen3-0.6b, gemma2-2b, gemma3-1b, phi3-mini, smollm3-3b, mistral-nemo-12b; any
@@ -19,8 +20,15 @@
    each tg figure the memory-bandwidth ceiling (measured read bandwidth / weight bytes one token
    reads). A second table: swift-llama's peak resident memory generating with the model's full
    context, against the file size plus the F16 KV cache.
+4. Paths. `--path avx2` runs swift-llama with LLAMA_CPU_PATH=avx2 and llama.cpp built for AVX2
+   only (GGML_NATIVE=OFF GGML_AVX2=ON, in .build-llamacpp-avx2): a fair AVX2 row on any x86
+   machine. The header names the CPU (lscpu) and both programs' paths.
+5. Depth. `-d 0,4096` measures each test after that many tokens already in the cache (llama-bench's
+   -d; ours fills once and rewinds, llama-bench fills before every run).
+6. Contention. `--hog` keeps a busy loop pinned to CPU 0 (taskset) while both programs run.
 """
 import argparse
+import atexit
 import json
 import os
 import random
@@ -35,7 +43,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # the bandwidth probe runs o
 import numpy as np  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_MODELS = "llama2-7b:Q4_0,tinyllama-1.1b:Q4_0,tinyllama-1.1b:Q8_0,stories110M:Q4_0,smollm2"
+DEFAULT_MODELS = ("tinyllama-1.1b:Q4_K_M,tinyllama-1.1b:Q5_K_M,tinyllama-1.1b:Q6_K,tinyllama-1.1b:Q8_0,"
+                  "tinyllama-1.1b:Q4_0,llama2-7b:Q4_K_M,smollm2")
 
 
 def log(message):
@@ -69,8 +78,12 @@ class Ours:
     def __init__(self, llama):
         self.llama = llama
 
-    def run(self, model, test, size, threads):
-        out, rss = run_with_rss([self.llama, "bench", "-m", model, "-t", str(threads), "-r", "1", "-o", "json",
+    def path(self):
+        out, _ = run_with_rss([self.llama, "bench", "-p", "1", "-n", "0", "-r", "1", "-o", "json"])
+        return json.loads(out)[0]["backend"]
+
+    def run(self, model, test, size, threads, depth=0):
+        out, rss = run_with_rss([self.llama, "bench", "-m", model, "-t", str(threads), "-r", "1", "-o", "json", "-d", str(depth),
                                  "-p", str(size if test == "pp" else 0), "-n", str(size if test == "tg" else 0)])
         return json.loads(out)[0]["tokens_per_second"], rss
 
@@ -84,8 +97,8 @@ class LlamaBench:
         info = json.loads(out)[0]
         return f"llama-bench build {info.get('build_number')} ({info.get('build_commit')}), {info.get('cpu_info', '')}".strip()
 
-    def run(self, model, test, size, threads):
-        out, rss = run_with_rss([self.binary, "-m", model, "-t", str(threads), "-r", "1", "-o", "json",
+    def run(self, model, test, size, threads, depth=0):
+        out, rss = run_with_rss([self.binary, "-m", model, "-t", str(threads), "-r", "1", "-o", "json", "-d", str(depth),
                                  "-p", str(size if test == "pp" else 0), "-n", str(size if test == "tg" else 0)])
         return json.loads(out)[0]["avg_ts"], rss
 
@@ -102,7 +115,9 @@ class LlamaCppPython:
     def version(self, model, threads):
         return f"llama-cpp-python {self.llama_cpp.__version__}"
 
-    def run(self, model, test, size, threads):
+    def run(self, model, test, size, threads, depth=0):
+        if depth:
+            raise SystemExit("--llamacpp python does not measure at depth; use --llamacpp bench")
         if self.loaded[0] != (model, size, threads):
             self.loaded = ((model, size, threads), None)
             self.loaded = ((model, size, threads), self.llama_cpp.Llama(
@@ -179,11 +194,15 @@ def main():
     parser.add_argument("-m", "--model", action="append", help="an existing GGUF file (repeatable)")
     parser.add_argument("-p", type=int, default=512)
     parser.add_argument("-n", type=int, default=128)
+    parser.add_argument("-d", default="0", help="depths, comma-separated (tokens in the cache before each test)")
     parser.add_argument("-t", type=int, default=2)
+    parser.add_argument("--path", choices=["native", "avx2"], default="native",
+                        help="avx2: LLAMA_CPU_PATH=avx2 for us, an AVX2-only llama.cpp build for them")
+    parser.add_argument("--hog", action="store_true", help="a busy loop pinned to CPU 0 during the runs")
     parser.add_argument("-r", type=int, default=3)
     parser.add_argument("--dir", default=os.path.join(ROOT, ".build-bench"), help="where the random-weight files go")
     parser.add_argument("--llamacpp", choices=["bench", "python"], default="bench")
-    parser.add_argument("--llamacpp-dir", default=os.path.join(ROOT, ".build-llamacpp"))
+    parser.add_argument("--llamacpp-dir", default=None, help="default .build-llamacpp (.build-llamacpp-avx2 with --path avx2)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory table")
     parser.add_argument("--bandwidth", type=int, metavar="THREADS", help="only print the measured read bandwidth")
     args = parser.parse_args()
@@ -193,6 +212,11 @@ def main():
     if args.models is None and not args.model:
         args.models = DEFAULT_MODELS
     os.makedirs(args.dir, exist_ok=True)
+    if args.llamacpp_dir is None:
+        args.llamacpp_dir = os.path.join(ROOT, ".build-llamacpp" + ("-avx2" if args.path == "avx2" else ""))
+    if args.path == "avx2":
+        os.environ["LLAMA_CPU_PATH"] = "avx2"
+        os.environ["LLAMA_CPP_PATH"] = "avx2"
 
     log("building swift-llama (release)")
     subprocess.run(["swift", "build", "-c", "release", "--product", "llama"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
@@ -209,30 +233,43 @@ def main():
     # The probe runs in a child process: a forked child's peak-memory figure starts from its parent's.
     gbs = float(subprocess.run([sys.executable, __file__, "--bandwidth", str(args.t)], check=True,
                                capture_output=True, text=True).stdout)
-    print(f"{time.strftime('%Y-%m-%d')}; {args.t} threads; {args.r} runs after a warm-up, alternating; "
-          f"llama.cpp: {theirs.version(models[0], args.t)}; measured read bandwidth {gbs:.1f} GB/s\n")
+    cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    cpu_model = next((line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("Model name")), "?")
+    flags = next((line.split(":", 1)[1].split() for line in cpu.splitlines() if line.startswith("Flags")), [])
+    isa = ", ".join(f for f in ["avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512vnni"] if f in flags)
+    hog = None
+    if args.hog:
+        hog = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-c", "while True: pass"])
+        atexit.register(hog.kill)
+        log("busy loop pinned to CPU 0")
+    print(f"{time.strftime('%Y-%m-%d')}; CPU {cpu_model} ({os.cpu_count()} CPUs; {isa}); swift-llama path "
+          f"{ours.path()}; {args.t} threads; {args.r} runs after a warm-up, alternating; "
+          f"llama.cpp ({args.path} build): {theirs.version(models[0], args.t)}; measured read bandwidth {gbs:.1f} GB/s"
+          f"{'; a busy loop pinned to CPU 0' if hog else ''}\n")
     print("| model | size | test | swift-llama t/s | llama.cpp t/s | ratio | bandwidth ceiling t/s | peak RSS ours / llama.cpp |")
     print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     sd = lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0
+    depths = [int(d) for d in args.d.split(",")]
     for model in models:
-        per_token, *_ = gguf_summary(model)
-        for test, size in [("pp", args.p), ("tg", args.n)]:
-            if size <= 0:
+        per_token, _, _, context_length = gguf_summary(model)
+        for depth, test, size in [(d, t, s) for d in depths for t, s in [("pp", args.p), ("tg", args.n)]]:
+            if size <= 0 or (context_length and depth + size > context_length):
                 continue
-            ours.run(model, test, size, args.t)
-            theirs.run(model, test, size, args.t)
+            ours.run(model, test, size, args.t, depth)
+            theirs.run(model, test, size, args.t, depth)
             a, b, rss_a, rss_b = [], [], 0, 0
             for _ in range(args.r):
-                tps, rss = ours.run(model, test, size, args.t)
+                tps, rss = ours.run(model, test, size, args.t, depth)
                 a.append(tps)
                 rss_a = max(rss_a, rss)
-                tps, rss = theirs.run(model, test, size, args.t)
+                tps, rss = theirs.run(model, test, size, args.t, depth)
                 b.append(tps)
                 rss_b = max(rss_b, rss)
             ceiling = f"{gbs * 1e9 / per_token:.1f}" if test == "tg" else ""
             # (llama.cpp inside this process, through Python, has no figure of its own.)
             memory = f"{rss_a / 2**20:.0f} / {rss_b / 2**20:.0f} MiB" if rss_b else "n/a"
-            print(f"| {os.path.basename(model)} | {os.path.getsize(model) / 2**20:.0f} MiB | {test}{size} "
+            label = f"{test}{size}" + (f" @ d{depth}" if depth else "")
+            print(f"| {os.path.basename(model)} | {os.path.getsize(model) / 2**20:.0f} MiB | {label} "
                   f"| {statistics.mean(a):.2f} ± {sd(a):.2f} | {statistics.mean(b):.2f} ± {sd(b):.2f} "
                   f"| {statistics.mean(a) / statistics.mean(b):.2f} | {ceiling} | {memory} |", flush=True)
 
