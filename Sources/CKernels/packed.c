@@ -8,6 +8,8 @@
 // values. Layouts (r = row in the group, i < 4 a byte of a 4-value run):
 //   Q4_0  8 half d | 4 x 32 B: byte 4r+i of run k = qs_r[4k+i] (low nibble value 4k+i, high 16+4k+i)
 //   Q4_1  8 half d | 8 half m | as Q4_0
+//   Q5_0  8 half d | 8 x 4 B high bits (qh of row r at byte 4r) | as Q4_0
+//   Q5_1  8 half d | 8 half m | 8 x 4 B high bits | as Q4_0
 //   Q8_0  8 half d | 8 x 32 B: byte 4r+i of run k = qs_r[4k+i]
 //   Q4_K  8 half d | 8 half dmin | 4 x 16 B scales (byte 2r+e of pair p = scale 2p+e of row r)
 //         | 4 x 16 B mins (same) | 32 x 32 B: run 8c+k byte 4r+i = qs_r[32c+4k+i]
@@ -30,12 +32,14 @@
 int llk_isa_id(void);
 int llk_has_vnni(void);
 
-enum { TYPE_Q4_0 = 2, TYPE_Q4_1 = 3, TYPE_Q8_0 = 8, TYPE_Q4_K = 12, TYPE_Q5_K = 13, TYPE_Q6_K = 14 };
+enum { TYPE_Q4_0 = 2, TYPE_Q4_1 = 3, TYPE_Q5_0 = 6, TYPE_Q5_1 = 7, TYPE_Q8_0 = 8, TYPE_Q4_K = 12, TYPE_Q5_K = 13, TYPE_Q6_K = 14 };
 
 static int row_block_bytes(int type) {
     switch (type) {
     case TYPE_Q4_0: return 18;
     case TYPE_Q4_1: return 20;
+    case TYPE_Q5_0: return 22;
+    case TYPE_Q5_1: return 24;
     case TYPE_Q8_0: return 34;
     case TYPE_Q4_K: return 144;
     case TYPE_Q5_K: return 176;
@@ -96,6 +100,18 @@ static void convert_block(int type, int pack, uint8_t *const rows[8], uint8_t *g
         }
         uint8_t *runs = g + 8 * header;
         for (int k = 0; k < 4; k++) RUN(runs + 32 * k, header + 4 * k);
+        return;
+    }
+    case TYPE_Q5_0:
+    case TYPE_Q5_1: {
+        const int header = type == TYPE_Q5_1 ? 4 : 2;
+        for (int r = 0; r < 8; r++) {
+            MOVE(g + 2 * r, rows[r], 2);
+            if (header == 4) MOVE(g + 16 + 2 * r, rows[r] + 2, 2);
+        }
+        uint8_t *high = g + 8 * header, *runs = high + 32;
+        RUN(high, header);
+        for (int k = 0; k < 4; k++) RUN(runs + 32 * k, header + 4 + 4 * k);
         return;
     }
     case TYPE_Q8_0:
@@ -176,6 +192,17 @@ void llk_x8_unpack(int type, const void *group, int64_t blocks, void *rows, int6
     convert_group(type, 0, (const uint8_t *)rows, row_bytes, blocks, (uint8_t *)group);
 }
 
+void llk_x8_unpack_row(int type, const void *group, int64_t blocks, int row, void *out) {
+    const int bytes = row_block_bytes(type), gbytes = group_block_bytes(type);
+    uint8_t block[8][256];
+    uint8_t *r8[8];
+    for (int r = 0; r < 8; r++) r8[r] = block[r];
+    for (int64_t b = 0; b < blocks; b++) {
+        convert_block(type, 0, r8, (uint8_t *)group + b * gbytes);
+        memcpy((uint8_t *)out + b * bytes, block[row & 7], (size_t)bytes);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // AVX2 kernels.
 
@@ -231,6 +258,37 @@ ATTR_X8 __attribute__((always_inline)) static inline void legacy_tile(
                     isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, q), ones));
                 }
             }
+        } else if (type == TYPE_Q5_0 || type == TYPE_Q5_1) {
+            const uint8_t *high = g + (type == TYPE_Q5_1 ? 32 : 16), *runs = high + 32;
+            const __m256i h = _mm256_loadu_si256((const __m256i *)high);
+            // Byte 4r+i of a run takes bit i of its lane's low byte after the shift.
+            const __m256i spread = _mm256_set_epi8(12, 12, 12, 12, 8, 8, 8, 8, 4, 4, 4, 4, 0, 0, 0, 0,
+                                                   12, 12, 12, 12, 8, 8, 8, 8, 4, 4, 4, 4, 0, 0, 0, 0);
+            const __m256i bit = _mm256_set1_epi32(0x08040201), fifth = _mm256_set1_epi8(0x10);
+            __m256i s16[4];
+            for (int t = 0; t < TT; t++) isum[t] = s16[t] = _mm256_setzero_si256();
+#define HIGH(shift) _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(_mm256_srli_epi32(h, shift), spread), bit), bit), fifth)
+            for (int k = 0; k < 4; k++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(runs + 32 * k));
+                const __m256i lo = _mm256_or_si256(_mm256_and_si256(v, low4), HIGH(4 * k));
+                const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), low4), HIGH(16 + 4 * k));
+                for (int t = 0; t < TT; t++) {
+                    const int8_t *q = ((const q8_pair *)(acts + t * token_bytes) + b / 2)->q + 32 * (b & 1);
+                    // 5-bit values: four pair sums of at most 2 x 31 x 127 fit int16.
+                    s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(lo, bcast4(q + 4 * k)));
+                    s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(hi, bcast4(q + 16 + 4 * k)));
+                    if (k & 1) {
+                        isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(s16[t], ones));
+                        s16[t] = _mm256_setzero_si256();
+                    }
+                }
+            }
+#undef HIGH
+            if (type == TYPE_Q5_0)
+                for (int t = 0; t < TT; t++) {
+                    const int32_t *bias = (const int32_t *)((const float *)((const q8_pair *)(acts + t * token_bytes) + npairs) + 2 * npairs);
+                    isum[t] = _mm256_add_epi32(isum[t], _mm256_set1_epi32(bias[b]));
+                }
         } else {
             const uint8_t *runs = g + (type == TYPE_Q4_1 ? 32 : 16);
             __m256i s16[4];
@@ -258,7 +316,7 @@ ATTR_X8 __attribute__((always_inline)) static inline void legacy_tile(
             const q8_pair *pair = (const q8_pair *)(acts + t * token_bytes) + b / 2;
             const __m256 scale = _mm256_mul_ps(dw, _mm256_set1_ps(pair->d[8 * (b & 1)]));
             acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(scale, _mm256_cvtepi32_ps(isum[t])));
-            if (type == TYPE_Q4_1) {
+            if (type == TYPE_Q4_1 || type == TYPE_Q5_1) {
                 const float *sums = (const float *)((const q8_pair *)(acts + t * token_bytes) + npairs);
                 acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(halves8(g + 16), _mm256_set1_ps(sums[b])));
             }
@@ -281,7 +339,9 @@ ATTR_X8 static void legacy_groups(int type, const uint8_t *packed, int64_t group
                 float *o = out + t * out_stride + 8 * gi;
 #define TILE(T, N) case N: legacy_tile(T, N, tokens <= 4, g, blocks, a, token_bytes, o, out_stride); break;
 #define TYPE_TILES(T) case T: switch (tt) { TILE(T, 1) TILE(T, 2) TILE(T, 3) TILE(T, 4) } break;
-                switch (type) { TYPE_TILES(TYPE_Q4_0) TYPE_TILES(TYPE_Q4_1) TYPE_TILES(TYPE_Q8_0) }
+                switch (type) {
+                    TYPE_TILES(TYPE_Q4_0) TYPE_TILES(TYPE_Q4_1) TYPE_TILES(TYPE_Q5_0) TYPE_TILES(TYPE_Q5_1) TYPE_TILES(TYPE_Q8_0)
+                }
 #undef TYPE_TILES
 #undef TILE
             }
@@ -366,14 +426,39 @@ ATTR_X8 __attribute__((always_inline)) static inline void k_tile(const int type,
                                                                   const q8k_block *const a[4], __m256 acc[4]) {
     __m256i isum[4], bsum[4];
     for (int t = 0; t < TT; t++) isum[t] = bsum[t] = _mm256_setzero_si256();
-    for (int h = 0; h < 16; h++) {
-        const __m256i *run = dk->runs + 4 * h;
-        for (int t = 0; t < TT; t++) {
-            const int8_t *q = a[t]->q + 16 * h;
-            // 6-bit values: two pair sums of at most 2 x 63 x 127 fit int16, not four.
-            const __m256i s0 = _mm256_add_epi16(_mm256_maddubs_epi16(run[0], bcast4(q)), _mm256_maddubs_epi16(run[1], bcast4(q + 4)));
-            const __m256i s1 = _mm256_add_epi16(_mm256_maddubs_epi16(run[2], bcast4(q + 8)), _mm256_maddubs_epi16(run[3], bcast4(q + 12)));
-            isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(_mm256_madd_epi16(s0, dk->scales[h]), _mm256_madd_epi16(s1, dk->scales[h])));
+    if (type == TYPE_Q4_K) {
+        // 4-bit values: the pair sums of a whole 32-value sub-block (at most 8 x 2 x 15 x 127) fit int16.
+        for (int h = 0; h < 16; h += 2) {
+            const __m256i *run = dk->runs + 4 * h;
+            for (int t = 0; t < TT; t++) {
+                const int8_t *q = a[t]->q + 16 * h;
+                __m256i s = _mm256_maddubs_epi16(run[0], bcast4(q));
+                for (int j = 1; j < 8; j++) s = _mm256_add_epi16(s, _mm256_maddubs_epi16(run[j], bcast4(q + 4 * j)));
+                isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(s, dk->scales[h]));
+            }
+        }
+    } else if (type == TYPE_Q5_K) {
+        // 5-bit values: four pair sums of at most 2 x 31 x 127 fit int16.
+        for (int h = 0; h < 16; h++) {
+            const __m256i *run = dk->runs + 4 * h;
+            for (int t = 0; t < TT; t++) {
+                const int8_t *q = a[t]->q + 16 * h;
+                const __m256i s = _mm256_add_epi16(
+                    _mm256_add_epi16(_mm256_maddubs_epi16(run[0], bcast4(q)), _mm256_maddubs_epi16(run[1], bcast4(q + 4))),
+                    _mm256_add_epi16(_mm256_maddubs_epi16(run[2], bcast4(q + 8)), _mm256_maddubs_epi16(run[3], bcast4(q + 12))));
+                isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(s, dk->scales[h]));
+            }
+        }
+    } else {
+        for (int h = 0; h < 16; h++) {
+            const __m256i *run = dk->runs + 4 * h;
+            for (int t = 0; t < TT; t++) {
+                const int8_t *q = a[t]->q + 16 * h;
+                // 6-bit values: two pair sums of at most 2 x 63 x 127 fit int16, not four.
+                const __m256i s0 = _mm256_add_epi16(_mm256_maddubs_epi16(run[0], bcast4(q)), _mm256_maddubs_epi16(run[1], bcast4(q + 4)));
+                const __m256i s1 = _mm256_add_epi16(_mm256_maddubs_epi16(run[2], bcast4(q + 8)), _mm256_maddubs_epi16(run[3], bcast4(q + 12)));
+                isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(_mm256_madd_epi16(s0, dk->scales[h]), _mm256_madd_epi16(s1, dk->scales[h])));
+            }
         }
     }
     for (int p = 0; p < 8; p++)

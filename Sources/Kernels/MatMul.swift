@@ -77,7 +77,19 @@ public struct WeightMatrix: @unchecked Sendable {
 
     /// Row `r` as floats.
     public func dequantizeRow(_ r: Int, into out: UnsafeMutablePointer<Float>) {
-        let row = data + r * rowBytes
+        if let groups, r < 8 * groups.count {
+            // Regrouped (and the mapped pages released): take the row out of its group.
+            withUnsafeTemporaryAllocation(byteCount: rowBytes, alignment: 16) { buffer in
+                llk_x8_unpack_row(Int32(type.id), groups.base + r / 8 * groups.groupBytes, Int64(columns / type.blockSize),
+                                  Int32(r % 8), buffer.baseAddress!)
+                dequantize(UnsafeRawPointer(buffer.baseAddress!), into: out)
+            }
+            return
+        }
+        dequantize(data + r * rowBytes, into: out)
+    }
+
+    private func dequantize(_ row: UnsafeRawPointer, into out: UnsafeMutablePointer<Float>) {
         switch type {
         case .f16: if llk_dequantize(1, row, out, Int64(columns)) != 0 { return }
         case .q4_0, .q4_1, .q5_0, .q5_1, .q8_0: if llk_dequantize(Int32(type.id), row, out, Int64(columns / 32)) != 0 { return }

@@ -7,7 +7,7 @@ import Testing
 /// regrouped products equal the scalar row kernels' on ragged sizes (the same integer sums; only
 /// float rounding may differ), for prompts and for the few-token generation path.
 @Suite struct RegroupedTests {
-    static let types = ["Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"]
+    static let types = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"]
 
     /// `rows` rows quantized by the project's quantizer (llama.cpp's reference algorithms), with
     /// a few large values so that scales and offsets vary from block to block.
@@ -108,6 +108,13 @@ import Testing
             MatMul.multiply(regrouped, x, &b, tokens: tokens, pool: pool, workspace: MatMulWorkspace(threads: 2))
             let magnitude = a.map(abs).max()!
             #expect(zip(a, b).allSatisfy { abs($0 - $1) <= 2e-5 * max(1, magnitude) })
+            // Rows looked up in a regrouped matrix (a tied classifier's embeddings) are the rows.
+            var original = [Float](repeating: 0, count: columns), lookedUp = original
+            for r in 0..<rows {
+                matrix.dequantizeRow(r, into: &original)
+                regrouped.dequantizeRow(r, into: &lookedUp)
+                #expect(original == lookedUp, "row \(r)")
+            }
         }
     }
 }

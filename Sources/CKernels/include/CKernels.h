@@ -86,7 +86,7 @@ int llk_qk_quantize(int type, const float *x, int64_t blocks, void *out);
 
 // ---------------------------------------------------------------------------------------------
 // Rows regrouped 8 at a time (packed.c): one output lane per row in the AVX2 products. Types
-// Q4_0, Q4_1, Q8_0 (activations from llk_q8_prepare) and Q4_K, Q5_K, Q6_K (llk_qk_prepare).
+// Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (activations from llk_q8_prepare) and Q4_K, Q5_K, Q6_K (llk_qk_prepare).
 
 /// Whether `type` has a regrouped layout.
 int llk_x8_supports(int type);
@@ -101,6 +101,9 @@ int64_t llk_x8_group_bytes(int type, int64_t blocks);
 /// Regroups 8 rows (`row_bytes` apart) into one group, and back.
 void llk_x8_pack(int type, const void *rows, int64_t row_bytes, int64_t blocks, void *group);
 void llk_x8_unpack(int type, const void *group, int64_t blocks, void *rows, int64_t row_bytes);
+
+/// Row `row` (0-7) of a group, in the type's own row layout (an embedding lookup in a tied classifier).
+void llk_x8_unpack_row(int type, const void *group, int64_t blocks, int row, void *out);
 
 /// out[t * out_stride + r] = row r times token t for r < 8 x groups, t < tokens.
 void llk_x8_matmul(int type, const void *packed, int64_t groups, const void *activations, int64_t tokens,

@@ -67,14 +67,19 @@ public final class LlamaModel: @unchecked Sendable {
     public static var kernelPath: String { String(cString: llk_isa()) }
 
     /// The matrices the blocks and the classifier multiply, regrouped for the running code path's
-    /// kernels where it has them; their mapped pages are released, so memory holds one copy. The
-    /// token embeddings stay mapped (rows are looked up one by one; a tied classifier uses them).
+    /// kernels where it has them; their mapped pages are released, so memory holds one copy.
+    /// Token embeddings are regrouped only when they double as the classifier (Gemma's 262k rows
+    /// are most of the work of a small model); lookups then take rows out of their groups.
     static func regroup(_ blocks: inout [BlockWeights], _ weights: inout ModelWeights) {
         let matrices: [WritableKeyPath<BlockWeights, WeightMatrix?>] = [\.q, \.k, \.v, \.qkv, \.attentionOutput, \.gate, \.up, \.down, \.gateUp]
         for i in blocks.indices {
             for path in matrices { blocks[i][keyPath: path] = blocks[i][keyPath: path]?.regrouped(releasingMappedPages: true) }
         }
-        weights.output = weights.output?.regrouped(releasingMappedPages: true)
+        if weights.output != nil {
+            weights.output = weights.output?.regrouped(releasingMappedPages: true)
+        } else {
+            weights.tokenEmbedding = weights.tokenEmbedding?.regrouped(releasingMappedPages: true)
+        }
     }
 
     /// Reads one byte of every page, so the file is resident; reports progress every 1%.
