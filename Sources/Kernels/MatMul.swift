@@ -216,8 +216,10 @@ public enum MatMul {
         let output = SendablePointer(y)
         let scratchFloats = kTypes || tokens == 1 ? 1 : Int(llk_q8_scratch_bytes(blocks)) / 4
         if let groups = w.groups {
-            // Whole groups of 8 rows per worker; the rows past the last group go to the last worker.
-            let workers = max(1, min(threads, groups.count))
+            // Runs of whole groups, four per thread, claimed as threads come free: a thread whose
+            // core another process takes holds up one run, not a fixed share. The rows past the
+            // last group go with the last run.
+            let workers = max(1, min(4 * threads, groups.count))
             pool.run(workers) { worker in
                 let first = groups.count * worker / workers, end = groups.count * (worker + 1) / workers
                 if end > first {
@@ -232,7 +234,7 @@ public enum MatMul {
                                   output.pointer + tail, Int64(w.rows))
                 } else {
                     llk_q8_matmul(type, rows, Int64(w.rowBytes), count, activations.pointer, Int64(tokens), blocks,
-                                  output.pointer + tail, Int64(w.rows), workspace.workers[worker].ensure(scratchFloats))
+                                  output.pointer + tail, Int64(w.rows), workspace.workers[0].ensure(scratchFloats))
                 }
             }
             return

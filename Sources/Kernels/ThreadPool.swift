@@ -36,7 +36,13 @@ public final class ThreadPool: @unchecked Sendable {
         let job = Job(body: body, count: count)
         shared.publish(job)
         job.drain()
-        while job.finished.load(ordering: .acquiring) < count {}
+        // Another process may have taken a worker's core: after a short spin, give the CPU away
+        // between checks instead of burning it while the worker waits to run.
+        var spins = 0
+        while job.finished.load(ordering: .acquiring) < count {
+            spins += 1
+            if spins > 2_000 { sched_yield() }
+        }
     }
 
     /// One `run` call. Workers that arrive late find its indices all claimed and leave.
