@@ -56,23 +56,31 @@ public struct WeightMatrix: @unchecked Sendable {
         let blocks = Int64(columns / type.blockSize)
         let count = rows / 8, groupBytes = Int(llk_x8_group_bytes(id, blocks))
         let storage = RegroupedRows(groups: count, groupBytes: groupBytes)
+        // Released as the packing goes (every 4 MiB or so), so that a large matrix (a 262k-row
+        // classifier) is never resident twice, not even for a moment.
+        let step = max(1, (4 << 20) / max(1, 8 * rowBytes))
+        var released = data
         for g in 0..<count {
             llk_x8_pack(id, data + 8 * g * rowBytes, Int64(rowBytes), blocks, storage.base + g * groupBytes)
+            if releasingMappedPages, (g + 1) % step == 0 || g == count - 1 {
+                released = Self.releasePages(from: released, to: data + 8 * (g + 1) * rowBytes)
+            }
         }
-        if releasingMappedPages { Self.releasePages(data, 8 * count * rowBytes) }
         var copy = self
         copy.groups = storage
         return copy
     }
 
-    /// MADV_DONTNEED on the whole pages inside the range: a private read-only file mapping drops
-    /// them from this process and reads them from the file again if they are touched.
-    private static func releasePages(_ start: UnsafeRawPointer, _ count: Int) {
+    /// MADV_DONTNEED on the whole pages inside [start, end): a private read-only file mapping
+    /// drops them from this process and reads them from the file again if they are touched.
+    /// Returns where the released pages end (where the next call may start).
+    private static func releasePages(from start: UnsafeRawPointer, to end: UnsafeRawPointer) -> UnsafeRawPointer {
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        guard page > 0 else { return }
-        let first = (Int(bitPattern: start) + page - 1) / page * page, end = (Int(bitPattern: start) + count) / page * page
-        guard end > first, let pointer = UnsafeMutableRawPointer(bitPattern: first) else { return }
-        _ = madvise(pointer, end - first, MADV_DONTNEED)
+        guard page > 0 else { return start }
+        let first = (Int(bitPattern: start) + page - 1) / page * page, last = Int(bitPattern: end) / page * page
+        guard last > first, let pointer = UnsafeMutableRawPointer(bitPattern: first) else { return start }
+        _ = madvise(pointer, last - first, MADV_DONTNEED)
+        return UnsafeRawPointer(bitPattern: last) ?? start
     }
 
     /// Row `r` as floats.
