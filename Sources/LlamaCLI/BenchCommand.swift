@@ -96,8 +96,8 @@ struct BenchCommand: ParsableCommand {
                         let label = depth > 0 ? "\(name) @ d\(depth)" : name
                         let contextSize = depth + promptLength + genLength
                         if contextSize > model.configuration.contextLength {
-                            Console.error("skipping \(label): \(contextSize) tokens are more than the model's context of \(model.configuration.contextLength)")
-                            continue
+                            // As llama-bench: speed is measured past the trained context (the text would degrade, the cost does not).
+                            Console.error("note: \(label) uses \(contextSize) positions, past the model's trained context of \(model.configuration.contextLength)")
                         }
                         let context = LlamaContext(model: model, contextSize: max(contextSize, 16),
                                                    batchSize: max(promptLength, 1, min(depth, 512)), threads: t, kvCacheType: cacheType)

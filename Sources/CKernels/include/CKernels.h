@@ -109,6 +109,19 @@ void llk_x8_unpack_row(int type, const void *group, int64_t blocks, int row, voi
 void llk_x8_matmul(int type, const void *packed, int64_t groups, const void *activations, int64_t tokens,
                    int64_t blocks, float *out, int64_t out_stride);
 
+// ---------------------------------------------------------------------------------------------
+// Attention (attention.c).
+
+/// Attention of `heads` query heads (head_size floats each, back to back) that share one KV head
+/// of an F16 cache: keys and values of position p at slot (p < capacity ? p : p % capacity),
+/// `stride` halves apart; positions first..<first+length. Scores scaled by `scale`, softmax, the
+/// weights rounded to F16, then out[h] = sum of weight x value. `scores` holds heads x length
+/// floats. Returns 0 (doing nothing) where the path has no such kernel.
+int llk_attention_f16_supported(int head_size);
+int llk_attention_f16(const float *q, int heads, int head_size, const uint16_t *keys, const uint16_t *values,
+                      int64_t stride, int64_t capacity, int64_t first, int64_t length, float scale, float *scores,
+                      float *out);
+
 /// Forces the code path for the whole process: "avx512", "avx2", "neon" or "scalar" (a path the
 /// CPU lacks falls back to the best it has). Returns the path in use. The `llama` tool calls it
 /// with $LLAMA_CPU_PATH.

@@ -215,6 +215,26 @@ public final class ForwardPass: @unchecked Sendable {
         for t in 0..<n { longest = max(longest, positions[t] + 1) }
         let qp = SendablePointer(q), op = SendablePointer(attention)
         let sp = SendablePointer(sequences), pp = SendablePointer(positions)
+        // With an F16 cache (and no soft-cap), one job per token and KV head: the C kernel reads
+        // each key and value once for all the query heads that share it.
+        if halfWeights, softCap == nil, llk_attention_f16_supported(Int32(headSize)) != 0 {
+            let jobs = n * c.kvHeadCount
+            let workers = max(1, min(pool.threads, jobs, scoreBuffers.count))
+            pool.run(workers) { worker in
+                let scores = scoreBuffers[worker].ensure(longest * group)
+                for job in stride(from: worker, to: jobs, by: workers) {
+                    let t = job / c.kvHeadCount, kvHead = job % c.kvHeadCount
+                    let kv = layers[sp.pointer[t]]
+                    let last = pp.pointer[t]
+                    let first = window.map { max(0, last - $0 + 1) } ?? 0
+                    let heads = qp.pointer + t * qDim + kvHead * group * headSize
+                    _ = llk_attention_f16(heads, Int32(group), Int32(headSize), kv.keys16! + kvHead * headSize, kv.values16! + kvHead * headSize,
+                                         Int64(kv.kvDimension), Int64(kv.capacity), Int64(first), Int64(last - first + 1), scale,
+                                         scores, op.pointer + t * qDim + kvHead * group * headSize)
+                }
+            }
+            return
+        }
         let jobs = n * c.headCount
         let workers = max(1, min(pool.threads, jobs, scoreBuffers.count))
         pool.run(workers) { worker in

@@ -1,0 +1,107 @@
+// Attention of the query heads that share one KV head (grouped-query attention), over an F16
+// cache: each key and value is read and widened once for all of the group's heads, instead of
+// once per head. The arithmetic per head is the row-by-row one: scaled dot products, a softmax
+// with a double-precision sum, weights rounded to F16 (as llama.cpp rounds them before they meet
+// F16 values), then the weighted sum of the values.
+
+#include "CKernels.h"
+#include "half.h"
+
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define LLK_X86 1
+#endif
+
+int llk_isa_id(void);
+
+#if LLK_X86
+#define ATTR_ATT __attribute__((target("avx2,fma,f16c")))
+
+ATTR_ATT static inline float hsum8(__m256 v) {
+    __m128 r = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    return _mm_cvtss_f32(r);
+}
+
+ATTR_ATT static void widen(const uint16_t *h, float *f, int n) {
+    for (int i = 0; i < n; i += 8) _mm256_storeu_ps(f + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+}
+
+ATTR_ATT static void attend_avx2(const float *q, int heads, int head_size, const uint16_t *keys, const uint16_t *values,
+                                 int64_t stride, int64_t capacity, int64_t first, int64_t length, float scale,
+                                 float *scores, float *out) {
+    float row[512] __attribute__((aligned(32)));
+    for (int64_t i = 0; i < length; i++) {
+        const int64_t position = first + i, slot = position < capacity ? position : position % capacity;
+        widen(keys + slot * stride, row, head_size);
+        for (int h = 0; h < heads; h++) {
+            const float *qh = q + h * head_size;
+            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+            int j = 0;
+            for (; j + 16 <= head_size; j += 16) {
+                a0 = _mm256_fmadd_ps(_mm256_load_ps(row + j), _mm256_loadu_ps(qh + j), a0);
+                a1 = _mm256_fmadd_ps(_mm256_load_ps(row + j + 8), _mm256_loadu_ps(qh + j + 8), a1);
+            }
+            if (j < head_size) a0 = _mm256_fmadd_ps(_mm256_load_ps(row + j), _mm256_loadu_ps(qh + j), a0);
+            scores[h * length + i] = hsum8(_mm256_add_ps(a0, a1)) * scale;
+        }
+    }
+    for (int h = 0; h < heads; h++) {
+        float *s = scores + h * length;
+        float top = -INFINITY;
+        for (int64_t i = 0; i < length; i++) top = s[i] > top ? s[i] : top;
+        double sum = 0;
+        for (int64_t i = 0; i < length; i++) {
+            const float e = expf(s[i] - top);
+            s[i] = e;
+            sum += e;
+        }
+        const float inverse = (float)(1 / sum);
+        int64_t i = 0;
+        for (; i + 8 <= length; i += 8) {
+            const __m256 w = _mm256_mul_ps(_mm256_loadu_ps(s + i), _mm256_set1_ps(inverse));
+            _mm256_storeu_ps(s + i, _mm256_cvtph_ps(_mm256_cvtps_ph(w, _MM_FROUND_TO_NEAREST_INT)));
+        }
+        for (; i < length; i++) s[i] = half_to_float(float_to_half(s[i] * inverse));
+        memset(out + h * head_size, 0, sizeof(float) * (size_t)head_size);
+    }
+    for (int64_t i = 0; i < length; i++) {
+        const int64_t position = first + i, slot = position < capacity ? position : position % capacity;
+        widen(values + slot * stride, row, head_size);
+        for (int h = 0; h < heads; h++) {
+            const __m256 w = _mm256_set1_ps(scores[h * length + i]);
+            float *o = out + h * head_size;
+            for (int j = 0; j < head_size; j += 8)
+                _mm256_storeu_ps(o + j, _mm256_fmadd_ps(w, _mm256_load_ps(row + j), _mm256_loadu_ps(o + j)));
+        }
+    }
+}
+#endif
+
+int llk_attention_f16_supported(int head_size) {
+#if LLK_X86
+    const int isa = llk_isa_id();
+    return (isa == 1 || isa == 2) && head_size % 8 == 0 && head_size <= 512;
+#else
+    (void)head_size;
+    return 0;
+#endif
+}
+
+int llk_attention_f16(const float *q, int heads, int head_size, const uint16_t *keys, const uint16_t *values,
+                      int64_t stride, int64_t capacity, int64_t first, int64_t length, float scale, float *scores,
+                      float *out) {
+#if LLK_X86
+    if (llk_attention_f16_supported(head_size)) {
+        attend_avx2(q, heads, head_size, keys, values, stride, capacity, first, length, scale, scores, out);
+        return 1;
+    }
+#endif
+    (void)q; (void)heads; (void)head_size; (void)keys; (void)values; (void)stride; (void)capacity; (void)first;
+    (void)length; (void)scale; (void)scores; (void)out;
+    return 0;
+}
