@@ -19,6 +19,7 @@
 // Every group is as large as its 8 rows, except Q4_K and Q5_K (32 B more per super block).
 
 #include "CKernels.h"
+#include "blocks.h"
 #include "half.h"
 
 #include <stdlib.h>
@@ -34,19 +35,7 @@ int llk_has_vnni(void);
 
 enum { TYPE_Q4_0 = 2, TYPE_Q4_1 = 3, TYPE_Q5_0 = 6, TYPE_Q5_1 = 7, TYPE_Q8_0 = 8, TYPE_Q4_K = 12, TYPE_Q5_K = 13, TYPE_Q6_K = 14 };
 
-static int row_block_bytes(int type) {
-    switch (type) {
-    case TYPE_Q4_0: return 18;
-    case TYPE_Q4_1: return 20;
-    case TYPE_Q5_0: return 22;
-    case TYPE_Q5_1: return 24;
-    case TYPE_Q8_0: return 34;
-    case TYPE_Q4_K: return 144;
-    case TYPE_Q5_K: return 176;
-    case TYPE_Q6_K: return 210;
-    default: return 0;
-    }
-}
+static int row_block_bytes(int type) { return llk_block_bytes(type); }
 
 static int group_block_bytes(int type) {
     switch (type) {
@@ -92,26 +81,17 @@ static void convert_block(int type, int pack, uint8_t *const rows[8], uint8_t *g
     } while (0)
     switch (type) {
     case TYPE_Q4_0:
-    case TYPE_Q4_1: {
-        const int header = type == TYPE_Q4_1 ? 4 : 2;
-        for (int r = 0; r < 8; r++) {
-            MOVE(g + 2 * r, rows[r], 2);
-            if (header == 4) MOVE(g + 16 + 2 * r, rows[r] + 2, 2);
-        }
-        uint8_t *runs = g + 8 * header;
-        for (int k = 0; k < 4; k++) RUN(runs + 32 * k, header + 4 * k);
-        return;
-    }
+    case TYPE_Q4_1:
     case TYPE_Q5_0:
     case TYPE_Q5_1: {
-        const int header = type == TYPE_Q5_1 ? 4 : 2;
+        const int header = type == TYPE_Q4_1 || type == TYPE_Q5_1 ? 4 : 2, five = type == TYPE_Q5_0 || type == TYPE_Q5_1;
         for (int r = 0; r < 8; r++) {
             MOVE(g + 2 * r, rows[r], 2);
             if (header == 4) MOVE(g + 16 + 2 * r, rows[r] + 2, 2);
         }
-        uint8_t *high = g + 8 * header, *runs = high + 32;
-        RUN(high, header);
-        for (int k = 0; k < 4; k++) RUN(runs + 32 * k, header + 4 + 4 * k);
+        uint8_t *runs = g + 8 * header + (five ? 32 : 0);
+        if (five) RUN(g + 8 * header, header);  // the 32 high bits of each row
+        for (int k = 0; k < 4; k++) RUN(runs + 32 * k, header + (five ? 4 : 0) + 4 * k);
         return;
     }
     case TYPE_Q8_0:

@@ -7,6 +7,7 @@
 // repacked weights for batches), AVX2 (sign trick with maddubs), and portable scalar code.
 
 #include "CKernels.h"
+#include "blocks.h"
 #include "half.h"
 
 #include <math.h>
@@ -37,16 +38,8 @@ typedef struct {
     float d[16];
 } packed_pair;
 
-static int block_bytes(int type) {
-    switch (type) {
-    case TYPE_Q4_0: return 18;
-    case TYPE_Q4_1: return 20;
-    case TYPE_Q5_0: return 22;
-    case TYPE_Q5_1: return 24;
-    case TYPE_Q8_0: return 34;
-    default: return 0;
-    }
-}
+// The 32-value types only (the K types have kquants.c).
+static int block_bytes(int type) { return type == TYPE_Q4_0 || type == TYPE_Q4_1 || type == TYPE_Q5_0 || type == TYPE_Q5_1 || type == TYPE_Q8_0 ? llk_block_bytes(type) : 0; }
 
 // What is subtracted from each stored (unsigned) weight value to get the signed value.
 static int weight_bias(int type) {

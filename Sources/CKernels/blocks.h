@@ -1,0 +1,19 @@
+// Bytes per block of the ggml types the integer kernels know, shared by the kernel files.
+#ifndef LLK_BLOCKS_H
+#define LLK_BLOCKS_H
+
+static inline int llk_block_bytes(int type) {
+    switch (type) {
+    case 2: return 18;    // Q4_0: half d, 16 B nibbles
+    case 3: return 20;    // Q4_1: half d, half m, 16 B nibbles
+    case 6: return 22;    // Q5_0: half d, 4 B high bits, 16 B nibbles
+    case 7: return 24;    // Q5_1: half d, half m, 4 B high bits, 16 B nibbles
+    case 8: return 34;    // Q8_0: half d, 32 B
+    case 12: return 144;  // Q4_K: half d, half dmin, 12 B scales, 128 B nibbles
+    case 13: return 176;  // Q5_K: as Q4_K plus 32 B high bits
+    case 14: return 210;  // Q6_K: 128 B low nibbles, 64 B high bits, 16 scales, half d
+    default: return 0;
+    }
+}
+
+#endif
