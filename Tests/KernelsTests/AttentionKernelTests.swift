@@ -40,4 +40,33 @@ import Testing
             }
         }
     }
+
+    /// Several tokens of a prompt in one call (token t attending to one more position than t - 1)
+    /// give exactly what one call per token gives.
+    @Test func tokensTogetherEqualTokensAlone() throws {
+        let heads = 4, headSize = 64, tokens = 5, capacity = 200, first = 3
+        guard llk_attention_f16_supported(Int32(headSize)) != 0 else { return }
+        let stride = headSize
+        let keys = VectorKernelTests.randomFloats(capacity * stride, seed: 4).map { HalfFloat.fromFloat($0 * 2) }
+        let values = VectorKernelTests.randomFloats(capacity * stride, seed: 5).map { HalfFloat.fromFloat($0) }
+        let qStride = heads * headSize + 16  // other KV heads' queries between tokens
+        let q = VectorKernelTests.randomFloats(tokens * qStride, seed: 6)
+        let lengths: [Int64] = (0..<tokens).map { Int64(150 + $0) }
+        var scores = [Float](repeating: 0, count: tokens * heads * 160)
+        var together = [Float](repeating: .nan, count: tokens * qStride), alone = together
+        #expect(llk_attention_f16_tokens(q, Int64(qStride), Int32(tokens), lengths, Int32(heads), Int32(headSize), keys, values,
+                                         Int64(stride), Int64(capacity), Int64(first), 0.125, &scores, &together, Int64(qStride)) == 1)
+        for t in 0..<tokens {
+            q.withUnsafeBufferPointer { q in
+                alone.withUnsafeMutableBufferPointer { out in
+                    _ = llk_attention_f16(q.baseAddress! + t * qStride, Int32(heads), Int32(headSize), keys, values, Int64(stride),
+                                          Int64(capacity), Int64(first), lengths[t], 0.125, &scores, out.baseAddress! + t * qStride)
+                }
+            }
+        }
+        for t in 0..<tokens {
+            let range = t * qStride..<(t * qStride + heads * headSize)
+            #expect(Array(together[range]) == Array(alone[range]), "token \(t)")
+        }
+    }
 }

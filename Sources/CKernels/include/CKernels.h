@@ -122,6 +122,14 @@ int llk_attention_f16(const float *q, int heads, int head_size, const uint16_t *
                       int64_t stride, int64_t capacity, int64_t first, int64_t length, float scale, float *scores,
                       float *out);
 
+/// The same for `tokens` query tokens of one sequence (q_stride and out_stride floats apart), all
+/// attending from position `first`, token t to lengths[t] positions: each key and value is widened
+/// once for all of them. `scores` holds tokens x heads x max(lengths) floats.
+int llk_attention_f16_tokens(const float *q, int64_t q_stride, int tokens, const int64_t *lengths, int heads,
+                             int head_size, const uint16_t *keys, const uint16_t *values, int64_t stride,
+                             int64_t capacity, int64_t first, float scale, float *scores, float *out,
+                             int64_t out_stride);
+
 /// Forces the code path for the whole process: "avx512", "avx2", "neon" or "scalar" (a path the
 /// CPU lacks falls back to the best it has). Returns the path in use. The `llama` tool calls it
 /// with $LLAMA_CPU_PATH.

@@ -215,22 +215,35 @@ public final class ForwardPass: @unchecked Sendable {
         for t in 0..<n { longest = max(longest, positions[t] + 1) }
         let qp = SendablePointer(q), op = SendablePointer(attention)
         let sp = SendablePointer(sequences), pp = SendablePointer(positions)
-        // With an F16 cache (and no soft-cap), one job per token and KV head: the C kernel reads
-        // each key and value once for all the query heads that share it.
+        // With an F16 cache (and no soft-cap), the C kernel: one job per KV head and chunk of up to
+        // 8 tokens; consecutive tokens of one sequence (a prompt) go in together, so each key and
+        // value is read once for all their query heads that share it.
         if halfWeights, softCap == nil, llk_attention_f16_supported(Int32(headSize)) != 0 {
-            let jobs = n * c.kvHeadCount
+            let chunk = 8, chunks = (n + chunk - 1) / chunk
+            let jobs = chunks * c.kvHeadCount
             let workers = max(1, min(pool.threads, jobs, scoreBuffers.count))
             pool.run(workers) { worker in
-                let scores = scoreBuffers[worker].ensure(longest * group)
-                for job in stride(from: worker, to: jobs, by: workers) {
-                    let t = job / c.kvHeadCount, kvHead = job % c.kvHeadCount
-                    let kv = layers[sp.pointer[t]]
-                    let last = pp.pointer[t]
-                    let first = window.map { max(0, last - $0 + 1) } ?? 0
-                    let heads = qp.pointer + t * qDim + kvHead * group * headSize
-                    _ = llk_attention_f16(heads, Int32(group), Int32(headSize), kv.keys16! + kvHead * headSize, kv.values16! + kvHead * headSize,
-                                         Int64(kv.kvDimension), Int64(kv.capacity), Int64(first), Int64(last - first + 1), scale,
-                                         scores, op.pointer + t * qDim + kvHead * group * headSize)
+                let scores = scoreBuffers[worker].ensure(longest * group * chunk)
+                withUnsafeTemporaryAllocation(of: Int64.self, capacity: chunk) { lengths in
+                    for job in stride(from: worker, to: jobs, by: workers) {
+                        let kvHead = job % c.kvHeadCount, start = job / c.kvHeadCount * chunk, end = min(n, start + chunk)
+                        var t = start
+                        while t < end {
+                            // A run: the same sequence at consecutive positions, all attending from one first position.
+                            let sequence = sp.pointer[t], first = window.map { max(0, pp.pointer[t] - $0 + 1) } ?? 0
+                            var count = 1
+                            while window == nil, t + count < end, sp.pointer[t + count] == sequence,
+                                  pp.pointer[t + count] == pp.pointer[t + count - 1] + 1 { count += 1 }
+                            for i in 0..<count { lengths[i] = Int64(pp.pointer[t + i] - first + 1) }
+                            let kv = layers[sequence]
+                            let offset = t * qDim + kvHead * group * headSize
+                            _ = llk_attention_f16_tokens(qp.pointer + offset, Int64(qDim), Int32(count), lengths.baseAddress!, Int32(group),
+                                                         Int32(headSize), kv.keys16! + kvHead * headSize, kv.values16! + kvHead * headSize,
+                                                         Int64(kv.kvDimension), Int64(kv.capacity), Int64(first), scale, scores,
+                                                         op.pointer + offset, Int64(qDim))
+                            t += count
+                        }
+                    }
                 }
             }
             return
