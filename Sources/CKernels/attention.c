@@ -27,6 +27,9 @@ ATTR_ATT static inline float hsum8(__m256 v) {
     return _mm_cvtss_f32(r);
 }
 
+// Where a position lives in a cache of `capacity` slots (a ring for sliding-window layers).
+static inline int64_t slot_of(int64_t position, int64_t capacity) { return position < capacity ? position : position % capacity; }
+
 ATTR_ATT static void widen(const uint16_t *h, float *f, int n) {
     for (int i = 0; i < n; i += 8) _mm256_storeu_ps(f + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
 }
@@ -41,8 +44,7 @@ ATTR_ATT static void attend_avx2(const float *q, int64_t q_stride, int tokens, c
     int64_t longest = 0;
     for (int t = 0; t < tokens; t++) longest = lengths[t] > longest ? lengths[t] : longest;
     for (int64_t i = 0; i < longest; i++) {
-        const int64_t position = first + i, slot = position < capacity ? position : position % capacity;
-        widen(keys + slot * stride, row, head_size);
+        widen(keys + slot_of(first + i, capacity) * stride, row, head_size);
         for (int t = 0; t < tokens; t++) {
             if (i >= lengths[t]) continue;
             for (int h = 0; h < heads; h++) {
@@ -80,8 +82,7 @@ ATTR_ATT static void attend_avx2(const float *q, int64_t q_stride, int tokens, c
             memset(out + t * out_stride + h * head_size, 0, sizeof(float) * (size_t)head_size);
         }
     for (int64_t i = 0; i < longest; i++) {
-        const int64_t position = first + i, slot = position < capacity ? position : position % capacity;
-        widen(values + slot * stride, row, head_size);
+        widen(values + slot_of(first + i, capacity) * stride, row, head_size);
         for (int t = 0; t < tokens; t++) {
             if (i >= lengths[t]) continue;
             for (int h = 0; h < heads; h++) {
