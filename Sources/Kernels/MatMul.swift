@@ -113,7 +113,6 @@ public final class RegroupedRows: @unchecked Sendable {
     let base: UnsafeMutableRawPointer
     public let count: Int
     let groupBytes: Int
-    public var bytes: Int { count * groupBytes }
 
     init(groups: Int, groupBytes: Int) {
         count = groups
@@ -223,6 +222,17 @@ public enum MatMul {
         }
         let output = SendablePointer(y)
         let scratchFloats = kTypes || tokens == 1 ? 1 : Int(llk_q8_scratch_bytes(blocks)) / 4
+        // Rows first..<end in their file layout, by the row kernels of the type's family.
+        let rowKernels = { (first: Int, end: Int, scratch: UnsafeMutablePointer<Float>) in
+            let rows = w.data + first * w.rowBytes, count = Int64(end - first)
+            if kTypes {
+                llk_qk_matmul(type, rows, Int64(w.rowBytes), count, activations.pointer, Int64(tokens), blocks,
+                              output.pointer + first, Int64(w.rows))
+            } else {
+                llk_q8_matmul(type, rows, Int64(w.rowBytes), count, activations.pointer, Int64(tokens), blocks,
+                              output.pointer + first, Int64(w.rows), scratch)
+            }
+        }
         if let groups = w.groups {
             // Runs of whole groups, four per thread, claimed as threads come free: a thread whose
             // core another process takes holds up one run, not a fixed share. The rows past the
@@ -236,14 +246,7 @@ public enum MatMul {
                 }
                 let tail = 8 * groups.count
                 guard worker == workers - 1, tail < w.rows else { return }
-                let rows = w.data + tail * w.rowBytes, count = Int64(w.rows - tail)
-                if kTypes {
-                    llk_qk_matmul(type, rows, Int64(w.rowBytes), count, activations.pointer, Int64(tokens), blocks,
-                                  output.pointer + tail, Int64(w.rows))
-                } else {
-                    llk_q8_matmul(type, rows, Int64(w.rowBytes), count, activations.pointer, Int64(tokens), blocks,
-                                  output.pointer + tail, Int64(w.rows), workspace.workers[0].ensure(scratchFloats))
-                }
+                rowKernels(tail, w.rows, workspace.workers[0].ensure(scratchFloats))
             }
             return
         }
@@ -252,14 +255,7 @@ public enum MatMul {
         pool.run(workers) { worker in
             let first = min(w.rows, quads * worker / workers * 4), end = min(w.rows, quads * (worker + 1) / workers * 4)
             guard end > first else { return }
-            let rows = w.data + first * w.rowBytes, count = Int64(end - first)
-            if kTypes {
-                llk_qk_matmul(type, rows, Int64(w.rowBytes), count, activations.pointer, Int64(tokens), blocks,
-                              output.pointer + first, Int64(w.rows))
-            } else {
-                llk_q8_matmul(type, rows, Int64(w.rowBytes), count, activations.pointer, Int64(tokens), blocks,
-                              output.pointer + first, Int64(w.rows), workspace.workers[worker].ensure(scratchFloats))
-            }
+            rowKernels(first, end, workspace.workers[worker].ensure(scratchFloats))
         }
     }
 
