@@ -66,7 +66,10 @@ struct BenchCommand: ParsableCommand {
         guard ["md", "json"].contains(output) else { throw ValidationError("-o takes md or json") }
         _ = try Self.numbers(prompts, "-p")
         _ = try Self.numbers(generations, "-n")
-        _ = try Self.numbers(depths, "-d")
+        // Bounded so that depth + prompt + generation (the context allocated) cannot overflow or ask for terabytes.
+        for (list, name) in [(prompts, "-p"), (generations, "-n"), (depths, "-d")] where try Self.numbers(list, name).contains(where: { $0 > 1 << 20 }) {
+            throw ValidationError("\(name) takes at most \(1 << 20) tokens")
+        }
         if let threads, try Self.numbers(threads, "-t").contains(0) { throw ValidationError("-t must be at least 1") }
     }
 

@@ -63,6 +63,16 @@ enum QuantizeCommandFileTypes {
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("llama 135M Q4_1"))
     }
+
+    /// Depth: the label says it; a depth whose context could not be allocated is refused up front.
+    @Test func depth() throws {
+        _ = try Fixtures.defaultModel()
+        let r = try CLI.run(["bench", "-p", "8", "-n", "2", "-d", "0,16", "-r", "1"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("pp8 @ d16") && r.stdout.contains("tg2 @ d16") && r.stdout.contains("| pp8 |"))
+        let huge = try CLI.run(["bench", "-p", "8", "-n", "0", "-d", "9223372036854775807"])
+        #expect(huge.status != 0 && huge.stderr.contains("-d takes at most"), "\(huge.stderr)")
+    }
 }
 
 @Suite struct RandomModelCLITests {
