@@ -183,6 +183,13 @@ void llk_x8_unpack_row(int type, const void *group, int64_t blocks, int row, voi
     }
 }
 
+// The layout of llk_qk_prepare (kquants.c).
+typedef struct {
+    float d;
+    int16_t sums[16];
+    int8_t q[256];
+} q8k_block;
+
 // ---------------------------------------------------------------------------------------------
 // AVX2 kernels.
 
@@ -197,11 +204,6 @@ typedef struct {
     float d[16];
 } q8_pair;
 
-typedef struct {
-    float d;
-    int16_t sums[16];
-    int8_t q[256];
-} q8k_block;
 
 ATTR_X8 static inline __m256i bcast4(const int8_t *p) {
     int32_t v;
@@ -524,6 +526,173 @@ ATTR_X8 static void k_groups(int type, const uint8_t *packed, int64_t groups, in
     }
 }
 #endif
+
+// --- AVX-512 VNNI prompt tiles for the K types: 8 rows x 16 tokens, one zmm lane per token. The
+// tokens are interleaved first (llk_x8_interleave): per super block, k-group j (values 4j..4j+3)
+// holds 4 bytes of each of 16 tokens, shifted by +128 so they are the unsigned side of vpdpbusd;
+// the weights (0..63, the signed side) are broadcast 4 bytes at a time straight from the decoded
+// runs. The +128 adds 128 x (the row's value sums) to every product: a per-row constant of the
+// super block, taken off once. Same integers as k_tile, same float steps, same results. ---
+
+typedef struct {
+    uint8_t q[64][64];    // k-group j: token t's 4 values (+128) at bytes 4t..4t+3
+    int32_t bsum[8][16];  // pair p: token t's sums of values 32p..32p+15 and 32p+16..32p+31, two int16
+    float d[16];
+} k_tile16;
+
+int64_t llk_x8_tiles_bytes(int64_t blocks, int64_t tokens) {
+    return (tokens + 15) / 16 * blocks * (int64_t)sizeof(k_tile16);
+}
+
+void llk_x8_interleave(const void *activations, int64_t tokens, int64_t blocks, int64_t first_tile, int64_t end_tile,
+                       void *tiles) {
+    const q8k_block *acts = (const q8k_block *)activations;
+    for (int64_t c = first_tile; c < end_tile; c++)
+        for (int64_t b = 0; b < blocks; b++) {
+            k_tile16 *o = (k_tile16 *)tiles + c * blocks + b;
+            for (int t = 0; t < 16; t++) {
+                const int64_t token = 16 * c + t;
+                if (token >= tokens) {  // padding: zero activations and scale, so the lane adds 0
+                    for (int j = 0; j < 64; j++) memset(o->q[j] + 4 * t, 0x80, 4);
+                    for (int p = 0; p < 8; p++) o->bsum[p][t] = 0;
+                    o->d[t] = 0;
+                    continue;
+                }
+                const q8k_block *x = acts + token * blocks + b;
+                for (int j = 0; j < 64; j++) {
+                    uint32_t v;
+                    memcpy(&v, x->q + 4 * j, 4);
+                    v ^= 0x80808080u;
+                    memcpy(o->q[j] + 4 * t, &v, 4);
+                }
+                for (int p = 0; p < 8; p++) memcpy(&o->bsum[p][t], x->sums + 2 * p, 4);
+                o->d[t] = x->d;
+            }
+        }
+}
+
+#if LLK_X86
+#define ATTR_VNNI __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")))
+
+// What the tiles read of one decoded super block of a group besides its runs.
+typedef struct {
+    int32_t scale[16][8];  // the scale of row r for values 16h..16h+15
+    int32_t corr[8];       // 128 x sum over h of scale x (sum of row r's values 16h..16h+15)
+} k_rowconst;
+
+ATTR_VNNI static void k_rowconsts(const decoded_k *dk, k_rowconst *rc) {
+    const __m256i ones = _mm256_set1_epi8(1);
+    __m256i corr = _mm256_setzero_si256();
+    for (int h = 0; h < 16; h++) {
+        const __m256i scale = _mm256_srai_epi32(_mm256_slli_epi32(dk->scales[h], 16), 16);
+        _mm256_storeu_si256((__m256i *)rc->scale[h], scale);
+        __m256i sum = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) sum = _mm256_dpbusd_epi32(sum, ones, dk->runs[4 * h + j]);
+        corr = _mm256_add_epi32(corr, _mm256_mullo_epi32(sum, scale));
+    }
+    _mm256_storeu_si256((__m256i *)rc->corr, _mm256_slli_epi32(corr, 7));
+}
+
+// One super block of 8 rows times one tile of 16 tokens, added into facc (row r: lanes = tokens).
+ATTR_VNNI __attribute__((always_inline)) static inline void k_vnni_tile(const int type, const decoded_k *dk,
+                                                                         const k_rowconst *rc, const k_tile16 *a,
+                                                                         __m512 facc[8]) {
+    const int32_t *runs = (const int32_t *)dk->runs;  // run j, row r at 8j + r
+    const int per_scale = type == TYPE_Q6_K ? 4 : 8;  // k-groups that share one scale
+    __m512i s1[8], s2[8];
+    for (int r = 0; r < 8; r++) s1[r] = s2[r] = _mm512_setzero_si512();
+    for (int j0 = 0; j0 < 64; j0 += per_scale) {
+        __m512i acc[8];
+        for (int r = 0; r < 8; r++) acc[r] = _mm512_setzero_si512();
+        for (int j = j0; j < j0 + per_scale; j++) {
+            const __m512i q = _mm512_loadu_si512(a->q[j]);
+            for (int r = 0; r < 8; r++) acc[r] = _mm512_dpbusd_epi32(acc[r], q, _mm512_set1_epi32(runs[8 * j + r]));
+        }
+        for (int r = 0; r < 8; r++)
+            s1[r] = _mm512_add_epi32(s1[r], _mm512_mullo_epi32(acc[r], _mm512_set1_epi32(rc->scale[j0 / 4][r])));
+    }
+    const int32_t *bias = (const int32_t *)dk->bias;  // pair p, row r at 8p + r
+    for (int p = 0; p < 8; p++) {
+        const __m512i sums = _mm512_loadu_si512(a->bsum[p]);
+        for (int r = 0; r < 8; r++) s2[r] = _mm512_dpwssd_epi32(s2[r], sums, _mm512_set1_epi32(bias[8 * p + r]));
+    }
+    const __m512 da = _mm512_loadu_ps(a->d);
+    const float *d = (const float *)&dk->d, *dmin = (const float *)&dk->dmin;
+    for (int r = 0; r < 8; r++) {
+        const __m512i isum = _mm512_sub_epi32(s1[r], _mm512_set1_epi32(rc->corr[r]));
+        const __m512 scale = _mm512_mul_ps(_mm512_set1_ps(d[r]), da);
+        __m512 v;
+        if (type == TYPE_Q6_K) {
+            v = _mm512_mul_ps(scale, _mm512_cvtepi32_ps(_mm512_sub_epi32(isum, s2[r])));
+        } else {
+            v = _mm512_sub_ps(_mm512_mul_ps(scale, _mm512_cvtepi32_ps(isum)),
+                              _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(dmin[r]), da), _mm512_cvtepi32_ps(s2[r])));
+        }
+        facc[r] = _mm512_add_ps(facc[r], v);
+    }
+}
+
+ATTR_VNNI __attribute__((always_inline)) static inline void k_groups_vnni_typed(
+    const int type, const uint8_t *packed, int64_t groups, int64_t blocks, const k_tile16 *tiles, int64_t tokens,
+    float *out, int64_t out_stride) {
+    enum { CHUNK = 16 };  // tiles (256 tokens) whose sums stay on the stack while a group is decoded
+    const int64_t group_bytes = llk_x8_group_bytes(type, blocks), ntiles = (tokens + 15) / 16;
+    const int gbytes = group_block_bytes(type);
+    decoded_k dk __attribute__((aligned(64)));
+    k_rowconst rc __attribute__((aligned(64)));
+    __m512 sums[CHUNK][8];
+    for (int64_t c0 = 0; c0 < ntiles; c0 += CHUNK) {
+        const int64_t cn = ntiles - c0 < CHUNK ? ntiles - c0 : CHUNK;
+        for (int64_t gi = 0; gi < groups; gi++) {
+            for (int64_t c = 0; c < cn; c++)
+                for (int r = 0; r < 8; r++) sums[c][r] = _mm512_setzero_ps();
+            for (int64_t b = 0; b < blocks; b++) {
+                decode_k(type, packed + gi * group_bytes + b * gbytes, &dk);
+                k_rowconsts(&dk, &rc);
+                for (int64_t c = 0; c < cn; c++) k_vnni_tile(type, &dk, &rc, tiles + (c0 + c) * blocks + b, sums[c]);
+            }
+            for (int64_t c = 0; c < cn; c++) {
+                float lanes[8][16];
+                for (int r = 0; r < 8; r++) _mm512_storeu_ps(lanes[r], sums[c][r]);
+                for (int t = 0; t < 16 && 16 * (c0 + c) + t < tokens; t++) {
+                    float *o = out + (16 * (c0 + c) + t) * out_stride + 8 * gi;
+                    for (int r = 0; r < 8; r++) o[r] = lanes[r][t];
+                }
+            }
+        }
+    }
+}
+
+ATTR_VNNI static void k_groups_vnni(int type, const uint8_t *packed, int64_t groups, int64_t blocks, const k_tile16 *tiles,
+                                    int64_t tokens, float *out, int64_t out_stride) {
+    switch (type) {
+    case TYPE_Q4_K: k_groups_vnni_typed(TYPE_Q4_K, packed, groups, blocks, tiles, tokens, out, out_stride); return;
+    case TYPE_Q5_K: k_groups_vnni_typed(TYPE_Q5_K, packed, groups, blocks, tiles, tokens, out, out_stride); return;
+    case TYPE_Q6_K: k_groups_vnni_typed(TYPE_Q6_K, packed, groups, blocks, tiles, tokens, out, out_stride); return;
+    default: return;
+    }
+}
+#endif
+
+int llk_x8_tiled(int type, int64_t tokens) {
+#if LLK_X86
+    return type >= TYPE_Q4_K && llk_x8_supports(type) && tokens >= 8 && llk_has_vnni();
+#else
+    (void)type, (void)tokens;
+    return 0;
+#endif
+}
+
+void llk_x8_matmul_tiled(int type, const void *packed, int64_t groups, const void *tiles, int64_t tokens, int64_t blocks,
+                         float *out, int64_t out_stride) {
+#if LLK_X86
+    if (llk_x8_tiled(type, tokens))
+        k_groups_vnni(type, (const uint8_t *)packed, groups, blocks, (const k_tile16 *)tiles, tokens, out, out_stride);
+#else
+    (void)type, (void)packed, (void)groups, (void)tiles, (void)tokens, (void)blocks, (void)out, (void)out_stride;
+#endif
+}
+
 
 // ---------------------------------------------------------------------------------------------
 

@@ -150,6 +150,8 @@ public final class ScratchBuffer: @unchecked Sendable {
 /// Buffers for `MatMul.multiply`: the prepared activations, and each worker's own scratch.
 public final class MatMulWorkspace: @unchecked Sendable {
     let prepared = ScratchBuffer()
+    /// The prepared tokens interleaved for the AVX-512 VNNI K-type tiles.
+    let tiles = ScratchBuffer()
     let workers: [ScratchBuffer]
 
     public init(threads: Int) {
@@ -234,13 +236,28 @@ public enum MatMul {
             }
         }
         if let groups = w.groups {
+            // AVX-512 VNNI prompt tiles: the tokens interleaved 16 at a time first.
+            var tiles: SendablePointer<UInt8>?
+            if llk_x8_tiled(type, Int64(tokens)) != 0 {
+                let bytes = Int(llk_x8_tiles_bytes(blocks, Int64(tokens)))
+                let buffer = SendablePointer(UnsafeMutableRawPointer(workspace.tiles.ensure((bytes + 3) / 4)).assumingMemoryBound(to: UInt8.self))
+                let count = (tokens + 15) / 16, parts = min(threads, count)
+                pool.run(parts) { part in
+                    llk_x8_interleave(activations.pointer, Int64(tokens), blocks, Int64(count * part / parts),
+                                      Int64(count * (part + 1) / parts), buffer.pointer)
+                }
+                tiles = buffer
+            }
             // Runs of whole groups, four per thread, claimed as threads come free: a thread whose
             // core another process takes holds up one run, not a fixed share. The rows past the
             // last group go with the last run.
             let workers = max(1, min(4 * threads, groups.count))
             pool.run(workers) { worker in
                 let first = groups.count * worker / workers, end = groups.count * (worker + 1) / workers
-                if end > first {
+                if end > first, let tiles {
+                    llk_x8_matmul_tiled(type, groups.base + first * groups.groupBytes, Int64(end - first), tiles.pointer,
+                                        Int64(tokens), blocks, output.pointer + 8 * first, Int64(w.rows))
+                } else if end > first {
                     llk_x8_matmul(type, groups.base + first * groups.groupBytes, Int64(end - first), activations.pointer,
                                   Int64(tokens), blocks, output.pointer + 8 * first, Int64(w.rows))
                 }

@@ -90,12 +90,47 @@ import Testing
         }
     }
 
+    /// The AVX-512 VNNI prompt tiles (K types, 8 or more tokens) give the very numbers of the x8
+    /// products: the same integer sums, the same float steps. Ragged token counts (a partly
+    /// filled tile of 16, more than one stack chunk of 256) and block counts.
+    @Test(.enabled(if: llk_x8_tiled(12, 8) != 0, "needs AVX-512 VNNI"), arguments: ["Q4_K", "Q5_K", "Q6_K"])
+    func vnniTilesEqualTheRegroupedProducts(typeName: String) throws {
+        let type = try #require(GGMLType(name: typeName))
+        let id = Int32(type.id)
+        for (blocks, tokens) in [(1, 8), (3, 15), (2, 16), (5, 33), (2, 300)] {
+            let columns = blocks * type.blockSize, rows = 24
+            let weights = try Self.weights(type, rows: rows, columns: columns, seed: UInt64(blocks * 10 + tokens))
+            let rowBytes = weights.count / rows
+            var x = VectorKernelTests.randomFloats(columns * tokens, seed: UInt64(tokens + 1))
+            for i in stride(from: 0, to: x.count, by: 41) { x[i] *= 30 }
+            let (prepared, _) = Self.prepare(type, x, tokens: tokens, blocks: blocks)
+            let groupBytes = Int(llk_x8_group_bytes(id, Int64(blocks)))
+            var packed = [UInt8](repeating: 0, count: groupBytes * rows / 8)
+            for g in 0..<rows / 8 {
+                weights.withUnsafeBytes { w in
+                    packed.withUnsafeMutableBytes { llk_x8_pack(id, w.baseAddress! + 8 * g * rowBytes, Int64(rowBytes), Int64(blocks), $0.baseAddress! + g * groupBytes) }
+                }
+            }
+            #expect(llk_x8_tiled(id, Int64(tokens)) != 0)
+            var tiles = [UInt8](repeating: 0xAB, count: Int(llk_x8_tiles_bytes(Int64(blocks), Int64(tokens))))
+            let count = Int64((tokens + 15) / 16)
+            // In two parts, as two threads would.
+            llk_x8_interleave(prepared, Int64(tokens), Int64(blocks), 0, count / 2, &tiles)
+            llk_x8_interleave(prepared, Int64(tokens), Int64(blocks), count / 2, count, &tiles)
+            var tiled = [Float](repeating: .nan, count: rows * tokens), regrouped = tiled
+            llk_x8_matmul_tiled(id, packed, Int64(rows / 8), tiles, Int64(tokens), Int64(blocks), &tiled, Int64(rows))
+            llk_x8_matmul(id, packed, Int64(rows / 8), prepared, Int64(tokens), Int64(blocks), &regrouped, Int64(rows))
+            #expect(!tiled.contains { $0.isNaN })
+            #expect(tiled == regrouped, "\(typeName) blocks \(blocks) tokens \(tokens)")
+        }
+    }
+
     /// The model-level path: a matrix regrouped (where this CPU path prefers it) multiplies as the
     /// mapped one, with rows past the last group (here 3) computed from the original rows.
-    @Test(arguments: types)
-    func regroupedMatrixMultipliesAsTheOriginal(typeName: String) throws {
+    @Test(arguments: types, [5, 20])
+    func regroupedMatrixMultipliesAsTheOriginal(typeName: String, tokens: Int) throws {
         let type = try #require(GGMLType(name: typeName))
-        let rows = 27, columns = 2 * type.blockSize, tokens = 5
+        let rows = 27, columns = 2 * type.blockSize
         let weights = try Self.weights(type, rows: rows, columns: columns, seed: 9)
         let x = VectorKernelTests.randomFloats(columns * tokens, seed: 10)
         let pool = ThreadPool(threads: 2)
