@@ -50,8 +50,61 @@ static inline int round_int(float x) { return (int)nearbyintf(x); }
 // ---------------------------------------------------------------------------------------------
 // Activations (llama.cpp's Q8_K: scale from the value of largest magnitude, keeping its sign).
 
+#if LLK_X86
+// The same rounding eight values at a time: the largest magnitude (then the first value that has
+// it, as the scalar loop finds it), one multiply, round to nearest even, the clamp at 127.
+__attribute__((target("avx2,fma,f16c"))) static void prepare_avx2(const float *x, int64_t blocks, q8k_block *y) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t b = 0; b < blocks; b++, x += 256) {
+        __m256 m = _mm256_setzero_ps();
+        for (int j = 0; j < 256; j += 8) m = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)), m);
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4);
+        if (amax == 0) {
+            memset(&y[b], 0, sizeof(q8k_block));
+            continue;
+        }
+        float max = 0;
+        for (int j = 0; j < 256; j++)
+            if (fabsf(x[j]) == amax) {
+                max = x[j];
+                break;
+            }
+        const float iscale = -127.0f / max;
+        const __m256 scale = _mm256_set1_ps(iscale), top = _mm256_set1_ps(127.0f);
+        for (int j = 0; j < 256; j += 32) {
+            __m256i v[4];
+            for (int k = 0; k < 4; k++) {
+                const __m256 p = _mm256_round_ps(_mm256_mul_ps(scale, _mm256_loadu_ps(x + j + 8 * k)),
+                                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                v[k] = _mm256_cvtps_epi32(_mm256_min_ps(p, top));
+            }
+            const __m256i packed = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
+            _mm256_storeu_si256((__m256i *)(y[b].q + j), _mm256_permutevar8x32_epi32(packed, order));
+        }
+        // Sums of 16 through unsigned byte sums: each byte + 128, minus 16 x 128.
+        const __m128i flip = _mm_set1_epi8((char)0x80);
+        for (int g = 0; g < 16; g++) {
+            const __m128i s = _mm_sad_epu8(_mm_xor_si128(_mm_loadu_si128((const __m128i *)(y[b].q + 16 * g)), flip), _mm_setzero_si128());
+            y[b].sums[g] = (int16_t)(_mm_cvtsi128_si32(s) + _mm_extract_epi16(s, 4) - 16 * 128);
+        }
+        y[b].d = 1 / iscale;
+    }
+}
+#endif
+
 void llk_qk_prepare(const float *x, int64_t blocks, void *out) {
     q8k_block *y = (q8k_block *)out;
+#if LLK_X86
+    const int isa = llk_isa_id();
+    if (isa == 1 || isa == 2) {
+        prepare_avx2(x, blocks, y);
+        return;
+    }
+#endif
     for (int64_t b = 0; b < blocks; b++, x += 256) {
         float amax = 0, max = 0;
         for (int j = 0; j < 256; j++) {

@@ -43,6 +43,26 @@ import Testing
         }
     }
 
+    /// The vector Q8_K rounding writes the scalar loop's bytes: ties to even, a negative or a
+    /// positive largest value, two values of equal magnitude and opposite sign (the first sets the
+    /// scale), an all-zero block, large and tiny magnitudes.
+    @Test func q8KRoundingOnBothPaths() {
+        var x = VectorKernelTests.randomFloats(256 * 6, seed: 31)
+        for j in 0..<256 { x[j] = Float(j - 127) / 2 }
+        x[0] = -127                                              // scale 1: every odd j a tie
+        x[256 + 7] = 90; x[256 + 200] = -90                      // equal magnitudes, the positive first
+        x[512 + 3] = -90; x[512 + 9] = 90                        // the negative first
+        for j in 768..<1024 { x[j] = 0 }                         // a zero block
+        for j in 1024..<1280 { x[j] *= 1e30 }
+        for j in 1280..<1536 { x[j] *= 1e-30 }
+        let bytes = VectorKernelTests.bothPaths { () -> [UInt8] in
+            var out = [UInt8](repeating: 0xEE, count: Int(llk_qk_token_bytes(6)))
+            llk_qk_prepare(x, 6, &out)
+            return out
+        }
+        #expect(bytes.fast == bytes.scalar)
+    }
+
     /// Q8_K activations in C equal the Swift reference rounding, and the vector products equal
     /// the scalar ones (exact integer sums, so only float rounding of the block totals differs).
     @Test(arguments: ["Q4_K", "Q5_K", "Q6_K"])
