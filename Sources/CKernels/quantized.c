@@ -297,32 +297,39 @@ ATTR_VNNI __attribute__((always_inline)) static inline float dot_row_vnni_typed(
 // One row times TT tokens (a few: the tokens of several sequences in one generation step).
 // Each weight pair is unpacked once, in registers, for all of them; repacking rows into scratch,
 // as the prompt-sized kernel does, costs more than it saves when only a few tokens share it.
+// Every token's sum is formed exactly as dot_row_vnni_typed forms it (two accumulators by pair
+// parity, the odd block in the first, the offsets in two partial sums), so a sequence batched with
+// others gets the very logits it gets alone.
 ATTR_VNNI __attribute__((always_inline)) static inline void row_tokens_vnni_typed(
     const int type, const int TT, const uint8_t *row, const uint8_t *acts, int64_t pa_stride, int64_t blocks,
     float *out, int64_t out_stride) {
-    const int64_t npairs = pairs_of(blocks);
+    const int64_t npairs = pairs_of(blocks), full = blocks / 2;
     const int bytes = block_bytes(type), offset = has_offset(type);
-    __m512 acc[7];
-    for (int j = 0; j < TT; j++) acc[j] = _mm512_setzero_ps();
+    __m512 acc[2][7];
+    float offsets[7][2];
+    for (int j = 0; j < TT; j++) {
+        acc[0][j] = acc[1][j] = _mm512_setzero_ps();
+        offsets[j][0] = offsets[j][1] = 0;
+    }
     for (int64_t p = 0; p < npairs; p++) {
-        const uint8_t *b0 = row + 2 * p * bytes, *b1 = 2 * p + 1 < blocks ? b0 + bytes : NULL;
+        const uint8_t *b0 = row + 2 * p * bytes, *b1 = p < full ? b0 + bytes : NULL;
         _mm_prefetch((const char *)b0 + 16 * bytes, _MM_HINT_T0);
         const __m512i w = unpack_pair_vnni(type, b0, b1);
         const __m512 dw = pair_scales(b0, b1);
+        const int k = p < full ? (int)(p & 1) : 0;
         for (int j = 0; j < TT; j++) {
             const q8_pair *a = (const q8_pair *)(acts + j * pa_stride) + p;
             const __m512i lanes = _mm512_dpbusd_epi32(_mm512_loadu_si512(a->init), w, _mm512_loadu_si512(a->q));
-            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lanes), _mm512_mul_ps(dw, _mm512_loadu_ps(a->d)), acc[j]);
+            acc[k][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lanes), _mm512_mul_ps(dw, _mm512_loadu_ps(a->d)), acc[k][j]);
+            if (offset) {
+                const float *sums = (const float *)((const q8_pair *)(acts + j * pa_stride) + npairs);
+                if (b1) offsets[j][k] += half_f16c(b0 + 2) * sums[2 * p] + half_f16c(b1 + 2) * sums[2 * p + 1];
+                else offsets[j][0] += half_f16c(b0 + 2) * sums[2 * p];
+            }
         }
     }
-    for (int j = 0; j < TT; j++) {
-        float sum = _mm512_reduce_add_ps(acc[j]);
-        if (offset) {
-            const float *sums = (const float *)((const q8_pair *)(acts + j * pa_stride) + npairs);
-            for (int64_t b = 0; b < blocks; b++) sum += half_f16c(row + b * bytes + 2) * sums[b];
-        }
-        out[j * out_stride] = sum;
-    }
+    for (int j = 0; j < TT; j++)
+        out[j * out_stride] = _mm512_reduce_add_ps(_mm512_add_ps(acc[0][j], acc[1][j])) + (offsets[j][0] + offsets[j][1]);
 }
 
 // Rows times 2 to 7 tokens, the type and the token count constants in each case.

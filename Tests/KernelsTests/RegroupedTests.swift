@@ -125,6 +125,30 @@ import Testing
         }
     }
 
+    /// On AVX-512 VNNI the row kernels for 2 to 7 tokens (one per sequence in a server's step) give
+    /// each token exactly what the one-token kernel gives, so batching never changes a sequence.
+    @Test(.enabled(if: llk_x8_tiled(12, 8) != 0, "needs AVX-512 VNNI"), arguments: ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"])
+    func fewTokensEqualOneAtATime(typeName: String) throws {
+        let type = try #require(GGMLType(name: typeName))
+        let id = Int32(type.id)
+        for (blocks, tokens) in [(1, 2), (5, 3), (8, 7)] {
+            let columns = blocks * type.blockSize, rows = 9
+            let weights = try Self.weights(type, rows: rows, columns: columns, seed: UInt64(blocks + tokens))
+            let x = VectorKernelTests.randomFloats(columns * tokens, seed: UInt64(blocks * tokens))
+            let (prepared, tokenBytes) = Self.prepare(type, x, tokens: tokens, blocks: blocks)
+            var scratch = [UInt8](repeating: 0, count: Int(llk_q8_scratch_bytes(Int64(blocks))))
+            var together = [Float](repeating: .nan, count: rows * tokens)
+            llk_q8_matmul(id, weights, Int64(weights.count / rows), Int64(rows), prepared, Int64(tokens), Int64(blocks), &together, Int64(rows), &scratch)
+            for t in 0..<tokens {
+                var alone = [Float](repeating: .nan, count: rows)
+                prepared.withUnsafeBytes { p in
+                    llk_q8_matmul(id, weights, Int64(weights.count / rows), Int64(rows), p.baseAddress! + t * tokenBytes, 1, Int64(blocks), &alone, Int64(rows), &scratch)
+                }
+                #expect(Array(together[t * rows..<(t + 1) * rows]) == alone, "\(typeName) blocks \(blocks) token \(t) of \(tokens)")
+            }
+        }
+    }
+
     /// The model-level path: a matrix regrouped (where this CPU path prefers it) multiplies as the
     /// mapped one, with rows past the last group (here 3) computed from the original rows.
     @Test(arguments: types, [5, 20])
