@@ -36,6 +36,20 @@ import Testing
         return (prepared, tokenBytes)
     }
 
+    /// `rows` (a multiple of 8) regrouped into groups of 8, back to back.
+    static func regroup(_ id: Int32, _ weights: [UInt8], rows: Int, blocks: Int) -> [UInt8] {
+        let rowBytes = weights.count / rows, groupBytes = Int(llk_x8_group_bytes(id, Int64(blocks)))
+        var packed = [UInt8](repeating: 0, count: groupBytes * rows / 8)
+        weights.withUnsafeBytes { w in
+            packed.withUnsafeMutableBytes { out in
+                for g in 0..<rows / 8 {
+                    llk_x8_pack(id, w.baseAddress! + 8 * g * rowBytes, Int64(rowBytes), Int64(blocks), out.baseAddress! + g * groupBytes)
+                }
+            }
+        }
+        return packed
+    }
+
     @Test(arguments: types)
     func layoutConvertsBack(typeName: String) throws {
         let type = try #require(GGMLType(name: typeName))
@@ -63,13 +77,7 @@ import Testing
             var x = VectorKernelTests.randomFloats(columns * tokens, seed: UInt64(tokens))
             for i in stride(from: 0, to: x.count, by: 53) { x[i] *= 20 }
             let (prepared, _) = Self.prepare(type, x, tokens: tokens, blocks: blocks)
-            let groupBytes = Int(llk_x8_group_bytes(id, Int64(blocks)))
-            var packed = [UInt8](repeating: 0, count: groupBytes * rows / 8)
-            for g in 0..<rows / 8 {
-                weights.withUnsafeBytes { w in
-                    packed.withUnsafeMutableBytes { llk_x8_pack(id, w.baseAddress! + 8 * g * rowBytes, Int64(rowBytes), Int64(blocks), $0.baseAddress! + g * groupBytes) }
-                }
-            }
+            let packed = Self.regroup(id, weights, rows: rows, blocks: blocks)
             var regrouped = [Float](repeating: .nan, count: rows * tokens)
             llk_x8_matmul(id, packed, Int64(rows / 8), prepared, Int64(tokens), Int64(blocks), &regrouped, Int64(rows))
             // The scalar twin: the row kernels on the original rows.
@@ -100,17 +108,10 @@ import Testing
         for (blocks, tokens) in [(1, 8), (3, 15), (2, 16), (5, 33), (2, 300)] {
             let columns = blocks * type.blockSize, rows = 24
             let weights = try Self.weights(type, rows: rows, columns: columns, seed: UInt64(blocks * 10 + tokens))
-            let rowBytes = weights.count / rows
             var x = VectorKernelTests.randomFloats(columns * tokens, seed: UInt64(tokens + 1))
             for i in stride(from: 0, to: x.count, by: 41) { x[i] *= 30 }
             let (prepared, _) = Self.prepare(type, x, tokens: tokens, blocks: blocks)
-            let groupBytes = Int(llk_x8_group_bytes(id, Int64(blocks)))
-            var packed = [UInt8](repeating: 0, count: groupBytes * rows / 8)
-            for g in 0..<rows / 8 {
-                weights.withUnsafeBytes { w in
-                    packed.withUnsafeMutableBytes { llk_x8_pack(id, w.baseAddress! + 8 * g * rowBytes, Int64(rowBytes), Int64(blocks), $0.baseAddress! + g * groupBytes) }
-                }
-            }
+            let packed = Self.regroup(id, weights, rows: rows, blocks: blocks)
             #expect(llk_x8_tiled(id, Int64(tokens)) != 0)
             var tiles = [UInt8](repeating: 0xAB, count: Int(llk_x8_tiles_bytes(Int64(blocks), Int64(tokens))))
             let count = Int64((tokens + 15) / 16)
