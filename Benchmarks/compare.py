@@ -3,7 +3,7 @@
 
     python3 Benchmarks/compare.py [--models llama2-7b:Q4_0,tinyllama-1.1b:Q4_0,...] [-m FILE ...]
                                   [-p 512] [-n 128] [-d 0,4096] [-t 2] [-r 3] [--path native|avx2]
-                                  [--hog] [--llamacpp bench|python]
+                                  [--hog] [--cache-type f16|q8_0|q4_0] [--llamacpp bench|python]
 
 1. Model files. Each `SHAPE:TYPE` (shapes stories110M, tinyllama-1.1b, llama2-7b, llama3.2-1b,
    qwen2.5-0.5b, qwen3-0.6b, gemma2-2b, gemma3-1b, phi3-mini, smollm3-3b, mistral-nemo-12b; any
@@ -26,6 +26,8 @@
 5. Depth. `-d 0,4096` measures each test after that many tokens already in the cache (llama-bench's
    -d; ours fills once and rewinds, llama-bench fills before every run).
 6. Contention. `--hog` keeps a busy loop pinned to CPU 0 (taskset) while both programs run.
+7. KV cache. `--cache-type q8_0` gives both programs -ctk/-ctv q8_0 (llama.cpp then rotates
+   queries, keys and values by Hadamard matrices, and so do we); rows are marked "q8_0 KV".
 """
 import argparse
 import atexit
@@ -75,8 +77,9 @@ def run_with_rss(args):
 
 
 class Ours:
-    def __init__(self, llama):
+    def __init__(self, llama, cache_type="f16"):
         self.llama = llama
+        self.cache = ["-ctk", cache_type, "-ctv", cache_type]
 
     def path(self):
         out, _ = run_with_rss([self.llama, "bench", "-p", "1", "-n", "0", "-r", "1", "-o", "json"])
@@ -84,13 +87,14 @@ class Ours:
 
     def run(self, model, test, size, threads, depth=0):
         out, rss = run_with_rss([self.llama, "bench", "-m", model, "-t", str(threads), "-r", "1", "-o", "json", "-d", str(depth),
-                                 "-p", str(size if test == "pp" else 0), "-n", str(size if test == "tg" else 0)])
+                                 "-p", str(size if test == "pp" else 0), "-n", str(size if test == "tg" else 0)] + self.cache)
         return json.loads(out)[0]["tokens_per_second"], rss
 
 
 class LlamaBench:
-    def __init__(self, binary):
+    def __init__(self, binary, cache_type="f16"):
         self.binary = binary
+        self.cache = ["-ctk", cache_type, "-ctv", cache_type]
 
     def version(self, model, threads):
         out, _ = run_with_rss([self.binary, "-m", model, "-p", "8", "-n", "0", "-r", "1", "-t", str(threads), "-o", "json"])
@@ -99,7 +103,7 @@ class LlamaBench:
 
     def run(self, model, test, size, threads, depth=0):
         out, rss = run_with_rss([self.binary, "-m", model, "-t", str(threads), "-r", "1", "-o", "json", "-d", str(depth),
-                                 "-p", str(size if test == "pp" else 0), "-n", str(size if test == "tg" else 0)])
+                                 "-p", str(size if test == "pp" else 0), "-n", str(size if test == "tg" else 0)] + self.cache)
         return json.loads(out)[0]["avg_ts"], rss
 
 
@@ -198,6 +202,8 @@ def main():
     parser.add_argument("-t", type=int, default=2)
     parser.add_argument("--path", choices=["native", "avx2"], default="native",
                         help="avx2: LLAMA_CPU_PATH=avx2 for us, an AVX2-only llama.cpp build for them")
+    parser.add_argument("--cache-type", choices=["f16", "q8_0", "q4_0"], default="f16",
+                        help="KV cache type for keys and values, passed to both as -ctk/-ctv")
     parser.add_argument("--hog", action="store_true", help="a busy loop pinned to CPU 0 during the runs")
     parser.add_argument("-r", type=int, default=3)
     parser.add_argument("--dir", default=os.path.join(ROOT, ".build-bench"), help="where the random-weight files go")
@@ -225,10 +231,12 @@ def main():
     if args.llamacpp == "bench":
         bin_dir = subprocess.run([os.path.join(ROOT, "Benchmarks", "build_llamacpp.sh"), args.llamacpp_dir],
                                  check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-        theirs = LlamaBench(os.path.join(bin_dir, "llama-bench"))
+        theirs = LlamaBench(os.path.join(bin_dir, "llama-bench"), args.cache_type)
     else:
+        if args.cache_type != "f16":
+            raise SystemExit("--llamacpp python measures the F16 cache only; use --llamacpp bench")
         theirs = LlamaCppPython()
-    ours = Ours(llama)
+    ours = Ours(llama, args.cache_type)
 
     # The probe runs in a child process: a forked child's peak-memory figure starts from its parent's.
     gbs = float(subprocess.run([sys.executable, __file__, "--bandwidth", str(args.t)], check=True,
@@ -245,7 +253,7 @@ def main():
     print(f"{time.strftime('%Y-%m-%d')}; CPU {cpu_model} ({os.cpu_count()} CPUs; {isa}); swift-llama path "
           f"{ours.path()}; {args.t} threads; {args.r} runs after a warm-up, alternating; "
           f"llama.cpp ({args.path} build): {theirs.version(models[0], args.t)}; measured read bandwidth {gbs:.1f} GB/s"
-          f"{'; a busy loop pinned to CPU 0' if hog else ''}\n")
+          f"{'; a busy loop pinned to CPU 0' if hog else ''}; KV cache {args.cache_type}\n")
     print("| model | size | test | swift-llama t/s | llama.cpp t/s | ratio | bandwidth ceiling t/s | peak RSS ours / llama.cpp |")
     print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     sd = lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0
@@ -271,7 +279,8 @@ def main():
             ceiling = f"{gbs * 1e9 / per_token:.1f}" if test == "tg" else ""
             # (llama.cpp inside this process, through Python, has no figure of its own.)
             memory = f"{rss_a / 2**20:.0f} / {rss_b / 2**20:.0f} MiB" if rss_b else "n/a"
-            label = f"{test}{size}" + (f" @ d{depth}" if depth else "") + (" (past trained context)" if past else "")
+            label = (f"{test}{size}" + (f" @ d{depth}" if depth else "") + (f" {args.cache_type} KV" if args.cache_type != "f16" else "")
+                     + (" (past trained context)" if past else ""))
             print(f"| {os.path.basename(model)} | {os.path.getsize(model) / 2**20:.0f} MiB | {label} "
                   f"| {statistics.mean(a):.2f} ± {sd(a):.2f} | {statistics.mean(b):.2f} ± {sd(b):.2f} "
                   f"| {statistics.mean(a) / statistics.mean(b):.2f} | {ceiling} | {memory} |", flush=True)

@@ -1,8 +1,10 @@
-// Attention of the query heads that share one KV head (grouped-query attention), over an F16
-// cache: each key and value is read and widened once for all of the group's heads, instead of
-// once per head. The arithmetic per head is the row-by-row one: scaled dot products, a softmax
-// with a double-precision sum, weights rounded to F16 (as llama.cpp rounds them before they meet
-// F16 values), then the weighted sum of the values.
+// Attention of the query heads that share one KV head (grouped-query attention), over a cache of
+// F32, F16, Q8_0 or Q4_0 rows, flash style: the cache is taken in spans of LLK_ATTENTION_SPAN
+// positions. Within a span, keys are widened 16 positions at a time, once for every query of the
+// call; each query's scores are shifted by the span's largest and exponentiated; values are then
+// widened the same way and summed with those weights in registers. Spans are merged by their
+// maxima (the online softmax), always one after another from the first, so a token's result
+// depends only on its own positions: not on the threads, nor on what it was batched with.
 
 #include "CKernels.h"
 #include "half.h"
@@ -17,14 +19,181 @@
 
 int llk_isa_id(void);
 
-#if LLK_X86
-#define ATTR_ATT __attribute__((target("avx2,fma,f16c")))
+enum { KEYS = 16 };  // positions widened at a time: their keys or values, used by every query
+enum { TYPE_F32 = 0, TYPE_F16 = 1, TYPE_Q4_0 = 2, TYPE_Q8_0 = 8 };
 
 // Where a position lives in a cache of `capacity` slots (a ring for sliding-window layers).
 static inline int64_t slot_of(int64_t position, int64_t capacity) { return position < capacity ? position : position % capacity; }
 
-ATTR_ATT static void widen(const uint16_t *h, float *f, int n) {
-    for (int i = 0; i < n; i += 8) _mm256_storeu_ps(f + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+int64_t llk_kv_row_bytes(int type, int64_t n) {
+    if (n < 0) return -1;
+    switch (type) {
+    case TYPE_F32: return 4 * n;
+    case TYPE_F16: return 2 * n;
+    case TYPE_Q8_0: return n % 32 ? -1 : n / 32 * 34;
+    case TYPE_Q4_0: return n % 32 ? -1 : n / 32 * 18;
+    default: return -1;
+    }
+}
+
+// Rounding as ggml's reference quantizers (quantize_row_q8_0_ref, quantize_row_q4_0_ref).
+static void store_q8_0(const float *x, uint8_t *y) {
+    float amax = 0;
+    for (int j = 0; j < 32; j++) amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
+    const float d = amax / 127, id = d != 0 ? 1 / d : 0;
+    const uint16_t h = float_to_half(d);
+    memcpy(y, &h, 2);
+    for (int j = 0; j < 32; j++) y[2 + j] = (uint8_t)(int8_t)roundf(x[j] * id);
+}
+
+static void store_q4_0(const float *x, uint8_t *y) {
+    float amax = 0, max = 0;
+    for (int j = 0; j < 32; j++)
+        if (fabsf(x[j]) > amax) {
+            amax = fabsf(x[j]);
+            max = x[j];
+        }
+    const float d = max / -8, id = d != 0 ? 1 / d : 0;
+    const uint16_t h = float_to_half(d);
+    memcpy(y, &h, 2);
+    for (int j = 0; j < 16; j++) {
+        const int8_t lo = (int8_t)(x[j] * id + 8.5f), hi = (int8_t)(x[16 + j] * id + 8.5f);
+        y[2 + j] = (uint8_t)((lo < 15 ? lo : 15) | (hi < 15 ? hi : 15) << 4);
+    }
+}
+
+int llk_kv_store(int type, const float *x, void *dst, int64_t n) {
+    if (llk_kv_row_bytes(type, n) < 0) return 0;
+    uint8_t *y = dst;
+    switch (type) {
+    case TYPE_F32: memcpy(dst, x, sizeof(float) * (size_t)n); break;
+    case TYPE_F16:
+        if (!llk_to_half(x, dst, n))
+            for (int64_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = float_to_half(x[i]);
+        break;
+    case TYPE_Q8_0: for (int64_t b = 0; b < n / 32; b++) store_q8_0(x + 32 * b, y + 34 * b); break;
+    case TYPE_Q4_0: for (int64_t b = 0; b < n / 32; b++) store_q4_0(x + 32 * b, y + 18 * b); break;
+    }
+    return 1;
+}
+
+// Each run of `chunk` values (a power of two) times the orthonormal Walsh-Hadamard matrix
+// (Sylvester's order, scaled by 1 / sqrt(chunk)), by butterflies. The matrix is its own inverse.
+void llk_hadamard(float *x, int64_t n, int64_t chunk) {
+    if (chunk < 2 || (chunk & (chunk - 1)) || n % chunk) return;
+    const float scale = 1 / sqrtf((float)chunk);
+    for (int64_t c = 0; c < n; c += chunk) {
+        float *y = x + c;
+        for (int64_t h = 1; h < chunk; h *= 2)
+            for (int64_t i = 0; i < chunk; i += 2 * h)
+                for (int64_t j = i; j < i + h; j++) {
+                    const float a = y[j], b = y[j + h];
+                    y[j] = a + b;
+                    y[j + h] = a - b;
+                }
+        for (int64_t j = 0; j < chunk; j++) y[j] *= scale;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The steps, scalar.
+
+static void load_scalar(int type, const uint8_t *row, float *f, int n) {
+    switch (type) {
+    case TYPE_F32: memcpy(f, row, sizeof(float) * (size_t)n); break;
+    case TYPE_F16:
+        for (int i = 0; i < n; i++) f[i] = load_half(row + 2 * i);
+        break;
+    case TYPE_Q8_0:
+        for (int b = 0; b < n / 32; b++) {
+            const uint8_t *block = row + 34 * b;
+            const float d = load_half(block);
+            for (int j = 0; j < 32; j++) f[32 * b + j] = d * (float)(int8_t)block[2 + j];
+        }
+        break;
+    case TYPE_Q4_0:
+        for (int b = 0; b < n / 32; b++) {
+            const uint8_t *block = row + 18 * b;
+            const float d = load_half(block);
+            for (int j = 0; j < 16; j++) {
+                f[32 * b + j] = d * (float)((block[2 + j] & 0xF) - 8);
+                f[32 * b + 16 + j] = d * (float)((block[2 + j] >> 4) - 8);
+            }
+        }
+        break;
+    }
+}
+
+void llk_kv_load(int type, const void *src, float *dst, int64_t n) {
+    if (llk_kv_row_bytes(type, n) >= 0) load_scalar(type, src, dst, (int)n);
+}
+
+// s[k] = tile row k . q for k < m.
+static void scores_scalar(const float *tile, int m, const float *q, int n, float *s) {
+    for (int k = 0; k < m; k++) {
+        float sum = 0;
+        for (int j = 0; j < n; j++) sum += tile[k * n + j] * q[j];
+        s[k] = sum;
+    }
+}
+
+// s[i] = e^(s[i] - top) for i < n; returns their sum.
+static double exp_scalar(float *s, int n, float top) {
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        s[i] = expf(s[i] - top);
+        sum += s[i];
+    }
+    return sum;
+}
+
+// o[0..<n] += sum over i < m of w[i] x tile row i.
+static void accumulate_scalar(const float *w, int m, const float *tile, int n, float *o) {
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) o[j] += w[i] * tile[i * n + j];
+}
+
+// o = o * a + p * b.
+static void blend_scalar(float *o, float a, const float *p, float b, int n) {
+    for (int j = 0; j < n; j++) o[j] = o[j] * a + p[j] * b;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The steps, AVX2 (head sizes a multiple of 8).
+
+#if LLK_X86
+#define ATTR_ATT __attribute__((target("avx2,fma,f16c")))
+
+ATTR_ATT static void load_avx2(int type, const uint8_t *row, float *f, int n) {
+    switch (type) {
+    case TYPE_F16:
+        for (int i = 0; i < n; i += 8) _mm256_storeu_ps(f + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * i))));
+        break;
+    case TYPE_Q8_0:
+        for (int b = 0; b < n / 32; b++) {
+            const uint8_t *block = row + 34 * b;
+            const __m256 d = _mm256_set1_ps(load_half(block));
+            for (int k = 0; k < 4; k++) {
+                const __m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(block + 2 + 8 * k)));
+                _mm256_storeu_ps(f + 32 * b + 8 * k, _mm256_mul_ps(d, _mm256_cvtepi32_ps(q)));
+            }
+        }
+        break;
+    case TYPE_Q4_0:
+        for (int b = 0; b < n / 32; b++) {
+            const uint8_t *block = row + 18 * b;
+            const __m256 d = _mm256_set1_ps(load_half(block));
+            const __m128i bytes = _mm_loadu_si128((const __m128i *)(block + 2)), mask = _mm_set1_epi8(0xF), eight = _mm_set1_epi8(8);
+            const __m128i halves[2] = {_mm_sub_epi8(_mm_and_si128(bytes, mask), eight),
+                                       _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(bytes, 4), mask), eight)};
+            for (int k = 0; k < 4; k++) {
+                const __m128i h = k & 1 ? _mm_srli_si128(halves[k / 2], 8) : halves[k / 2];
+                _mm256_storeu_ps(f + 32 * b + 8 * k, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(h))));
+            }
+        }
+        break;
+    default: load_scalar(type, row, f, n);
+    }
 }
 
 // Lane k = the sum of the lanes of v[k].
@@ -35,23 +204,24 @@ ATTR_ATT static inline __m256 sums8(const __m256 v[8]) {
     return _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
 }
 
-// o[0..<8L] += sum over i < m of w[i] x v[i * stride ..< +8L], in that order, in registers.
-ATTR_ATT __attribute__((always_inline)) static inline void accumulate_values(const int L, const float *w, int m, const float *v,
-                                                                             int stride, float *o) {
-    __m256 acc[8];
-    for (int l = 0; l < L; l++) acc[l] = _mm256_loadu_ps(o + 8 * l);
-    for (int i = 0; i < m; i++) {
-        const __m256 wi = _mm256_set1_ps(w[i]);
-        for (int l = 0; l < L; l++) acc[l] = _mm256_fmadd_ps(wi, _mm256_load_ps(v + i * stride + 8 * l), acc[l]);
+// Eight rows at a time (the tile has zero rows up to a multiple of 8), summed in 8 lanes each.
+ATTR_ATT static void scores_avx2(const float *tile, int m, const float *q, int n, float *s) {
+    for (int k0 = 0; k0 < m; k0 += 8) {
+        __m256 acc[8];
+        for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_ps();
+        for (int j = 0; j < n; j += 8) {
+            const __m256 qv = _mm256_loadu_ps(q + j);
+            for (int k = 0; k < 8; k++) acc[k] = _mm256_fmadd_ps(_mm256_loadu_ps(tile + (k0 + k) * n + j), qv, acc[k]);
+        }
+        const __m256 v = sums8(acc);
+        if (m - k0 >= 8) {
+            _mm256_storeu_ps(s + k0, v);
+        } else {
+            float lanes[8];
+            _mm256_storeu_ps(lanes, v);
+            memcpy(s + k0, lanes, sizeof(float) * (size_t)(m - k0));
+        }
     }
-    for (int l = 0; l < L; l++) _mm256_storeu_ps(o + 8 * l, acc[l]);
-}
-
-ATTR_ATT static inline float reduce_max8(__m256 v) {
-    __m128 r = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    r = _mm_max_ps(r, _mm_movehl_ps(r, r));
-    r = _mm_max_ss(r, _mm_movehdup_ps(r));
-    return _mm_cvtss_f32(r);
 }
 
 // e^x for x <= 0 (a softmax's shifted scores) to about 1 ulp: x = n ln 2 + r with |r| <= ln 2 / 2,
@@ -73,128 +243,187 @@ ATTR_ATT static inline __m256 exp8(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
 }
 
-enum { KEYS = 16 };  // positions per tile: their keys or values widened once, then used by every query
+ATTR_ATT static double exp_avx2(float *s, int n, float top) {
+    __m256d sum4 = _mm256_setzero_pd();
+    const __m256 top8 = _mm256_set1_ps(top);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + i), top8));
+        _mm256_storeu_ps(s + i, e);
+        sum4 = _mm256_add_pd(sum4, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(e)), _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1))));
+    }
+    double lanes[4];
+    _mm256_storeu_pd(lanes, sum4);
+    return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]) + exp_scalar(s + i, n - i, top);
+}
 
-// `tokens` query tokens (q_stride apart, `heads` heads each) of one sequence, all attending from
-// position `first`; token t to lengths[t] positions. The cache is read a tile of positions at a
-// time, widened once for all of the queries. Scores: 8 positions per query at once, each a dot
-// product summed in 8 lanes and then across them. Values: each query's output accumulated in
-// registers over the tile, 64 floats at a time.
-ATTR_ATT static void attend_avx2(const float *q, int64_t q_stride, int tokens, const int64_t *lengths, int heads,
-                                 int head_size, const uint16_t *keys, const uint16_t *values, int64_t stride,
-                                 int64_t capacity, int64_t first, float scale, float *scores, float *out,
-                                 int64_t out_stride) {
-    float tile[KEYS * 512] __attribute__((aligned(32)));
-    int64_t longest = 0;
-    for (int t = 0; t < tokens; t++) longest = lengths[t] > longest ? lengths[t] : longest;
-    const __m256 scale8 = _mm256_set1_ps(scale);
-    for (int64_t i0 = 0; i0 < longest; i0 += KEYS) {
-        const int n = (int)(longest - i0 < KEYS ? longest - i0 : KEYS);
-        for (int i = 0; i < n; i++) widen(keys + slot_of(first + i0 + i, capacity) * stride, tile + i * head_size, head_size);
-        for (int i = n; i < (n + 7) / 8 * 8; i++) memset(tile + i * head_size, 0, sizeof(float) * (size_t)head_size);
-        for (int t = 0; t < tokens; t++) {
-            const int m = (int)(lengths[t] - i0 < n ? lengths[t] - i0 : n);
-            for (int h = 0; h < heads && m > 0; h++) {
-                const float *qh = q + t * q_stride + h * head_size;
-                float *s = scores + (t * heads + h) * longest + i0;
-                for (int k0 = 0; k0 < m; k0 += 8) {
-                    __m256 acc[8];
-                    for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_ps();
-                    for (int j = 0; j < head_size; j += 8) {
-                        const __m256 qv = _mm256_loadu_ps(qh + j);
-                        for (int k = 0; k < 8; k++) acc[k] = _mm256_fmadd_ps(_mm256_load_ps(tile + (k0 + k) * head_size + j), qv, acc[k]);
-                    }
-                    const __m256 v = _mm256_mul_ps(sums8(acc), scale8);
-                    if (m - k0 >= 8) {
-                        _mm256_storeu_ps(s + k0, v);
-                    } else {
-                        float lanes[8];
-                        _mm256_storeu_ps(lanes, v);
-                        memcpy(s + k0, lanes, sizeof(float) * (size_t)(m - k0));
-                    }
-                }
-            }
-        }
+// o[0..<8L] += sum over i < m of w[i] x tile[i * n ..< +8L], in registers.
+ATTR_ATT __attribute__((always_inline)) static inline void accumulate_lanes(const int L, const float *w, int m, const float *tile,
+                                                                            int n, float *o) {
+    __m256 acc[8];
+    for (int l = 0; l < L; l++) acc[l] = _mm256_loadu_ps(o + 8 * l);
+    for (int i = 0; i < m; i++) {
+        const __m256 wi = _mm256_set1_ps(w[i]);
+        for (int l = 0; l < L; l++) acc[l] = _mm256_fmadd_ps(wi, _mm256_loadu_ps(tile + i * n + 8 * l), acc[l]);
     }
-    for (int t = 0; t < tokens; t++)
-        for (int h = 0; h < heads; h++) {
-            float *s = scores + (t * heads + h) * longest;
-            const int64_t length = lengths[t];
-            __m256 top8 = _mm256_set1_ps(-INFINITY);
-            int64_t i = 0;
-            for (; i + 8 <= length; i += 8) top8 = _mm256_max_ps(top8, _mm256_loadu_ps(s + i));
-            float top = reduce_max8(top8);
-            for (; i < length; i++) top = s[i] > top ? s[i] : top;
-            __m256d sum4 = _mm256_setzero_pd();
-            const __m256 top_v = _mm256_set1_ps(top);
-            for (i = 0; i + 8 <= length; i += 8) {
-                const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + i), top_v));
-                _mm256_storeu_ps(s + i, e);
-                sum4 = _mm256_add_pd(sum4, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(e)), _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1))));
-            }
-            double lanes[4];
-            _mm256_storeu_pd(lanes, sum4);
-            double sum = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
-            for (; i < length; i++) {
-                const float e = expf(s[i] - top);
-                s[i] = e;
-                sum += e;
-            }
-            const float inverse = (float)(1 / sum);
-            for (i = 0; i + 8 <= length; i += 8) {
-                const __m256 w = _mm256_mul_ps(_mm256_loadu_ps(s + i), _mm256_set1_ps(inverse));
-                _mm256_storeu_ps(s + i, _mm256_cvtph_ps(_mm256_cvtps_ph(w, _MM_FROUND_TO_NEAREST_INT)));
-            }
-            for (; i < length; i++) s[i] = half_to_float(float_to_half(s[i] * inverse));
-            memset(out + t * out_stride + h * head_size, 0, sizeof(float) * (size_t)head_size);
-        }
-    for (int64_t i0 = 0; i0 < longest; i0 += KEYS) {
-        const int n = (int)(longest - i0 < KEYS ? longest - i0 : KEYS);
-        for (int i = 0; i < n; i++) widen(values + slot_of(first + i0 + i, capacity) * stride, tile + i * head_size, head_size);
-        for (int t = 0; t < tokens; t++) {
-            const int m = (int)(lengths[t] - i0 < n ? lengths[t] - i0 : n);
-            for (int h = 0; h < heads && m > 0; h++) {
-                const float *w = scores + (t * heads + h) * longest + i0;
-                float *o = out + t * out_stride + h * head_size;
-                // 64 outputs in registers at a time; the sum over positions in the same order as one by one.
-                int c = 0;
-                for (; c + 64 <= head_size; c += 64) accumulate_values(8, w, m, tile + c, head_size, o + c);
-                for (; c < head_size; c += 8) accumulate_values(1, w, m, tile + c, head_size, o + c);
-            }
-        }
-    }
+    for (int l = 0; l < L; l++) _mm256_storeu_ps(o + 8 * l, acc[l]);
+}
+
+ATTR_ATT static void accumulate_avx2(const float *w, int m, const float *tile, int n, float *o) {
+    int c = 0;
+    for (; c + 64 <= n; c += 64) accumulate_lanes(8, w, m, tile + c, n, o + c);
+    for (; c < n; c += 8) accumulate_lanes(1, w, m, tile + c, n, o + c);
+}
+
+ATTR_ATT static void blend_avx2(float *o, float a, const float *p, float b, int n) {
+    const __m256 a8 = _mm256_set1_ps(a), b8 = _mm256_set1_ps(b);
+    for (int j = 0; j < n; j += 8)
+        _mm256_storeu_ps(o + j, _mm256_fmadd_ps(_mm256_loadu_ps(o + j), a8, _mm256_mul_ps(_mm256_loadu_ps(p + j), b8)));
 }
 #endif
 
-int llk_attention_f16_supported(int head_size) {
+// The steps of one path: AVX2 where the CPU has it and rows are whole vectors, else scalar.
+typedef struct {
+    void (*load)(int type, const uint8_t *row, float *f, int n);
+    void (*scores)(const float *tile, int m, const float *q, int n, float *s);
+    double (*exp)(float *s, int n, float top);
+    void (*accumulate)(const float *w, int m, const float *tile, int n, float *o);
+    void (*blend)(float *o, float a, const float *p, float b, int n);
+} steps;
+
+static steps steps_for(int head_size) {
 #if LLK_X86
     const int isa = llk_isa_id();
-    return (isa == 1 || isa == 2) && head_size % 8 == 0 && head_size <= 512;
-#else
+    if ((isa == 1 || isa == 2) && head_size % 8 == 0)
+        return (steps){load_avx2, scores_avx2, exp_avx2, accumulate_avx2, blend_avx2};
+#endif
     (void)head_size;
-    return 0;
-#endif
+    return (steps){load_scalar, scores_scalar, exp_scalar, accumulate_scalar, blend_scalar};
 }
 
-int llk_attention_f16(const float *q, int heads, int head_size, const uint16_t *keys, const uint16_t *values,
-                      int64_t stride, int64_t capacity, int64_t first, int64_t length, float scale, float *scores,
-                      float *out) {
-    return llk_attention_f16_tokens(q, 0, 1, &length, heads, head_size, keys, values, stride, capacity, first, scale,
-                                    scores, out, 0);
+// ---------------------------------------------------------------------------------------------
+// The kernel.
+
+static int valid(const llk_attention_job *j) {
+    return j->tokens > 0 && j->heads > 0 && j->head_size > 0 && j->capacity > 0 && j->first >= 0 &&
+           llk_kv_row_bytes(j->key_type, j->head_size) >= 0 && llk_kv_row_bytes(j->value_type, j->head_size) >= 0;
 }
 
-int llk_attention_f16_tokens(const float *q, int64_t q_stride, int tokens, const int64_t *lengths, int heads,
-                             int head_size, const uint16_t *keys, const uint16_t *values, int64_t stride,
-                             int64_t capacity, int64_t first, float scale, float *scores, float *out,
-                             int64_t out_stride) {
-#if LLK_X86
-    if (llk_attention_f16_supported(head_size)) {
-        attend_avx2(q, q_stride, tokens, lengths, heads, head_size, keys, values, stride, capacity, first, scale,
-                    scores, out, out_stride);
-        return 1;
+int64_t llk_attention_scratch_floats(int tokens, int heads, int head_size) {
+    const int64_t rows = (int64_t)tokens * heads;
+    return (int64_t)KEYS * head_size + rows * (LLK_ATTENTION_SPAN + head_size + 4);
+}
+
+// Positions token t has in the span starting at `begin` (relative to job->first), at most `span`.
+static inline int in_span(const llk_attention_job *j, int t, int64_t begin, int span) {
+    const int64_t m = j->lengths[t] - begin;
+    return m <= 0 ? 0 : m < span ? (int)m : span;
+}
+
+static void widen_tile(const steps *f, const llk_attention_job *j, const void *base, int type, int64_t row_bytes,
+                       int64_t position, int n, float *tile) {
+    const int hs = j->head_size;
+    for (int i = 0; i < n; i++)
+        f->load(type, (const uint8_t *)base + slot_of(j->first + position + i, j->capacity) * row_bytes, tile + i * hs, hs);
+    for (int i = n; i < (n + 7) / 8 * 8; i++) memset(tile + i * hs, 0, sizeof(float) * (size_t)hs);
+}
+
+// Span `index`, unnormalized: out rows = sum of e^(s - max) x value, state = (max, sum) per row.
+static void attend_span(const steps *f, const llk_attention_job *j, int64_t index, float *out, int64_t out_stride,
+                        float *state, int64_t state_stride) {
+    const int hs = j->head_size, heads = j->heads, tokens = j->tokens;
+    const int64_t begin = index * LLK_ATTENTION_SPAN;
+    float *tile = j->scratch, *scores = j->scratch + (int64_t)KEYS * hs;
+    int span = 0;
+    for (int t = 0; t < tokens; t++) span = in_span(j, t, begin, LLK_ATTENTION_SPAN) > span ? in_span(j, t, begin, LLK_ATTENTION_SPAN) : span;
+    for (int i0 = 0; i0 < span; i0 += KEYS) {
+        const int n = span - i0 < KEYS ? span - i0 : KEYS;
+        widen_tile(f, j, j->keys, j->key_type, j->key_row_bytes, begin + i0, n, tile);
+        for (int t = 0; t < tokens; t++) {
+            const int m = in_span(j, t, begin + i0, n);
+            for (int h = 0; h < heads && m > 0; h++) {
+                float *s = scores + (int64_t)(t * heads + h) * LLK_ATTENTION_SPAN + i0;
+                f->scores(tile, m, j->q + t * j->q_stride + h * hs, hs, s);
+                for (int i = 0; i < m; i++) s[i] *= j->scale;
+                if (j->soft_cap > 0)
+                    for (int i = 0; i < m; i++) s[i] = j->soft_cap * tanhf(s[i] / j->soft_cap);
+            }
+        }
     }
-#endif
-    (void)q; (void)q_stride; (void)tokens; (void)lengths; (void)heads; (void)head_size; (void)keys; (void)values;
-    (void)stride; (void)capacity; (void)first; (void)scale; (void)scores; (void)out; (void)out_stride;
-    return 0;
+    for (int t = 0; t < tokens; t++) {
+        const int m = in_span(j, t, begin, LLK_ATTENTION_SPAN);
+        for (int h = 0; h < heads; h++) {
+            float *s = scores + (int64_t)(t * heads + h) * LLK_ATTENTION_SPAN, *st = state + 2 * (t * state_stride + h);
+            memset(out + t * out_stride + h * hs, 0, sizeof(float) * (size_t)hs);
+            float top = -INFINITY;
+            for (int i = 0; i < m; i++) top = s[i] > top ? s[i] : top;
+            st[0] = top;
+            st[1] = m > 0 ? (float)f->exp(s, m, top) : 0;
+        }
+    }
+    for (int i0 = 0; i0 < span; i0 += KEYS) {
+        const int n = span - i0 < KEYS ? span - i0 : KEYS;
+        widen_tile(f, j, j->values, j->value_type, j->value_row_bytes, begin + i0, n, tile);
+        for (int t = 0; t < tokens; t++) {
+            const int m = in_span(j, t, begin + i0, n);
+            for (int h = 0; h < heads && m > 0; h++)
+                f->accumulate(scores + (int64_t)(t * heads + h) * LLK_ATTENTION_SPAN + i0, m, tile, hs,
+                              out + t * out_stride + h * hs);
+        }
+    }
+}
+
+// Folds one span's row (p, its max and sum) into the running row (o, state).
+static void merge(const steps *f, float *o, float *state, const float *p, const float *p_state, int hs) {
+    if (p_state[0] == -INFINITY) return;  // the token has no positions there
+    const float top = state[0] > p_state[0] ? state[0] : p_state[0];
+    const float a = expf(state[0] - top), b = expf(p_state[0] - top);
+    f->blend(o, a, p, b, hs);
+    state[0] = top;
+    state[1] = state[1] * a + p_state[1] * b;
+}
+
+static void normalize(float *o, const float *state, int hs) {
+    const float inverse = 1 / state[1];
+    for (int j = 0; j < hs; j++) o[j] *= inverse;
+}
+
+int llk_attention(const llk_attention_job *j, float *out, int64_t out_stride) {
+    if (!valid(j)) return 0;
+    const steps f = steps_for(j->head_size);
+    const int hs = j->head_size, rows = j->tokens * j->heads;
+    int64_t longest = 0;
+    for (int t = 0; t < j->tokens; t++) longest = j->lengths[t] > longest ? j->lengths[t] : longest;
+    float *part = j->scratch + (int64_t)KEYS * hs + (int64_t)rows * LLK_ATTENTION_SPAN;
+    float *state = part + (int64_t)rows * hs, *part_state = state + 2 * rows;
+    attend_span(&f, j, 0, out, out_stride, state, j->heads);
+    for (int64_t index = 1; index * LLK_ATTENTION_SPAN < longest; index++) {
+        attend_span(&f, j, index, part, (int64_t)j->heads * hs, part_state, j->heads);
+        for (int t = 0; t < j->tokens; t++)
+            for (int h = 0; h < j->heads; h++) {
+                const int r = t * j->heads + h;
+                merge(&f, out + t * out_stride + h * hs, state + 2 * r, part + (int64_t)r * hs, part_state + 2 * r, hs);
+            }
+    }
+    for (int t = 0; t < j->tokens; t++)
+        for (int h = 0; h < j->heads; h++) normalize(out + t * out_stride + h * hs, state + 2 * (t * j->heads + h), hs);
+    return 1;
+}
+
+int llk_attention_span(const llk_attention_job *j, int64_t index, float *out, int64_t out_stride, float *state,
+                       int64_t state_stride) {
+    if (!valid(j) || index < 0) return 0;
+    const steps f = steps_for(j->head_size);
+    attend_span(&f, j, index, out, out_stride, state, state_stride);
+    return 1;
+}
+
+void llk_attention_merge(int64_t spans, int head_size, const float *partials, int64_t partial_stride, const float *states,
+                         int64_t state_stride, float *out) {
+    if (spans <= 0 || head_size <= 0) return;
+    const steps f = steps_for(head_size);
+    float state[2] = {states[0], states[1]};
+    memcpy(out, partials, sizeof(float) * (size_t)head_size);
+    for (int64_t p = 1; p < spans; p++) merge(&f, out, state, partials + p * partial_stride, states + p * state_stride, head_size);
+    normalize(out, state, head_size);
 }

@@ -35,8 +35,7 @@ struct BenchCommand: ParsableCommand {
     @Option(name: [.short, .customLong("output")], help: "md (a table) or json.")
     var output: String = "md"
 
-    @Option(name: .customLong("cache-type"), help: "Precision of the KV cache: f16 or f32.")
-    var cacheType: LlamaContext.KVCacheType = .f16
+    @OptionGroup var cache: CacheTypeOptions
 
     struct Result: Codable {
         var model: String
@@ -46,6 +45,8 @@ struct BenchCommand: ParsableCommand {
         var threads: Int
         var depth: Int
         var backend: String
+        var typeK: String
+        var typeV: String
         var test: String
         var tokensPerSecond: Double
         var standardDeviation: Double
@@ -79,14 +80,20 @@ struct BenchCommand: ParsableCommand {
         let threadCounts = try threads.map { try Self.numbers($0, "-t") } ?? [SystemInfo.physicalCores]
         var results: [Result] = []
         let backend = "CPU (\(LlamaModel.kernelPath))"
+        // As llama-bench: the cache types get columns when they are not the default.
+        let types = cache.types
+        let typeColumns = types == .f16 ? "" : " type_k | type_v |"
         if output == "md" {
-            FileHandle.standardOutput.write(Data("| model | size | params | backend | threads | test | t/s |\n| --- | ---: | ---: | --- | ---: | ---: | ---: |\n".utf8))
+            let header = "| model | size | params | backend | threads |\(typeColumns) test | t/s |\n| --- | ---: | ---: | --- | ---: |"
+                + (types == .f16 ? "" : " ---: | ---: |") + " ---: | ---: |\n"
+            FileHandle.standardOutput.write(Data(header.utf8))
         }
         for path in paths {
             guard FileManager.default.fileExists(atPath: path) else { throw CLIError("model file '\(path)' does not exist") }
             let file = try GGUFFile(path: path)
             let info = ModelInfo(file: file)
             let model = try LlamaModel.load(gguf: file)
+            _ = try cache.checked(model)
             var tests: [(String, Int, Int)] = []
             for p in try Self.numbers(prompts, "-p") where p > 0 { tests.append(("pp\(p)", p, 0)) }
             for n in try Self.numbers(generations, "-n") where n > 0 { tests.append(("tg\(n)", 0, n)) }
@@ -103,7 +110,7 @@ struct BenchCommand: ParsableCommand {
                             Console.error("note: \(label) uses \(contextSize) positions, past the model's trained context of \(model.configuration.contextLength)")
                         }
                         let context = LlamaContext(model: model, contextSize: max(contextSize, 16),
-                                                   batchSize: max(promptLength, 1, min(depth, 512)), threads: t, kvCacheType: cacheType)
+                                                   batchSize: max(promptLength, 1, min(depth, 512)), threads: t, kvCache: types)
                         let prompt = randomTokens(promptLength)
                         // The depth is filled once; each run rewinds to it.
                         if depth > 0 { try context.evaluate(randomTokens(depth), logitsFor: .none) }
@@ -130,11 +137,12 @@ struct BenchCommand: ParsableCommand {
                         let sd = samples.count > 1
                             ? (samples.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(samples.count - 1)).squareRoot() : 0
                         let result = Result(model: Self.describe(info), modelPath: path, sizeBytes: info.fileSize, parameters: info.parameterCount,
-                                            threads: t, depth: depth, backend: backend, test: label, tokensPerSecond: mean,
+                                            threads: t, depth: depth, backend: backend, typeK: types.keys.rawValue,
+                                            typeV: types.values.rawValue, test: label, tokensPerSecond: mean,
                                             standardDeviation: sd, samples: samples)
                         results.append(result)
                         if output == "md" {
-                            let row = "| \(result.model) | \(String(format: "%.2f MiB", Double(info.fileSize) / 1_048_576)) | \(Self.shortCount(info.parameterCount)) | \(backend) | \(t) | \(label) | \(String(format: "%.2f ± %.2f", mean, sd)) |\n"
+                            let row = "| \(result.model) | \(String(format: "%.2f MiB", Double(info.fileSize) / 1_048_576)) | \(Self.shortCount(info.parameterCount)) | \(backend) | \(t) |\(types == .f16 ? "" : " \(types.keys.rawValue) | \(types.values.rawValue) |") \(label) | \(String(format: "%.2f ± %.2f", mean, sd)) |\n"
                             FileHandle.standardOutput.write(Data(row.utf8))
                         }
                     }

@@ -58,7 +58,8 @@ struct ChatCommand: AsyncParsableCommand {
     func run() async throws {
         let model = try runOptions.loadModel(modelOptions)
         let chat = ChatSession(model: model, systemPrompt: system, parameters: try sampling.parameters(),
-                               template: try template(for: model), contextSize: runOptions.contextSize, threads: runOptions.threads)
+                               template: try template(for: model), contextSize: runOptions.contextSize, threads: runOptions.threads,
+                               kvCache: try runOptions.cache.checked(model))
         if let prompt {
             let (_, summary) = try await answer(chat, prompt)
             if stats, let summary { report(summary) }
@@ -67,8 +68,10 @@ struct ChatCommand: AsyncParsableCommand {
 
         let interactive = isatty(0) == 1
         let contextSize = await chat.session.contextSize
+        let cacheSummary = CacheTypeOptions.summary(model, await chat.session.kvCache, bytes: await chat.session.kvCacheBytes, contextSize: contextSize)
         Console.error("""
             chatting with \(URL(fileURLWithPath: model.path).lastPathComponent) (\(await chat.template.name) template, context \(contextSize) tokens)
+            \(cacheSummary)
             /help lists commands; Ctrl-C stops an answer; Ctrl-D or /exit leaves.
             """)
         let interrupts = Interrupts()

@@ -4,6 +4,51 @@ import Llama
 
 extension LlamaContext.KVCacheType: ExpressibleByArgument {}
 
+/// How the KV cache is stored, with llama.cpp's option names.
+struct CacheTypeOptions: ParsableArguments {
+    @Option(name: [.customLong("cache-type-k"), .customLong("ctk", withSingleDash: true)],
+            help: "How cached keys are stored: f16 (the default, as llama.cpp), f32, q8_0 (about half of f16's memory) or q4_0 (a quarter).")
+    var keys: LlamaContext.KVCacheType?
+
+    @Option(name: [.customLong("cache-type-v"), .customLong("ctv", withSingleDash: true)],
+            help: "How cached values are stored: f16, f32, q8_0 or q4_0.")
+    var values: LlamaContext.KVCacheType?
+
+    @Option(name: .customLong("cache-type"), help: "Both at once (-ctk and -ctv override it).")
+    var both: LlamaContext.KVCacheType?
+
+    var types: LlamaContext.KVCacheTypes {
+        LlamaContext.KVCacheTypes(keys: keys ?? both ?? .f16, values: values ?? both ?? .f16)
+    }
+
+    /// The types, or an error saying what to use when the model's heads cannot be stored so.
+    func checked(_ model: LlamaModel) throws -> LlamaContext.KVCacheTypes {
+        do {
+            try types.check(model)
+        } catch {
+            throw CLIError(error.description)
+        }
+        return types
+    }
+
+    /// "KV cache q8_0: 11.0 KiB per token, 44.0 MiB for 4096 tokens", for start-up output.
+    static func summary(_ model: LlamaModel, _ types: LlamaContext.KVCacheTypes, bytes: Int, contextSize: Int, sequences: Int = 1) -> String {
+        let perToken = model.configuration.kvBytesPerPosition(types)
+        let rotations = types.rotations(headSize: model.configuration.headDimension)
+        return "KV cache \(types.description): \(shortBytes(perToken)) per token, \(shortBytes(bytes)) for \(contextSize) tokens"
+            + (sequences > 1 ? " x \(sequences) sequences" : "")
+            + (rotations.keys != nil || rotations.values != nil ? " (Hadamard-rotated, as llama.cpp)" : "")
+    }
+
+    /// "11.0 KiB".
+    static func shortBytes(_ n: Int) -> String {
+        let units = ["bytes", "KiB", "MiB", "GiB", "TiB"]
+        var value = Double(n), unit = 0
+        while value >= 1024, unit < units.count - 1 { value /= 1024; unit += 1 }
+        return unit == 0 ? "\(n) bytes" : String(format: "%.1f %@", value, units[unit])
+    }
+}
+
 /// Options every command that runs a model shares.
 struct RunOptions: ParsableArguments {
     @Option(name: [.short, .customLong("ctx-size")], help: "Context size in tokens. Default: the model's training context.")
@@ -15,8 +60,7 @@ struct RunOptions: ParsableArguments {
     @Option(help: ArgumentHelp("The tokenizer.bin of a llama2.c checkpoint. Default: tokenizer.bin beside it.", valueName: "file"))
     var tokenizer: String?
 
-    @Option(name: .customLong("cache-type"), help: "Precision of the KV cache: f16 (as llama.cpp's default) or f32.")
-    var cacheType: LlamaContext.KVCacheType = .f16
+    @OptionGroup var cache: CacheTypeOptions
 
     func validate() throws {
         if let contextSize, contextSize < 1 { throw ValidationError("-c must be at least 1") }
@@ -33,19 +77,21 @@ struct RunOptions: ParsableArguments {
 
     /// Says so when the model's training context is too large for memory and a smaller default is used.
     func noteContext(_ model: LlamaModel, sequences: Int = 1) {
-        guard contextSize == nil, let notice = LlamaContext.defaultContextNotice(model: model, sequences: sequences, kvCacheType: cacheType) else { return }
+        guard contextSize == nil, let notice = LlamaContext.defaultContextNotice(model: model, sequences: sequences, kvCache: cache.types) else { return }
         Console.error(notice)
     }
 
-    func makeSession(_ model: LlamaModel) -> Session {
+    func makeSession(_ model: LlamaModel) throws -> Session {
+        let types = try cache.checked(model)
         noteContext(model)
-        return Session(model: model, contextSize: contextSize, threads: threads ?? SystemInfo.physicalCores, kvCacheType: cacheType)
+        return Session(model: model, contextSize: contextSize, threads: threads ?? SystemInfo.physicalCores, kvCache: types)
     }
 
-    func makeContext(_ model: LlamaModel, batchSize: Int = 512) -> LlamaContext {
+    func makeContext(_ model: LlamaModel, batchSize: Int = 512) throws -> LlamaContext {
+        let types = try cache.checked(model)
         noteContext(model)
         return LlamaContext(model: model, contextSize: contextSize, batchSize: batchSize, threads: threads ?? SystemInfo.physicalCores,
-                     kvCacheType: cacheType)
+                            kvCache: types)
     }
 }
 
@@ -91,7 +137,7 @@ struct GenerateCommand: ParsableCommand {
             text = prompt ?? ""
         }
         let model = try runOptions.loadModel(modelOptions)
-        let session = runOptions.makeSession(model)
+        let session = try runOptions.makeSession(model)
         var tokens = model.tokenizer.encode(text, addSpecial: true, parseSpecial: true)
         if tokens.isEmpty, let bos = model.tokenizer.bos { tokens = [bos] }
         guard !tokens.isEmpty else {
@@ -118,5 +164,6 @@ struct GenerateCommand: ParsableCommand {
         let stats = summary.statistics
         Console.error(String(format: "\nprompt: %d tokens, %.1f tokens/s; generated: %d tokens, %.1f tokens/s; seed %llu",
                              stats.promptTokens, stats.promptTokensPerSecond, stats.generatedTokens, stats.generationTokensPerSecond, parameters.sampler.seed))
+        Console.error(CacheTypeOptions.summary(model, session.kvCache, bytes: session.kvCacheBytes, contextSize: session.contextSize))
     }
 }

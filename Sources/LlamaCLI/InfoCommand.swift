@@ -62,6 +62,10 @@ struct InfoCommand: ParsableCommand {
                     .compactMap { $0 }.joined(separator: ", "))
             }
             if let s = p.embeddingScale { add("embedding scale", formatNumber(s)) }
+            let perToken = LlamaContext.KVCacheType.allCases.compactMap { type in
+                p.kvBytesPerToken[type.rawValue].map { "\(type.rawValue) \(CacheTypeOptions.shortBytes($0))" }
+            }
+            add("KV cache/token", perToken.joined(separator: ", ") + (p.slidingWindow != nil ? " (plus the sliding-window rings)" : ""))
         } else if let why = info.unsupported {
             add("runs", "no: \(why)")
         }

@@ -36,8 +36,7 @@ struct PerplexityCommand: ParsableCommand {
     @Option(name: [.short, .customLong("threads")], help: "Threads to use. Default: the number of physical cores.")
     var threads: Int?
 
-    @Option(name: .customLong("cache-type"), help: "Precision of the KV cache: f16 (as llama.cpp's default) or f32.")
-    var cacheType: LlamaContext.KVCacheType = .f16
+    @OptionGroup var cache: CacheTypeOptions
 
     @Option(help: "Measure only the first N chunks.")
     var chunks: Int?
@@ -74,9 +73,10 @@ struct PerplexityCommand: ParsableCommand {
         Console.error("tokenizing \(data.count) bytes...")
         let tokens = model.tokenizer.encode(text, addSpecial: true, parseSpecial: false)
         let context = LlamaContext(model: model, contextSize: contextSize, batchSize: contextSize,
-                                   threads: threads ?? SystemInfo.physicalCores, kvCacheType: cacheType)
+                                   threads: threads ?? SystemInfo.physicalCores, kvCache: try cache.checked(model))
         let total = min(chunks ?? Int.max, tokens.count / contextSize)
-        Console.error("\(tokens.count) tokens, \(total) chunks of \(contextSize)")
+        Console.error("\(tokens.count) tokens, \(total) chunks of \(contextSize); "
+                      + CacheTypeOptions.summary(model, context.kvCache, bytes: context.kvCacheBytes, contextSize: contextSize))
         let writer = try klDivergenceBase.map { path in
             Console.error("saving the scored log-probabilities to \(path)")
             return try LogitsFileWriter(path: path)
@@ -92,7 +92,7 @@ struct PerplexityCommand: ParsableCommand {
     private func compare(_ model: LlamaModel, base path: String) throws {
         let base = try LogitsFile(path: path)
         let context = LlamaContext(model: model, contextSize: base.contextSize, batchSize: base.contextSize,
-                                   threads: threads ?? SystemInfo.physicalCores, kvCacheType: cacheType)
+                                   threads: threads ?? SystemInfo.physicalCores, kvCache: try cache.checked(model))
         Console.error("comparing with \(path): \(base.chunks) chunks of \(base.contextSize)")
         print("chunk             PPL               ln(PPL(Q)/PPL(base))          KL Divergence              Δp RMS            Same top p")
         let r = try context.klDivergence(against: base, maxChunks: chunks) { chunk, _, p, _ in

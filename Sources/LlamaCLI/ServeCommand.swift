@@ -80,7 +80,7 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.slots = parallel
         configuration.contextSize = runOptions.contextSize
         configuration.threads = runOptions.threads ?? SystemInfo.physicalCores
-        configuration.kvCacheType = runOptions.cacheType
+        configuration.kvCache = try runOptions.cache.checked(model)
         configuration.queueLimit = queue
         configuration.apiKey = apiKey ?? ProcessInfo.processInfo.environment["LLAMA_API_KEY"]
         configuration.modelAlias = alias
@@ -106,6 +106,8 @@ struct ServeCommand: AsyncParsableCommand {
         if let asked = runOptions.contextSize, asked / parallel < 16 {
             Console.error("note: -c \(asked) over \(parallel) slots is less than 16 positions each; each slot holds \(slotContext)")
         }
+        Console.error(CacheTypeOptions.summary(model, engine.scheduler.kvCache, bytes: engine.scheduler.kvCacheBytes,
+                                               contextSize: slotContext, sequences: parallel))
         let app = buildApplication(engine: engine, configuration: configuration) { [host, configuration] port in
             Console.error("serving \(engine.modelID) at http://\(host):\(port)/v1 — \(parallel) slot\(parallel == 1 ? "" : "s") of \(slotContext) tokens, \(configuration.threads) threads\(configuration.apiKey == nil ? "" : ", API key required")")
         }

@@ -16,7 +16,7 @@ public struct ServerConfiguration: Sendable {
     public var contextSize: Int?
     public var threads = SystemInfo.physicalCores
     public var batchSize = 512
-    public var kvCacheType = LlamaContext.KVCacheType.f16
+    public var kvCache = LlamaContext.KVCacheTypes.f16
     /// Requests that may wait for a slot; more get 503 with Retry-After.
     public var queueLimit = 64
     /// When set, every route but /health wants `Authorization: Bearer KEY`.
@@ -49,7 +49,7 @@ public struct ServerConfiguration: Sendable {
 public func makeEngine(model: LlamaModel, configuration: ServerConfiguration) -> InferenceEngine {
     let scheduler = BatchScheduler.Configuration(slots: configuration.slots, contextSize: configuration.slotContext(for: model),
                                                  threads: configuration.threads, batchSize: configuration.batchSize,
-                                                 queueLimit: configuration.queueLimit, kvCacheType: configuration.kvCacheType)
+                                                 queueLimit: configuration.queueLimit, kvCache: configuration.kvCache)
     return InferenceEngine(model: model, modelID: configuration.modelAlias, scheduler: scheduler, chatTemplate: configuration.chatTemplate)
 }
 

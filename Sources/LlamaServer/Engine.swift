@@ -32,7 +32,7 @@ public final class InferenceEngine: Service, Sendable {
         self.modelID = modelID ?? Self.defaultID(path: model.path)
         self.scheduler = BatchScheduler(model: model, configuration: scheduler)
         embedder = LlamaContext(model: model, contextSize: self.scheduler.contextSize, batchSize: scheduler.batchSize,
-                                threads: scheduler.threads, kvCacheType: scheduler.kvCacheType)
+                                threads: scheduler.threads, kvCache: scheduler.kvCache)
         // The slots' caches are the server's largest allocation: taken at start, so memory stays
         // level under load and a context too large for the machine fails now.
         self.scheduler.commitMemory()

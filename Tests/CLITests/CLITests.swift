@@ -209,3 +209,26 @@ struct CLI {
         #expect(r.stderr.contains("fewer than one chunk"))
     }
 }
+
+@Suite struct CacheTypeCLITests {
+    @Test func quantizedCacheGeneratesAndSaysItsSize() throws {
+        _ = try Fixtures.defaultModel()
+        let r = try CLI.run(["generate", "-p", "The capital of France is", "-n", "8", "--temp", "0", "-ctk", "q8_0", "-ctv", "q4_0", "-c", "256"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("KV cache keys q8_0, values q4_0: 9.1 KiB per token"), "\(r.stderr)")
+        let both = try CLI.run(["generate", "-p", "The capital of France is", "-n", "8", "--temp", "0", "--cache-type", "q8_0", "-c", "256"])
+        #expect(both.stderr.contains("KV cache q8_0: 12.0 KiB per token, 3.0 MiB for 256 tokens"), "\(both.stderr)")
+        #expect(both.stderr.contains("(Hadamard-rotated, as llama.cpp)"), "\(both.stderr)")
+        let info = try CLI.run(["info"])
+        #expect(info.stdout.contains("KV cache/token:") && info.stdout.contains(" f16 22.5 KiB, f32 45.0 KiB, q8_0 12.0 KiB, q4_0 6.3 KiB\n"), "\(info.stdout)")
+    }
+
+    @Test func quantizedCacheOnHeadsOutsideBlocksIsAClearError() throws {
+        let r = try CLI.run(["generate", "-m", GenerateCLITests.stories, "-p", "Once", "-n", "4", "-ctk", "q4_0"])
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("blocks of 32") && r.stderr.contains("use f16 or f32"), "\(r.stderr)")
+        let bad = try CLI.run(["generate", "-m", GenerateCLITests.stories, "-p", "Once", "-n", "4", "-ctv", "q5_1"])
+        #expect(bad.status != 0)
+        #expect(bad.stderr.contains("q5_1"), "\(bad.stderr)")
+    }
+}

@@ -60,7 +60,7 @@ import TestSupport
         let env = ["LLAMA_CACHE", "LLAMA_FIXTURES", "HOME", "PATH"].compactMap { key in
             ProcessInfo.processInfo.environment[key].map { "\(key)='\($0)'" }
         }.joined(separator: " ")
-        let command = "env \(env) '\(CLI.executable)' chat --temp 0 -c 1024 -n 300 --stats --system 'You are a helpful assistant.'; echo EXIT-STATUS=$?; sleep 60"
+        let command = "env \(env) '\(CLI.executable)' chat --temp 0 -c 1024 -n 300 --stats --system 'You are a helpful assistant who answers in English.'; echo EXIT-STATUS=$?; sleep 60"
         try terminal.tmux(["new-session", "-d", "-s", terminal.name, "-x", "160", "-y", "50", command])
 
         // The banner and the first prompt.
@@ -98,7 +98,7 @@ import TestSupport
     }
 
     @Test func oneShotPromptIsScriptable() throws {
-        let r = try CLI.run(["chat", "--temp", "0", "-c", "512", "-n", "40", "--system", "You are a helpful assistant.", "-p", "What is the capital of France?"])
+        let r = try CLI.run(["chat", "--temp", "0", "-c", "512", "-n", "40", "--system", "You are a helpful assistant who answers in English.", "-p", "What is the capital of France?"])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("Paris"), "\(r.stdout)")
     }

@@ -26,7 +26,7 @@ import TestSupport
 
     /// Each turn evaluates only what is new, and answers exactly as a fresh session given the whole transcript.
     @Test func incrementalChatEqualsReprocessingTheTranscript() async throws {
-        let chat = ChatSession(model: Self.model, systemPrompt: "You are a helpful assistant.", parameters: Self.greedy, contextSize: 1024, threads: 2)
+        let chat = ChatSession(model: Self.model, systemPrompt: "You are a helpful assistant who answers in English.", parameters: Self.greedy, contextSize: 1024, threads: 2)
         let questions = ["What is the capital of France?", "And of Italy?", "Name a famous dish from there."]
         var answers: [String] = []
         for (turn, question) in questions.enumerated() {

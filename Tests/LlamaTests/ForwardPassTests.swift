@@ -36,7 +36,7 @@ import TestSupport
         let golden = try Self.golden("logits.json", as: LlamaCppLogits.self)
         let model = try LlamaModel.load(path: DefaultModel.locate())
         // The golden file was made with llama.cpp's F32 KV cache.
-        let context = LlamaContext(model: model, contextSize: 512, threads: SystemInfo.physicalCores, kvCacheType: .f32)
+        let context = LlamaContext(model: model, contextSize: 512, threads: SystemInfo.physicalCores, kvCache: .f32)
         let vocab = model.configuration.vocabularySize
         let logits = try context.evaluate(golden.tokens, logitsFor: .all)
         var worstTop: Double = 0, worstLSE: Double = 0, total: Double = 0, count = 0, sameArgmax = 0
@@ -131,7 +131,7 @@ import TestSupport
     @Test func teacherForcedLogits() throws {
         let reference = try JSONDecoder().decode(Logits.self, from: Data(Fixtures.text("stories260K/stories260K_prompt_logits_f32.json").utf8))
         for model in try Self.models() {
-            let context = LlamaContext(model: model, threads: 2, kvCacheType: .f32)
+            let context = LlamaContext(model: model, threads: 2, kvCache: .f32)
             let logits = try context.evaluate(reference.promptIds, logitsFor: .all)
             var worst: Float = 0
             for (i, row) in reference.logits.enumerated() {

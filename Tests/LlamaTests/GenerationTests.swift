@@ -12,9 +12,11 @@ import TestSupport
     }
 
     /// With llama.cpp's default F16 KV cache, as the fixture's expected text was made (on an
-    /// AVX-512 machine). Other instruction sets round the int8 block sums' float totals in
-    /// another order, so where the answer parts from llama.cpp's, the two tokens must be a
-    /// near tie in our logits (within float error), and llama.cpp's the runner-up.
+    /// AVX-512 machine). Our sums run in other orders (the int8 block totals on other
+    /// instruction sets; attention in Float where llama.cpp's generation rounds queries and
+    /// outputs to F16), so where the answer parts from llama.cpp's, the two tokens must be a
+    /// near tie in our logits (within this model's rounding noise: its KL divergence from
+    /// llama.cpp is 0.0036, about 0.08 in a logit), and llama.cpp's the runner-up.
     @Test func rawContinuation() throws {
         let expected = ", the city of Nova Haven was a thriving metropolis"
         let text = try Self.greedy("Once upon a time", count: 12)
@@ -24,11 +26,13 @@ import TestSupport
         let ours = model.tokenizer.encode(text, addSpecial: false), theirs = model.tokenizer.encode(expected, addSpecial: false)
         let common = zip(ours, theirs).prefix { $0 == $1 }.count
         try #require(common < min(ours.count, theirs.count), "\(text)")
+        // The logits generation saw: the prompt in one batch, then one token at a time (a batch
+        // rounds differently, so it is not asked).
         let context = LlamaContext(model: model, contextSize: 512)
-        try context.evaluate(prompt + ours.prefix(common), logitsFor: .last)
-        let logits = context.logits
+        var logits = try context.evaluate(prompt, logitsFor: .last)
+        for token in ours.prefix(common) { logits = try context.evaluate([token], logitsFor: .last) }
         let gap = logits[Int(ours[common])] - logits[Int(theirs[common])]
-        #expect(gap >= 0 && gap < 0.05, "'\(text)' parts from llama.cpp's text by \(gap) in the logits")
+        #expect(gap >= 0 && gap < 0.1, "'\(text)' parts from llama.cpp's text by \(gap) in the logits")
         let sorted = logits.sorted(by: >)
         #expect(logits[Int(theirs[common])] == sorted[1], "llama.cpp's token is not our runner-up")
     }
@@ -52,7 +56,7 @@ import TestSupport
         let model = try LlamaModel.load(path: DefaultModel.locate())
         // The golden figure was measured with llama.cpp's F32 KV cache.
         let context = LlamaContext(model: model, contextSize: golden.n_ctx, batchSize: golden.n_ctx,
-                                   threads: SystemInfo.physicalCores, kvCacheType: .f32)
+                                   threads: SystemInfo.physicalCores, kvCache: .f32)
         let tokens = model.tokenizer.encode(try Fixtures.text("wikitext-2/wiki.test.raw"))
         let result = try context.perplexity(of: tokens, maxChunks: golden.chunks)
         #expect(result.chunks == golden.chunks)

@@ -9,8 +9,10 @@ import TestSupport
     static let model: LlamaModel = try! LlamaModel.load(path: DefaultModel.locate())
 
     /// ||a - b|| / ||a||. A batch of n tokens rounds differently from a single token (the
-    /// batched kernels sum in another order), which moves SmolLM2's logits by about 3% in this
-    /// measure; another prompt's logits are about 70% away.
+    /// batched kernels sum in another order), which moves SmolLM2's logits by 1-9% in this
+    /// measure (the 8-bit rounding of the activations turns tiny changes into whole steps; any
+    /// change of the attention's rounding draws other values in that range); another prompt's
+    /// logits are about 70% away.
     static func relativeError(_ a: ArraySlice<Float>, _ b: [Float]) -> Float {
         var difference: Float = 0, norm: Float = 0
         for (x, y) in zip(a, b) {
@@ -63,7 +65,7 @@ import TestSupport
         let order = prompts.indices.sorted { (prompts[$0].count, $0) < (prompts[$1].count, $1) }
         for (row, s) in order.enumerated() {
             let error = Self.relativeError(logits[(row * vocab)..<((row + 1) * vocab)], aloneLogits[s])
-            #expect(error < 0.08, "sequence \(s): logits differ by \(error)")
+            #expect(error < 0.12, "sequence \(s): logits differ by \(error)")
         }
         // Then the same tokens, one of each sequence per step (teacher-forced, since a batch
         // rounds differently from a single token and a near tie may go the other way).
@@ -71,7 +73,7 @@ import TestSupport
             logits = try context.evaluate(batch: (0..<3).map { .init(sequence: $0, token: alone[$0][step], wantsLogits: true) })
             for s in 0..<3 {
                 let error = Self.relativeError(logits[(s * vocab)..<((s + 1) * vocab)], aloneSteps[s][step])
-                #expect(error < 0.08, "sequence \(s), step \(step): logits differ by \(error)")
+                #expect(error < 0.12, "sequence \(s), step \(step): logits differ by \(error)")
             }
         }
         #expect(context.position(of: 1) == prompts[1].count + 6)

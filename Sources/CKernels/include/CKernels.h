@@ -124,23 +124,56 @@ void llk_x8_matmul_tiled(int type, const void *packed, int64_t groups, const voi
 // ---------------------------------------------------------------------------------------------
 // Attention (attention.c).
 
-/// Attention of `heads` query heads (head_size floats each, back to back) that share one KV head
-/// of an F16 cache: keys and values of position p at slot (p < capacity ? p : p % capacity),
-/// `stride` halves apart; positions first..<first+length. Scores scaled by `scale`, softmax, the
-/// weights rounded to F16, then out[h] = sum of weight x value. `scores` holds heads x length
-/// floats. Returns 0 (doing nothing) where the path has no such kernel.
-int llk_attention_f16_supported(int head_size);
-int llk_attention_f16(const float *q, int heads, int head_size, const uint16_t *keys, const uint16_t *values,
-                      int64_t stride, int64_t capacity, int64_t first, int64_t length, float scale, float *scores,
-                      float *out);
+/// A KV cache row: F32, F16, Q8_0 or Q4_0 (ggml type ids 0, 1, 8, 2). Bytes of `n` elements, or
+/// -1 for another type or an `n` the type's blocks do not divide.
+int64_t llk_kv_row_bytes(int type, int64_t n);
+/// Stores n floats as `type` (the quantized types rounded as ggml's reference quantizers), and
+/// back. Store returns 0 (doing nothing) where llk_kv_row_bytes is -1.
+int llk_kv_store(int type, const float *x, void *dst, int64_t n);
+void llk_kv_load(int type, const void *src, float *dst, int64_t n);
 
-/// The same for `tokens` query tokens of one sequence (q_stride and out_stride floats apart), all
-/// attending from position `first`, token t to lengths[t] positions: each key and value is widened
-/// once for all of them. `scores` holds tokens x heads x max(lengths) floats.
-int llk_attention_f16_tokens(const float *q, int64_t q_stride, int tokens, const int64_t *lengths, int heads,
-                             int head_size, const uint16_t *keys, const uint16_t *values, int64_t stride,
-                             int64_t capacity, int64_t first, float scale, float *scores, float *out,
-                             int64_t out_stride);
+/// Multiplies each run of `chunk` values (a power of two dividing n) by the orthonormal
+/// Walsh-Hadamard matrix of that size, in place: llama.cpp rotates queries, keys and values so
+/// before a quantized cache, which spreads outlier channels over their block. Its own inverse.
+void llk_hadamard(float *x, int64_t n, int64_t chunk);
+
+/// Positions per span: the unit the cache is taken in, and merged by, with an online softmax.
+enum { LLK_ATTENTION_SPAN = 256 };
+
+/// Attention of `tokens` query tokens of one sequence, `heads` query heads each (head_size floats,
+/// back to back; tokens q_stride floats apart) that share one KV head. Token t attends to
+/// positions first ..< first + lengths[t]; position p lives in slot (p < capacity ? p : p % capacity),
+/// `keys` and `values` point at the KV head's first element in slot 0, rows `*_row_bytes` apart.
+/// Scores are scale x q.k, then soft_cap x tanh(s / soft_cap) when soft_cap > 0.
+typedef struct {
+    const float *q;
+    int64_t q_stride;
+    int tokens, heads, head_size;
+    const int64_t *lengths;
+    const void *keys, *values;
+    int key_type, value_type;
+    int64_t key_row_bytes, value_row_bytes;
+    int64_t capacity, first;
+    float scale, soft_cap;
+    /// llk_attention_scratch_floats(tokens, heads, head_size) floats of the caller's.
+    float *scratch;
+} llk_attention_job;
+
+int64_t llk_attention_scratch_floats(int tokens, int heads, int head_size);
+
+/// out[t * out_stride + h * head_size ...] = softmax(scores) . values. Returns 0 (doing nothing)
+/// for a type or size the cache cannot have.
+int llk_attention(const llk_attention_job *job, float *out, int64_t out_stride);
+
+/// The same split by span for more threads: llk_attention_span computes span `index` (positions
+/// index x SPAN ..< +SPAN) unnormalized into rows laid out as `out`, with (max, sum) of row
+/// (t, h) at state + 2 x (t x state_stride + h); llk_attention_merge folds spans 0 ..< spans of one row (span p at
+/// partials + p x partial_stride, its state at states + p x state_stride) into out. The result is
+/// bit for bit llk_attention's.
+int llk_attention_span(const llk_attention_job *job, int64_t index, float *out, int64_t out_stride, float *state,
+                       int64_t state_stride);
+void llk_attention_merge(int64_t spans, int head_size, const float *partials, int64_t partial_stride, const float *states,
+                         int64_t state_stride, float *out);
 
 /// Forces the code path for the whole process: "avx512", "avx2", "neon" or "scalar" (a path the
 /// CPU lacks falls back to the best it has). Returns the path in use. The `llama` tool calls it

@@ -13,11 +13,18 @@ public final class ForwardPass: @unchecked Sendable {
     let model: LlamaModel
     let config: LlamaConfiguration
     let caches: [KVCache]
-    let kvCacheType: LlamaContext.KVCacheType
+    let kvCache: LlamaContext.KVCacheTypes
+    /// Chunks of the Walsh-Hadamard rotations around a quantized cache (`KVCacheTypes.rotations`).
+    let rotations: (keys: Int?, values: Int?)
     let pool: ThreadPool
     let workspace: MatMulWorkspace
-    /// Attention scores, one buffer per worker.
+    /// Attention scratch, one buffer per worker; spans of attention kept for merging, and their
+    /// (max, sum) states.
     private let scores: [ScratchBuffer]
+    private let partials = ScratchBuffer(), partialStates = ScratchBuffer()
+    /// Where each run of the batch's tokens starts (attention), and each token's length.
+    private let runStarts: UnsafeMutablePointer<Int>
+    private let lengths: UnsafeMutablePointer<Int64>
     let capacity: Int
     /// Tokens in the batch being evaluated, and each one's sequence and position.
     var count = 0
@@ -31,16 +38,21 @@ public final class ForwardPass: @unchecked Sendable {
     /// The RoPE frequency divisors in use (Llama 3.1's, or LongRoPE's for this context size).
     private let ropeFactors: UnsafeMutablePointer<Float>?
 
-    init(model: LlamaModel, contextSize: Int, capacity: Int, caches: [KVCache], kvCacheType: LlamaContext.KVCacheType, threads: Int) {
+    init(model: LlamaModel, contextSize: Int, capacity: Int, caches: [KVCache], kvCache: LlamaContext.KVCacheTypes, threads: Int) {
         let c = model.configuration
         self.model = model
         self.config = c
         self.caches = caches
-        self.kvCacheType = kvCacheType
+        self.kvCache = kvCache
+        rotations = kvCache.rotations(headSize: c.headDimension)
         self.capacity = capacity
         pool = ThreadPool(threads: threads)
         workspace = MatMulWorkspace(threads: threads)
-        scores = (0..<threads).map { _ in ScratchBuffer(capacity: contextSize) }
+        scores = (0..<threads).map { _ in ScratchBuffer() }
+        runStarts = .allocate(capacity: capacity + 1)
+        runStarts.initialize(repeating: 0, count: capacity + 1)
+        lengths = .allocate(capacity: capacity)
+        lengths.initialize(repeating: 0, count: capacity)
         func buffer(_ width: Int) -> UnsafeMutablePointer<Float> {
             let p = UnsafeMutablePointer<Float>.allocate(capacity: max(1, capacity * width))
             p.initialize(repeating: 0, count: max(1, capacity * width))
@@ -77,6 +89,8 @@ public final class ForwardPass: @unchecked Sendable {
         ropeFactors?.deallocate()
         sequences.deallocate()
         positions.deallocate()
+        runStarts.deallocate()
+        lengths.deallocate()
     }
 
     // MARK: The pieces
@@ -136,10 +150,11 @@ public final class ForwardPass: @unchecked Sendable {
             for i in 0..<n * qDim { q[i] *= c.attentionScale }
             scoreScale = 1
         }
-        if kvCacheType == .f16 {
-            // llama.cpp converts the queries to F16 too before multiplying them with F16 keys.
-            for i in 0..<n * qDim { q[i] = HalfFloat.toFloat(HalfFloat.fromFloat(q[i])) }
+        if let chunk = rotations.keys {
+            llk_hadamard(q, Int64(n * qDim), Int64(chunk))
+            llk_hadamard(k, Int64(n * kvDim), Int64(chunk))
         }
+        if let chunk = rotations.values { llk_hadamard(v, Int64(n * kvDim), Int64(chunk)) }
         // Runs of consecutive positions of one sequence are stored at once.
         var t = 0
         while t < n {
@@ -149,6 +164,7 @@ public final class ForwardPass: @unchecked Sendable {
             t = e
         }
         attend(layer: layer, window: settings.slidingWindow, scale: scoreScale)
+        if let chunk = rotations.values { llk_hadamard(attention, Int64(n * qDim), Int64(chunk)) }
         multiply(w.attentionOutput!, attention, xb)
     }
 
@@ -202,74 +218,100 @@ public final class ForwardPass: @unchecked Sendable {
     }
 
     /// Causal grouped-query attention: each new token against its own sequence's cache, from
-    /// the start of its window (or of the sequence) up to and including its own position.
+    /// the start of its window (or of the sequence) up to and including its own position. Tokens
+    /// are taken in runs (up to 8 consecutive positions of one sequence, which read each key and
+    /// value once together); a job is a run and a KV head. When that gives the threads too little
+    /// to share (one sequence generating, few KV heads), each job is also split by span of the
+    /// cache and the spans merged after: the same result, bit for bit.
     private func attend(layer: Int, window: Int?, scale: Float) {
         let c = config, n = count
-        let headSize = c.headDimension, qDim = c.qDimension
-        let group = c.headCount / c.kvHeadCount
-        let softCap = c.attentionSoftCap
-        let halfWeights = kvCacheType == .f16
-        let scoreBuffers = self.scores
+        let headSize = c.headDimension, qDim = c.qDimension, kvHeads = c.kvHeadCount
+        let group = c.headCount / kvHeads
+        let span = Int(LLK_ATTENTION_SPAN)
         let layers = caches.map { $0.layer(layer) }
-        var longest = 0
-        for t in 0..<n { longest = max(longest, positions[t] + 1) }
+        let keyType = kvCache.keys.ggmlType, valueType = kvCache.values.ggmlType
+        let softCap = c.attentionSoftCap ?? 0
         let qp = SendablePointer(q), op = SendablePointer(attention)
         let sp = SendablePointer(sequences), pp = SendablePointer(positions)
-        // With an F16 cache (and no soft-cap), the C kernel: one job per KV head and chunk of up to
-        // 8 tokens; consecutive tokens of one sequence (a prompt) go in together, so each key and
-        // value is read once for all their query heads that share it.
-        if halfWeights, softCap == nil, llk_attention_f16_supported(Int32(headSize)) != 0 {
-            let chunk = 8, chunks = (n + chunk - 1) / chunk
-            let jobs = chunks * c.kvHeadCount
-            let workers = max(1, min(pool.threads, jobs, scoreBuffers.count))
+        let rs = SendablePointer(runStarts), lp = SendablePointer(lengths)
+        // Runs, and each token's length (positions attended from its run's first).
+        var runs = 0, longest = 0
+        var t = 0
+        while t < n {
+            var end = t + 1
+            while window == nil, end < n, end - t < 8, sequences[end] == sequences[t], positions[end] == positions[end - 1] + 1 { end += 1 }
+            let first = window.map { max(0, positions[t] - $0 + 1) } ?? 0
+            for i in t..<end {
+                lengths[i] = Int64(positions[i] - first + 1)
+                longest = max(longest, Int(lengths[i]))
+            }
+            runStarts[runs] = t
+            runs += 1
+            t = end
+        }
+        runStarts[runs] = n
+        let spans = (longest + span - 1) / span
+        let split = spans > 1 && runs * kvHeads < 4 * pool.threads && spans * n * qDim <= 1 << 23
+        let scratchFloats = Int(llk_attention_scratch_floats(8, Int32(group), Int32(headSize)))
+        let scratch = self.scores
+        let partials = split ? SendablePointer(self.partials.ensure(spans * n * qDim)) : op
+        let states = split ? SendablePointer(self.partialStates.ensure(spans * n * c.headCount * 2)) : op
+        /// Run r's job for the KV head's query heads.
+        func makeJob(_ r: Int, _ kvHead: Int, _ scratch: UnsafeMutablePointer<Float>) -> (llk_attention_job, offset: Int) {
+            let start = rs.pointer[r], end = rs.pointer[r + 1]
+            let kv = layers[sp.pointer[start]]
+            let first = pp.pointer[start] + 1 - Int(lp.pointer[start])
+            let offset = start * qDim + kvHead * group * headSize
+            let job = llk_attention_job(
+                q: UnsafePointer(qp.pointer + offset), q_stride: Int64(qDim), tokens: Int32(end - start), heads: Int32(group),
+                head_size: Int32(headSize), lengths: UnsafePointer(lp.pointer + start),
+                keys: kv.keys + kvHead * kv.keyRowBytes / kvHeads, values: kv.values + kvHead * kv.valueRowBytes / kvHeads,
+                key_type: keyType, value_type: valueType, key_row_bytes: Int64(kv.keyRowBytes), value_row_bytes: Int64(kv.valueRowBytes),
+                capacity: Int64(kv.capacity), first: Int64(first), scale: scale, soft_cap: softCap, scratch: scratch)
+            return (job, offset)
+        }
+        if !split {
+            let jobs = runs * kvHeads
+            let workers = max(1, min(pool.threads, jobs, scratch.count))
             pool.run(workers) { worker in
-                let scores = scoreBuffers[worker].ensure(longest * group * chunk)
-                withUnsafeTemporaryAllocation(of: Int64.self, capacity: chunk) { lengths in
-                    for job in stride(from: worker, to: jobs, by: workers) {
-                        let kvHead = job % c.kvHeadCount, start = job / c.kvHeadCount * chunk, end = min(n, start + chunk)
-                        var t = start
-                        while t < end {
-                            // A run: the same sequence at consecutive positions, all attending from one first position.
-                            let sequence = sp.pointer[t], first = window.map { max(0, pp.pointer[t] - $0 + 1) } ?? 0
-                            var count = 1
-                            while window == nil, t + count < end, sp.pointer[t + count] == sequence,
-                                  pp.pointer[t + count] == pp.pointer[t + count - 1] + 1 { count += 1 }
-                            for i in 0..<count { lengths[i] = Int64(pp.pointer[t + i] - first + 1) }
-                            let kv = layers[sequence]
-                            let offset = t * qDim + kvHead * group * headSize
-                            _ = llk_attention_f16_tokens(qp.pointer + offset, Int64(qDim), Int32(count), lengths.baseAddress!, Int32(group),
-                                                         Int32(headSize), kv.keys16! + kvHead * headSize, kv.values16! + kvHead * headSize,
-                                                         Int64(kv.kvDimension), Int64(kv.capacity), Int64(first), scale, scores,
-                                                         op.pointer + offset, Int64(qDim))
-                            t += count
-                        }
-                    }
+                let buffer = scratch[worker].ensure(scratchFloats)
+                for j in stride(from: worker, to: jobs, by: workers) {
+                    var (job, offset) = makeJob(j / kvHeads, j % kvHeads, buffer)
+                    _ = llk_attention(&job, op.pointer + offset, Int64(qDim))
                 }
             }
             return
         }
-        let jobs = n * c.headCount
-        let workers = max(1, min(pool.threads, jobs, scoreBuffers.count))
+        // Span s of token t's rows at partials[s][t][qDim], their states at states[s][t][head][2].
+        let headCount = c.headCount
+        let jobs = runs * kvHeads * spans
+        let workers = max(1, min(pool.threads, jobs, scratch.count))
         pool.run(workers) { worker in
-            let scores = scoreBuffers[worker].ensure(longest)
-            for job in stride(from: worker, to: jobs, by: workers) {
-                let t = job / c.headCount, h = job % c.headCount
-                let kv = layers[sp.pointer[t]]
-                let last = pp.pointer[t]
-                let first = window.map { max(0, last - $0 + 1) } ?? 0
-                let length = last - first + 1
-                let query = qp.pointer + t * qDim + h * headSize
-                let kvOffset = (h / group) * headSize
-                for i in 0..<length { scores[i] = kv.dotKey(first + i, kvOffset, query, headSize) * scale }
-                if let softCap { Ops.softCap(scores, count: length, cap: softCap) }
-                Ops.softmax(scores, count: length)
-                if halfWeights {
-                    // The weights meet F16 values, so llama.cpp rounds them to F16 too.
-                    for i in 0..<length { scores[i] = HalfFloat.toFloat(HalfFloat.fromFloat(scores[i])) }
-                }
-                let result = op.pointer + t * qDim + h * headSize
-                result.update(repeating: 0, count: headSize)
-                for i in 0..<length { kv.addValue(scores[i], first + i, kvOffset, into: result, headSize) }
+            let buffer = scratch[worker].ensure(scratchFloats)
+            for j in stride(from: worker, to: jobs, by: workers) {
+                let s = j % spans, kvHead = j / spans % kvHeads, r = j / spans / kvHeads
+                var (job, offset) = makeJob(r, kvHead, buffer)
+                let start = rs.pointer[r]
+                var runLongest: Int64 = 0
+                for i in start..<rs.pointer[r + 1] { runLongest = max(runLongest, lp.pointer[i]) }
+                guard s * span < runLongest else { continue }
+                _ = llk_attention_span(&job, Int64(s), partials.pointer + s * n * qDim + offset, Int64(qDim),
+                                       states.pointer + (s * n * headCount + start * headCount + kvHead * group) * 2, Int64(headCount))
+            }
+        }
+        let rows = n * headCount
+        let mergers = max(1, min(pool.threads, rows))
+        pool.run(mergers) { worker in
+            for row in stride(from: worker, to: rows, by: mergers) {
+                let t = row / headCount
+                // The token's run decides how many spans were computed for it.
+                var r = 0
+                while rs.pointer[r + 1] <= t { r += 1 }
+                var runLongest: Int64 = 0
+                for i in rs.pointer[r]..<rs.pointer[r + 1] { runLongest = max(runLongest, lp.pointer[i]) }
+                let count = (Int(runLongest) + span - 1) / span
+                llk_attention_merge(Int64(count), Int32(headSize), partials.pointer + row * headSize, Int64(n * qDim),
+                                    states.pointer + row * 2, Int64(n * headCount * 2), op.pointer + row * headSize)
             }
         }
     }

@@ -20,8 +20,9 @@ public actor ChatSession {
     public var answerReserve: Int
 
     public init(model: LlamaModel, systemPrompt: String? = nil, parameters: GenerationParameters = GenerationParameters(),
-                template: ChatTemplate? = nil, contextSize: Int? = nil, threads: Int? = nil) {
-        session = Session(model: model, contextSize: contextSize, threads: threads)
+                template: ChatTemplate? = nil, contextSize: Int? = nil, threads: Int? = nil,
+                kvCache: LlamaContext.KVCacheTypes = .f16) {
+        session = Session(model: model, contextSize: contextSize, threads: threads, kvCache: kvCache)
         self.template = template ?? model.chatTemplate
         self.systemPrompt = systemPrompt
         self.parameters = parameters

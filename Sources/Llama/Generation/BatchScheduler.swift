@@ -18,16 +18,16 @@ public final class BatchScheduler: @unchecked Sendable {
         public var batchSize: Int
         /// Requests that may wait for a slot; more are refused with `QueueFull`.
         public var queueLimit: Int
-        public var kvCacheType: LlamaContext.KVCacheType
+        public var kvCache: LlamaContext.KVCacheTypes
 
         public init(slots: Int = 4, contextSize: Int? = nil, threads: Int = SystemInfo.physicalCores, batchSize: Int = 512,
-                    queueLimit: Int = 64, kvCacheType: LlamaContext.KVCacheType = .f16) {
+                    queueLimit: Int = 64, kvCache: LlamaContext.KVCacheTypes = .f16) {
             self.slots = max(1, slots)
             self.contextSize = contextSize
             self.threads = max(1, threads)
             self.batchSize = max(1, batchSize)
             self.queueLimit = max(0, queueLimit)
-            self.kvCacheType = kvCacheType
+            self.kvCache = kvCache
         }
     }
 
@@ -79,6 +79,10 @@ public final class BatchScheduler: @unchecked Sendable {
     private var sampling: [Slot] = []
     private var logits: [Float] = []
 
+    /// How the slots' KV caches store keys and values, and the bytes they take together.
+    public var kvCache: LlamaContext.KVCacheTypes { context.kvCache }
+    public var kvCacheBytes: Int { context.kvCacheBytes }
+
     /// Takes the KV caches' memory now (`LlamaContext.commitMemory`).
     public func commitMemory() { context.commitMemory() }
 
@@ -86,7 +90,7 @@ public final class BatchScheduler: @unchecked Sendable {
         self.model = model
         self.configuration = configuration
         context = LlamaContext(model: model, contextSize: configuration.contextSize, batchSize: configuration.batchSize,
-                               threads: configuration.threads, kvCacheType: configuration.kvCacheType, sequences: configuration.slots)
+                               threads: configuration.threads, kvCache: configuration.kvCache, sequences: configuration.slots)
         contextSize = context.contextSize
         slots = (0..<configuration.slots).map { Slot(sequence: $0) }
         status.slots = configuration.slots

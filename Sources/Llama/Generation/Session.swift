@@ -83,13 +83,16 @@ public final class Session: @unchecked Sendable {
     private var cached: [TokenID] = []
 
     public init(model: LlamaModel, contextSize: Int? = nil, threads: Int? = nil, batchSize: Int = 512,
-                kvCacheType: LlamaContext.KVCacheType = .f16) {
+                kvCache: LlamaContext.KVCacheTypes = .f16) {
         self.model = model
         context = LlamaContext(model: model, contextSize: contextSize, batchSize: batchSize,
-                               threads: threads ?? SystemInfo.physicalCores, kvCacheType: kvCacheType)
+                               threads: threads ?? SystemInfo.physicalCores, kvCache: kvCache)
     }
 
     public var contextSize: Int { context.contextSize }
+    /// How the KV cache stores keys and values, and the bytes it takes.
+    public var kvCache: LlamaContext.KVCacheTypes { context.kvCache }
+    public var kvCacheBytes: Int { context.kvCacheBytes }
 
     /// The tokens in the cache (prompt and generated so far).
     public var tokens: [TokenID] {

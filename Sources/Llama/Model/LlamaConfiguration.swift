@@ -151,14 +151,14 @@ public struct LlamaConfiguration: Codable, Sendable, Equatable {
 
     /// Bytes of KV cache one position of one sequence takes in the layers that keep every
     /// position (sliding-window layers keep a fixed ring; see `kvBytes`).
-    public func kvBytesPerPosition(_ type: LlamaContext.KVCacheType) -> Int {
-        max(1, layers.filter { $0.slidingWindow == nil }.count) * kvDimension * 2 * (type == .f16 ? 2 : 4)
+    public func kvBytesPerPosition(_ types: LlamaContext.KVCacheTypes) -> Int {
+        max(1, layers.filter { $0.slidingWindow == nil }.count) * types.bytes(kvDimension: kvDimension)
     }
 
     /// Bytes of KV cache for one sequence of `contextSize` positions with batches of `batchSize`.
-    public func kvBytes(contextSize: Int, batchSize: Int, type: LlamaContext.KVCacheType) -> Int {
+    public func kvBytes(contextSize: Int, batchSize: Int, types: LlamaContext.KVCacheTypes) -> Int {
         layers.reduce(0) { $0 + KVCache.capacity(contextSize: contextSize, window: $1.slidingWindow, batchSize: batchSize) }
-            * kvDimension * 2 * (type == .f16 ? 2 : 4)
+            * types.bytes(kvDimension: kvDimension)
     }
 }
 

@@ -44,6 +44,8 @@ public struct ModelInfo: Codable, Sendable {
         public var attentionSoftCap: Double?
         public var finalLogitSoftCap: Double?
         public var embeddingScale: Double?
+        /// Bytes of KV cache one token takes, by cache type (f16, q8_0, ...; those the heads allow).
+        public var kvBytesPerToken: [String: Int]
     }
 
     public var particulars: Particulars?
@@ -102,7 +104,9 @@ public struct ModelInfo: Codable, Sendable {
                 slidingRopeBase: sliding.first.flatMap { $0.ropeBase != c.ropeBase ? Double($0.ropeBase) : nil },
                 layersWithoutRoPE: c.layers.filter { !$0.rotates }.count,
                 attentionSoftCap: c.attentionSoftCap.map(Double.init), finalLogitSoftCap: c.finalLogitSoftCap.map(Double.init),
-                embeddingScale: c.embeddingScale != 1 ? Double(c.embeddingScale) : nil)
+                embeddingScale: c.embeddingScale != 1 ? Double(c.embeddingScale) : nil,
+                kvBytesPerToken: Dictionary(uniqueKeysWithValues: LlamaContext.KVCacheType.allCases.filter { $0.fits(headSize: c.headDimension) }
+                    .map { ($0.rawValue, c.kvBytesPerPosition(LlamaContext.KVCacheTypes($0))) }))
         } catch {
             if file.tensors.isEmpty { unsupported = nil } else { unsupported = error.description }
         }

@@ -1,19 +1,26 @@
 import CKernels
 import Kernels
 
-/// Keys and values of every layer and position of one sequence, `[layer][slot][kvDimension]`,
-/// stored in binary16 (half the memory, llama.cpp's default) or Float. A layer that attends to
-/// the whole context has a slot per position; a sliding-window layer keeps a ring of its window
-/// plus one batch (position p in slot p % capacity), so its memory does not grow with the
-/// context. Memory is reserved at once and filled as positions are used.
+/// Keys and values of every layer and position of one sequence, `[layer][slot][row]`, each row
+/// holding one position's kvDimension values as F16 (llama.cpp's default), F32, Q8_0 or Q4_0
+/// (keys and values may differ). A layer that attends to the whole context has a slot per
+/// position; a sliding-window layer keeps a ring of its window plus one batch (position p in slot
+/// p % capacity), so its memory does not grow with the context. Memory is reserved at once and
+/// filled as positions are used.
 final class KVCache: @unchecked Sendable {
     let kvDimension: Int
-    let type: LlamaContext.KVCacheType
-    /// Slots of each layer, and where each layer starts (in elements).
+    let types: LlamaContext.KVCacheTypes
+    /// Slots of each layer, and where each layer starts (in bytes).
     let capacities: [Int]
-    private let offsets: [Int]
+    private let keyOffsets: [Int]
+    private let valueOffsets: [Int]
+    /// Bytes of one position's keys, and of its values.
+    let keyRowBytes: Int
+    let valueRowBytes: Int
     private let keys: UnsafeMutableRawPointer
     private let values: UnsafeMutableRawPointer
+    private let keyBytes: Int
+    private let valueBytes: Int
 
     /// Slots a layer needs: every position, or its window plus one batch (a batch's tokens are
     /// all stored before any attends, and the first still needs its window).
@@ -22,20 +29,21 @@ final class KVCache: @unchecked Sendable {
         return min(contextSize, window + batchSize)
     }
 
-    init(capacities: [Int], kvDimension: Int, type: LlamaContext.KVCacheType) {
+    /// `types` must fit the heads (`KVCacheTypes.fitted`): rows are whole blocks.
+    init(capacities: [Int], kvDimension: Int, types: LlamaContext.KVCacheTypes) {
         self.capacities = capacities
         self.kvDimension = kvDimension
-        self.type = type
-        var offsets: [Int] = []
-        var total = 0
-        for c in capacities {
-            offsets.append(total)
-            total += c * kvDimension
-        }
-        self.offsets = offsets
-        let bytes = max(1, total) * (type == .f16 ? 2 : 4)
-        keys = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
-        values = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        self.types = types
+        let keyRow = types.keys.bytes(width: kvDimension), valueRow = types.values.bytes(width: kvDimension)
+        keyRowBytes = keyRow
+        valueRowBytes = valueRow
+        let starts = capacities.reduce(into: [0]) { $0.append($0.last! + $1) }
+        keyOffsets = starts.dropLast().map { $0 * keyRow }
+        valueOffsets = starts.dropLast().map { $0 * valueRow }
+        keyBytes = max(1, starts.last! * keyRow)
+        valueBytes = max(1, starts.last! * valueRow)
+        keys = UnsafeMutableRawPointer.allocate(byteCount: keyBytes, alignment: 64)
+        values = UnsafeMutableRawPointer.allocate(byteCount: valueBytes, alignment: 64)
     }
 
     deinit {
@@ -45,9 +53,8 @@ final class KVCache: @unchecked Sendable {
 
     /// Writes every byte once, so the pages are resident now rather than as positions fill.
     func commit() {
-        let bytes = max(1, capacities.reduce(0, +) * kvDimension) * (type == .f16 ? 2 : 4)
-        keys.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
-        values.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+        keys.initializeMemory(as: UInt8.self, repeating: 0, count: keyBytes)
+        values.initializeMemory(as: UInt8.self, repeating: 0, count: valueBytes)
     }
 
     /// Whether every layer still holds what attending from `position` on needs, when `filled`
@@ -68,66 +75,26 @@ final class KVCache: @unchecked Sendable {
             // Up to the end of the ring, then again from its start.
             let slot = (position + done) % capacity
             let run = min(count - done, capacity - slot)
-            let start = offsets[layer] + slot * kvDimension, n = run * kvDimension
-            let source = done * kvDimension
-            switch type {
-            case .f16:
-                KVCache.toHalf(k + source, keys.assumingMemoryBound(to: UInt16.self) + start, n)
-                KVCache.toHalf(v + source, values.assumingMemoryBound(to: UInt16.self) + start, n)
-            case .f32:
-                (keys.assumingMemoryBound(to: Float.self) + start).update(from: k + source, count: n)
-                (values.assumingMemoryBound(to: Float.self) + start).update(from: v + source, count: n)
+            for i in 0..<run {
+                let source = (done + i) * kvDimension
+                llk_kv_store(types.keys.ggmlType, k + source, keys + keyOffsets[layer] + (slot + i) * keyRowBytes, Int64(kvDimension))
+                llk_kv_store(types.values.ggmlType, v + source, values + valueOffsets[layer] + (slot + i) * valueRowBytes, Int64(kvDimension))
             }
             done += run
         }
     }
 
-    private static func toHalf(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<UInt16>, _ n: Int) {
-        if llk_to_half(x, y, Int64(n)) == 0 {
-            for i in 0..<n { y[i] = HalfFloat.fromFloat(x[i]) }
-        }
-    }
-
-    /// Raw pointers to one layer's keys and values, for the attention workers.
+    /// One layer's keys and values, for the attention kernel.
     func layer(_ layer: Int) -> Layer {
-        let start = offsets[layer]
-        switch type {
-        case .f16:
-            return Layer(keys16: UnsafePointer(keys.assumingMemoryBound(to: UInt16.self) + start),
-                         values16: UnsafePointer(values.assumingMemoryBound(to: UInt16.self) + start), keys32: nil, values32: nil,
-                         kvDimension: kvDimension, capacity: capacities[layer])
-        case .f32:
-            return Layer(keys16: nil, values16: nil, keys32: UnsafePointer(keys.assumingMemoryBound(to: Float.self) + start),
-                         values32: UnsafePointer(values.assumingMemoryBound(to: Float.self) + start),
-                         kvDimension: kvDimension, capacity: capacities[layer])
-        }
+        Layer(keys: UnsafeRawPointer(keys + keyOffsets[layer]), values: UnsafeRawPointer(values + valueOffsets[layer]),
+              keyRowBytes: keyRowBytes, valueRowBytes: valueRowBytes, capacity: capacities[layer])
     }
 
     struct Layer: @unchecked Sendable {
-        let keys16: UnsafePointer<UInt16>?
-        let values16: UnsafePointer<UInt16>?
-        let keys32: UnsafePointer<Float>?
-        let values32: UnsafePointer<Float>?
-        let kvDimension: Int
+        let keys: UnsafeRawPointer
+        let values: UnsafeRawPointer
+        let keyRowBytes: Int
+        let valueRowBytes: Int
         let capacity: Int
-
-        @inline(__always) func slot(_ position: Int) -> Int { position < capacity ? position : position % capacity }
-
-        /// key(position)[offset..<offset+n] . query
-        @inline(__always) func dotKey(_ position: Int, _ offset: Int, _ query: UnsafePointer<Float>, _ n: Int) -> Float {
-            let i = slot(position) * kvDimension + offset
-            if let keys16 { return llk_dot_f16(keys16 + i, query, Int64(n)) }
-            return llk_dot_f32(keys32! + i, query, Int64(n))
-        }
-
-        /// out += weight * value(position)[offset..<offset+n]
-        @inline(__always) func addValue(_ weight: Float, _ position: Int, _ offset: Int, into out: UnsafeMutablePointer<Float>, _ n: Int) {
-            let i = slot(position) * kvDimension + offset
-            if let values16 {
-                llk_axpy_f16(weight, values16 + i, out, Int64(n))
-            } else {
-                llk_axpy(weight, values32! + i, out, Int64(n))
-            }
-        }
     }
 }

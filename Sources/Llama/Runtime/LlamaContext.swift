@@ -16,7 +16,7 @@ public final class LlamaContext: @unchecked Sendable {
     public let threads: Int
     /// The architecture's blocks run in this, with the scratch of one batch.
     private let pass: ForwardPass
-    public let kvCacheType: KVCacheType
+    public let kvCache: KVCacheTypes
     /// How many positions of sequence 0's cache are filled.
     public var position: Int { lock.withLock { positions[0] } }
     /// How many positions of each sequence's cache are filled.
@@ -37,21 +37,104 @@ public final class LlamaContext: @unchecked Sendable {
         }
     }
 
-    /// The precision of cached keys and values, as llama.cpp's `--cache-type-k/-v`.
+    /// How cached keys or values are stored, as llama.cpp's `--cache-type-k/-v`.
     public enum KVCacheType: String, Sendable, CaseIterable {
-        /// Half precision, llama.cpp's default: keys, values, and the queries and attention
-        /// weights multiplied with them, are rounded to binary16.
+        /// Half precision, llama.cpp's default. Keys and values are widened back to Float for the
+        /// products, with Float queries (as llama.cpp's flash attention does for a batch).
         case f16
         /// Full precision.
         case f32
+        /// Blocks of 32 8-bit values and a scale: about half of F16's memory.
+        case q8_0
+        /// Blocks of 32 4-bit values and a scale: about a quarter.
+        case q4_0
+
+        /// The ggml type id the kernels know it by.
+        var ggmlType: Int32 {
+            switch self {
+            case .f32: 0
+            case .f16: 1
+            case .q4_0: 2
+            case .q8_0: 8
+            }
+        }
+
+        /// Bytes of one position's `width` values (whole blocks; see `fits`).
+        public func bytes(width: Int) -> Int {
+            switch self {
+            case .f32: 4 * width
+            case .f16: 2 * width
+            case .q8_0: (width + 31) / 32 * 34
+            case .q4_0: (width + 31) / 32 * 18
+            }
+        }
+
+        /// Whether values are rounded in blocks (rather than to a float format).
+        public var isQuantized: Bool { self == .q8_0 || self == .q4_0 }
+
+        /// Whether heads of `headSize` can be stored: the quantized types need whole blocks of 32.
+        public func fits(headSize: Int) -> Bool {
+            switch self {
+            case .f32, .f16: true
+            case .q8_0, .q4_0: headSize % 32 == 0
+            }
+        }
+    }
+
+    /// The types of the keys and of the values in the cache.
+    public struct KVCacheTypes: Sendable, Equatable {
+        public var keys: KVCacheType
+        public var values: KVCacheType
+        public init(keys: KVCacheType = .f16, values: KVCacheType = .f16) {
+            self.keys = keys
+            self.values = values
+        }
+        /// Keys and values both of one type.
+        public init(_ both: KVCacheType) { self.init(keys: both, values: both) }
+        public static let f16 = KVCacheTypes()
+        public static let f32 = KVCacheTypes(.f32)
+
+        /// Bytes of one position in one layer (keys and values of every KV head).
+        public func bytes(kvDimension: Int) -> Int { keys.bytes(width: kvDimension) + values.bytes(width: kvDimension) }
+
+        /// An error for the user when the model's heads cannot be stored so.
+        public func check(_ model: LlamaModel) throws(ModelError) {
+            let head = model.configuration.headDimension
+            for (name, type) in [("keys", keys), ("values", values)] where !type.fits(headSize: head) {
+                throw ModelError("a \(type.rawValue) cache stores heads in blocks of 32 values, but this model's heads have \(head) (\(name)); use f16 or f32")
+            }
+        }
+
+        /// These types, with any the heads cannot be stored in replaced by F16 (callers that
+        /// can report an error call `check` first).
+        func fitted(headSize: Int) -> KVCacheTypes {
+            KVCacheTypes(keys: keys.fits(headSize: headSize) ? keys : .f16, values: values.fits(headSize: headSize) ? values : .f16)
+        }
+
+        /// The Walsh-Hadamard rotations llama.cpp applies around a quantized cache (they leave every
+        /// score unchanged but spread outlier channels over their block, which rounds far better):
+        /// keys and queries in chunks of the largest power of two of at least 64 that divides the
+        /// head; values, and the attention output back, in chunks of 64. None for heads that are
+        /// not a multiple of 64, or with LLAMA_ATTN_ROT_DISABLE=1 (as llama.cpp).
+        public func rotations(headSize: Int) -> (keys: Int?, values: Int?) {
+            if let off = ProcessInfo.processInfo.environment["LLAMA_ATTN_ROT_DISABLE"], (Int(off) ?? 0) != 0 { return (nil, nil) }
+            guard headSize > 0, headSize % 64 == 0 else { return (nil, nil) }
+            var chunk = 64
+            while headSize % (2 * chunk) == 0 { chunk *= 2 }
+            return (keys.isQuantized ? chunk : nil, values.isQuantized ? 64 : nil)
+        }
+
+        /// "q8_0" when both are, else "keys q8_0, values f16".
+        public var description: String { keys == values ? keys.rawValue : "keys \(keys.rawValue), values \(values.rawValue)" }
     }
 
     public init(model: LlamaModel, contextSize: Int? = nil, batchSize: Int = 512, threads: Int = ProcessInfo.processInfo.activeProcessorCount,
-                kvCacheType: KVCacheType = .f16, sequences: Int = 1) {
+                kvCache: KVCacheTypes = .f16, sequences: Int = 1) {
         let c = model.configuration
         self.model = model
-        self.kvCacheType = kvCacheType
-        let limits = Self.contextLimits(model: model, sequences: max(1, sequences), kvCacheType: kvCacheType)
+        let kvCache = kvCache.fitted(headSize: c.headDimension)
+        self.kvCache = kvCache
+        let limits = Self.contextLimits(model: model, sequences: max(1, sequences), kvCache: kvCache)
         // A file's training context may be anything; what is allocated must fit in memory.
         let contextSize = min(max(1, contextSize ?? limits.default), limits.most)
         self.batchSize = max(1, batchSize)
@@ -60,11 +143,11 @@ public final class LlamaContext: @unchecked Sendable {
         let batch = max(1, batchSize)
         let capacities = c.layers.map { KVCache.capacity(contextSize: contextSize, window: $0.slidingWindow, batchSize: batch) }
         caches = (0..<max(1, sequences)).map { _ in
-            KVCache(capacities: capacities, kvDimension: c.kvDimension, type: kvCacheType)
+            KVCache(capacities: capacities, kvDimension: c.kvDimension, types: kvCache)
         }
         positions = [Int](repeating: 0, count: max(1, sequences))
         pass = ForwardPass(model: model, contextSize: contextSize, capacity: self.batchSize, caches: caches,
-                           kvCacheType: kvCacheType, threads: max(1, threads))
+                           kvCache: kvCache, threads: max(1, threads))
     }
 
     /// Touches every page of the KV caches now, as llama.cpp clears its cache buffers at start.
@@ -76,7 +159,7 @@ public final class LlamaContext: @unchecked Sendable {
 
     /// Bytes the KV caches of this context take.
     public var kvCacheBytes: Int {
-        caches.count * model.configuration.kvBytes(contextSize: contextSize, batchSize: batchSize, type: kvCacheType)
+        caches.count * model.configuration.kvBytes(contextSize: contextSize, batchSize: batchSize, types: kvCache)
     }
 
     public var sequenceCount: Int { caches.count }
@@ -84,8 +167,8 @@ public final class LlamaContext: @unchecked Sendable {
     /// The context each sequence gets when none is asked for (the model's training context,
     /// capped so that the KV caches take at most half the physical memory), and the most any
     /// request is given (all of the memory).
-    public static func contextLimits(model: LlamaModel, sequences: Int = 1, kvCacheType: KVCacheType = .f16) -> (default: Int, most: Int) {
-        let perPosition = max(1, model.configuration.kvBytesPerPosition(kvCacheType))
+    public static func contextLimits(model: LlamaModel, sequences: Int = 1, kvCache: KVCacheTypes = .f16) -> (default: Int, most: Int) {
+        let perPosition = max(1, model.configuration.kvBytesPerPosition(kvCache))
         let (perAll, overflow) = perPosition.multipliedReportingOverflow(by: max(1, sequences))
         let memory = Int(clamping: ProcessInfo.processInfo.physicalMemory)
         let most = overflow ? 1 : max(1, memory / perAll)
@@ -94,8 +177,8 @@ public final class LlamaContext: @unchecked Sendable {
 
     /// A line for the user when the model's training context does not fit and a smaller one is
     /// used by default; nil when it fits.
-    public static func defaultContextNotice(model: LlamaModel, sequences: Int = 1, kvCacheType: KVCacheType = .f16) -> String? {
-        let limits = contextLimits(model: model, sequences: sequences, kvCacheType: kvCacheType)
+    public static func defaultContextNotice(model: LlamaModel, sequences: Int = 1, kvCache: KVCacheTypes = .f16) -> String? {
+        let limits = contextLimits(model: model, sequences: sequences, kvCache: kvCache)
         guard limits.default < model.configuration.contextLength else { return nil }
         return "note: the model's training context of \(model.configuration.contextLength) tokens does not fit in memory; using \(limits.default) (set -c to choose)"
     }
