@@ -128,13 +128,19 @@ void llk_kv_load(int type, const void *src, float *dst, int64_t n) {
     if (llk_kv_row_bytes(type, n) >= 0) load_scalar(type, src, dst, (int)n);
 }
 
-// s[k] = tile row k . q for k < m.
-static void scores_scalar(const float *tile, int m, const float *q, int n, float *s) {
+// s[k] = scale x (tile row k . q) for k < m.
+static void scores_scalar(const float *tile, int m, const float *q, int n, float scale, float *s) {
     for (int k = 0; k < m; k++) {
         float sum = 0;
         for (int j = 0; j < n; j++) sum += tile[k * n + j] * q[j];
-        s[k] = sum;
+        s[k] = sum * scale;
     }
+}
+
+static float max_scalar(const float *s, int n) {
+    float top = -INFINITY;
+    for (int i = 0; i < n; i++) top = s[i] > top ? s[i] : top;
+    return top;
 }
 
 // s[i] = e^(s[i] - top) for i < n; returns their sum.
@@ -205,7 +211,7 @@ ATTR_ATT static inline __m256 sums8(const __m256 v[8]) {
 }
 
 // Eight rows at a time (the tile has zero rows up to a multiple of 8), summed in 8 lanes each.
-ATTR_ATT static void scores_avx2(const float *tile, int m, const float *q, int n, float *s) {
+ATTR_ATT static void scores_avx2(const float *tile, int m, const float *q, int n, float scale, float *s) {
     for (int k0 = 0; k0 < m; k0 += 8) {
         __m256 acc[8];
         for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_ps();
@@ -213,7 +219,7 @@ ATTR_ATT static void scores_avx2(const float *tile, int m, const float *q, int n
             const __m256 qv = _mm256_loadu_ps(q + j);
             for (int k = 0; k < 8; k++) acc[k] = _mm256_fmadd_ps(_mm256_loadu_ps(tile + (k0 + k) * n + j), qv, acc[k]);
         }
-        const __m256 v = sums8(acc);
+        const __m256 v = _mm256_mul_ps(sums8(acc), _mm256_set1_ps(scale));
         if (m - k0 >= 8) {
             _mm256_storeu_ps(s + k0, v);
         } else {
@@ -241,6 +247,17 @@ ATTR_ATT static inline __m256 exp8(__m256 x) {
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
     const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+}
+
+ATTR_ATT static float max_avx2(const float *s, int n) {
+    __m256 top8 = _mm256_set1_ps(-INFINITY);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) top8 = _mm256_max_ps(top8, _mm256_loadu_ps(s + i));
+    __m128 r = _mm_max_ps(_mm256_castps256_ps128(top8), _mm256_extractf128_ps(top8, 1));
+    r = _mm_max_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_max_ss(r, _mm_movehdup_ps(r));
+    const float rest = max_scalar(s + i, n - i), top = _mm_cvtss_f32(r);
+    return rest > top ? rest : top;
 }
 
 ATTR_ATT static double exp_avx2(float *s, int n, float top) {
@@ -285,7 +302,8 @@ ATTR_ATT static void blend_avx2(float *o, float a, const float *p, float b, int 
 // The steps of one path: AVX2 where the CPU has it and rows are whole vectors, else scalar.
 typedef struct {
     void (*load)(int type, const uint8_t *row, float *f, int n);
-    void (*scores)(const float *tile, int m, const float *q, int n, float *s);
+    void (*scores)(const float *tile, int m, const float *q, int n, float scale, float *s);
+    float (*max)(const float *s, int n);
     double (*exp)(float *s, int n, float top);
     void (*accumulate)(const float *w, int m, const float *tile, int n, float *o);
     void (*blend)(float *o, float a, const float *p, float b, int n);
@@ -295,10 +313,10 @@ static steps steps_for(int head_size) {
 #if LLK_X86
     const int isa = llk_isa_id();
     if ((isa == 1 || isa == 2) && head_size % 8 == 0)
-        return (steps){load_avx2, scores_avx2, exp_avx2, accumulate_avx2, blend_avx2};
+        return (steps){load_avx2, scores_avx2, max_avx2, exp_avx2, accumulate_avx2, blend_avx2};
 #endif
     (void)head_size;
-    return (steps){load_scalar, scores_scalar, exp_scalar, accumulate_scalar, blend_scalar};
+    return (steps){load_scalar, scores_scalar, max_scalar, exp_scalar, accumulate_scalar, blend_scalar};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -311,7 +329,13 @@ static int valid(const llk_attention_job *j) {
 
 int64_t llk_attention_scratch_floats(int tokens, int heads, int head_size) {
     const int64_t rows = (int64_t)tokens * heads;
-    return (int64_t)KEYS * head_size + rows * (LLK_ATTENTION_SPAN + head_size + 4);
+    return 16 + (int64_t)KEYS * head_size + rows * (LLK_ATTENTION_SPAN + head_size + 4);  // 16: room to align
+}
+
+// The caller's scratch from its first 64-byte boundary: the tile's rows are read 32 bytes at a
+// time, and loads split across cache lines would cost a third of the kernel.
+static inline float *aligned_scratch(const llk_attention_job *j) {
+    return (float *)(((uintptr_t)j->scratch + 63) & ~(uintptr_t)63);
 }
 
 // Positions token t has in the span starting at `begin` (relative to job->first), at most `span`.
@@ -320,7 +344,9 @@ static inline int in_span(const llk_attention_job *j, int t, int64_t begin, int 
     return m <= 0 ? 0 : m < span ? (int)m : span;
 }
 
-static void widen_tile(const steps *f, const llk_attention_job *j, const void *base, int type, int64_t row_bytes,
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE void widen_tile(const steps *f, const llk_attention_job *j, const void *base, int type, int64_t row_bytes,
                        int64_t position, int n, float *tile) {
     const int hs = j->head_size;
     for (int i = 0; i < n; i++)
@@ -329,11 +355,12 @@ static void widen_tile(const steps *f, const llk_attention_job *j, const void *b
 }
 
 // Span `index`, unnormalized: out rows = sum of e^(s - max) x value, state = (max, sum) per row.
-static void attend_span(const steps *f, const llk_attention_job *j, int64_t index, float *out, int64_t out_stride,
+// Inlined into one function per path, so the steps are direct calls the compiler can inline.
+INLINE void attend_span_with(const steps *f, const llk_attention_job *j, int64_t index, float *out, int64_t out_stride,
                         float *state, int64_t state_stride) {
     const int hs = j->head_size, heads = j->heads, tokens = j->tokens;
     const int64_t begin = index * LLK_ATTENTION_SPAN;
-    float *tile = j->scratch, *scores = j->scratch + (int64_t)KEYS * hs;
+    float *tile = aligned_scratch(j), *scores = tile + (int64_t)KEYS * hs;
     int span = 0;
     for (int t = 0; t < tokens; t++) span = in_span(j, t, begin, LLK_ATTENTION_SPAN) > span ? in_span(j, t, begin, LLK_ATTENTION_SPAN) : span;
     for (int i0 = 0; i0 < span; i0 += KEYS) {
@@ -343,8 +370,7 @@ static void attend_span(const steps *f, const llk_attention_job *j, int64_t inde
             const int m = in_span(j, t, begin + i0, n);
             for (int h = 0; h < heads && m > 0; h++) {
                 float *s = scores + (int64_t)(t * heads + h) * LLK_ATTENTION_SPAN + i0;
-                f->scores(tile, m, j->q + t * j->q_stride + h * hs, hs, s);
-                for (int i = 0; i < m; i++) s[i] *= j->scale;
+                f->scores(tile, m, j->q + t * j->q_stride + h * hs, hs, j->scale, s);
                 if (j->soft_cap > 0)
                     for (int i = 0; i < m; i++) s[i] = j->soft_cap * tanhf(s[i] / j->soft_cap);
             }
@@ -355,8 +381,7 @@ static void attend_span(const steps *f, const llk_attention_job *j, int64_t inde
         for (int h = 0; h < heads; h++) {
             float *s = scores + (int64_t)(t * heads + h) * LLK_ATTENTION_SPAN, *st = state + 2 * (t * state_stride + h);
             memset(out + t * out_stride + h * hs, 0, sizeof(float) * (size_t)hs);
-            float top = -INFINITY;
-            for (int i = 0; i < m; i++) top = s[i] > top ? s[i] : top;
+            const float top = m > 0 ? f->max(s, m) : -INFINITY;
             st[0] = top;
             st[1] = m > 0 ? (float)f->exp(s, m, top) : 0;
         }
@@ -371,6 +396,31 @@ static void attend_span(const steps *f, const llk_attention_job *j, int64_t inde
                               out + t * out_stride + h * hs);
         }
     }
+}
+
+#if LLK_X86
+ATTR_ATT static void attend_span_avx2(const llk_attention_job *j, int64_t index, float *out, int64_t out_stride, float *state,
+                                      int64_t state_stride) {
+    const steps f = {load_avx2, scores_avx2, max_avx2, exp_avx2, accumulate_avx2, blend_avx2};
+    attend_span_with(&f, j, index, out, out_stride, state, state_stride);
+}
+#endif
+
+static void attend_span_scalar(const llk_attention_job *j, int64_t index, float *out, int64_t out_stride, float *state,
+                               int64_t state_stride) {
+    const steps f = {load_scalar, scores_scalar, max_scalar, exp_scalar, accumulate_scalar, blend_scalar};
+    attend_span_with(&f, j, index, out, out_stride, state, state_stride);
+}
+
+static void attend_span(const steps *f, const llk_attention_job *j, int64_t index, float *out, int64_t out_stride,
+                        float *state, int64_t state_stride) {
+#if LLK_X86
+    if (f->load == load_avx2) {
+        attend_span_avx2(j, index, out, out_stride, state, state_stride);
+        return;
+    }
+#endif
+    attend_span_scalar(j, index, out, out_stride, state, state_stride);
 }
 
 // Folds one span's row (p, its max and sum) into the running row (o, state).
@@ -394,7 +444,7 @@ int llk_attention(const llk_attention_job *j, float *out, int64_t out_stride) {
     const int hs = j->head_size, rows = j->tokens * j->heads;
     int64_t longest = 0;
     for (int t = 0; t < j->tokens; t++) longest = j->lengths[t] > longest ? j->lengths[t] : longest;
-    float *part = j->scratch + (int64_t)KEYS * hs + (int64_t)rows * LLK_ATTENTION_SPAN;
+    float *part = aligned_scratch(j) + (int64_t)KEYS * hs + (int64_t)rows * LLK_ATTENTION_SPAN;
     float *state = part + (int64_t)rows * hs, *part_state = state + 2 * rows;
     attend_span(&f, j, 0, out, out_stride, state, j->heads);
     for (int64_t index = 1; index * LLK_ATTENTION_SPAN < longest; index++) {

@@ -251,7 +251,8 @@ public final class ForwardPass: @unchecked Sendable {
         }
         runStarts[runs] = n
         let spans = (longest + span - 1) / span
-        let split = spans > 1 && runs * kvHeads < 4 * pool.threads && spans * n * qDim <= 1 << 23
+        let jobs = runs * kvHeads
+        let split = spans > 1 && jobs < 2 * pool.threads && jobs % pool.threads != 0 && spans * n * qDim <= 1 << 23
         let scratchFloats = Int(llk_attention_scratch_floats(8, Int32(group), Int32(headSize)))
         let scratch = self.scores
         let partials = split ? SendablePointer(self.partials.ensure(spans * n * qDim)) : op
@@ -271,7 +272,6 @@ public final class ForwardPass: @unchecked Sendable {
             return (job, offset)
         }
         if !split {
-            let jobs = runs * kvHeads
             let workers = max(1, min(pool.threads, jobs, scratch.count))
             pool.run(workers) { worker in
                 let buffer = scratch[worker].ensure(scratchFloats)
@@ -284,11 +284,11 @@ public final class ForwardPass: @unchecked Sendable {
         }
         // Span s of token t's rows at partials[s][t][qDim], their states at states[s][t][head][2].
         let headCount = c.headCount
-        let jobs = runs * kvHeads * spans
-        let workers = max(1, min(pool.threads, jobs, scratch.count))
-        pool.run(workers) { worker in
+        let spanJobs = jobs * spans
+        let spanWorkers = max(1, min(pool.threads, spanJobs, scratch.count))
+        pool.run(spanWorkers) { worker in
             let buffer = scratch[worker].ensure(scratchFloats)
-            for j in stride(from: worker, to: jobs, by: workers) {
+            for j in stride(from: worker, to: spanJobs, by: spanWorkers) {
                 let s = j % spans, kvHead = j / spans % kvHeads, r = j / spans / kvHeads
                 var (job, offset) = makeJob(r, kvHead, buffer)
                 let start = rs.pointer[r]
