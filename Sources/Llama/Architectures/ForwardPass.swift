@@ -292,9 +292,8 @@ public final class ForwardPass: @unchecked Sendable {
                 let s = j % spans, kvHead = j / spans % kvHeads, r = j / spans / kvHeads
                 var (job, offset) = makeJob(r, kvHead, buffer)
                 let start = rs.pointer[r]
-                var runLongest: Int64 = 0
-                for i in start..<rs.pointer[r + 1] { runLongest = max(runLongest, lp.pointer[i]) }
-                guard s * span < runLongest else { continue }
+                // A run's positions follow one another from one first position: its last token attends the most.
+                guard s * span < lp.pointer[rs.pointer[r + 1] - 1] else { continue }
                 _ = llk_attention_span(&job, Int64(s), partials.pointer + s * n * qDim + offset, Int64(qDim),
                                        states.pointer + (s * n * headCount + start * headCount + kvHead * group) * 2, Int64(headCount))
             }
@@ -307,9 +306,7 @@ public final class ForwardPass: @unchecked Sendable {
                 // The token's run decides how many spans were computed for it.
                 var r = 0
                 while rs.pointer[r + 1] <= t { r += 1 }
-                var runLongest: Int64 = 0
-                for i in rs.pointer[r]..<rs.pointer[r + 1] { runLongest = max(runLongest, lp.pointer[i]) }
-                let count = (Int(runLongest) + span - 1) / span
+                let count = (Int(lp.pointer[rs.pointer[r + 1] - 1]) + span - 1) / span
                 llk_attention_merge(Int64(count), Int32(headSize), partials.pointer + row * headSize, Int64(n * qDim),
                                     states.pointer + row * 2, Int64(n * headCount * 2), op.pointer + row * headSize)
             }
