@@ -9,11 +9,16 @@ static inline int llk_block_bytes(int type) {
     case 6: return 22;    // Q5_0: half d, 4 B high bits, 16 B nibbles
     case 7: return 24;    // Q5_1: half d, half m, 4 B high bits, 16 B nibbles
     case 8: return 34;    // Q8_0: half d, 32 B
+    case 10: return 84;   // Q2_K: 16 B scales and mins (4 bits each), 64 B 2-bit values, half d, half dmin
+    case 11: return 110;  // Q3_K: 32 B high bits, 64 B 2-bit values, 12 B 6-bit scales, half d
     case 12: return 144;  // Q4_K: half d, half dmin, 12 B scales, 128 B nibbles
     case 13: return 176;  // Q5_K: as Q4_K plus 32 B high bits
     case 14: return 210;  // Q6_K: 128 B low nibbles, 64 B high bits, 16 scales, half d
     default: return 0;
     }
 }
+
+// The 256-value "K" types: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
+static inline int llk_is_k_type(int type) { return type >= 10 && type <= 14; }
 
 #endif

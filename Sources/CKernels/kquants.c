@@ -1,9 +1,11 @@
-// The 256-value "K" block types Q4_K, Q5_K and Q6_K: integer products with activations rounded
-// to Q8_K blocks (llama.cpp's arithmetic: exact integer sums per sub-block, scaled per super
-// block), and llama.cpp's reference quantizers for them (no importance matrix), written so that
-// the floating-point operations happen in the same order and the bytes come out the same.
+// The 256-value "K" block types Q2_K, Q3_K, Q4_K, Q5_K and Q6_K: integer products with
+// activations rounded to Q8_K blocks (llama.cpp's arithmetic: exact integer sums per sub-block,
+// scaled per super block), and llama.cpp's reference quantizers for Q4_K, Q5_K and Q6_K (no
+// importance matrix), written so that the floating-point operations happen in the same order and
+// the bytes come out the same.
 
 #include "CKernels.h"
+#include "blocks.h"
 #include "half.h"
 
 #include <math.h>
@@ -16,24 +18,17 @@
 
 int llk_isa_id(void);
 
-enum { TYPE_Q4_K = 12, TYPE_Q5_K = 13, TYPE_Q6_K = 14 };
+enum { TYPE_Q2_K = 10, TYPE_Q3_K = 11, TYPE_Q4_K = 12, TYPE_Q5_K = 13, TYPE_Q6_K = 14 };
 
 // One prepared activation super block: 256 values rounded to int8 with one float scale, and the
-// sums of each run of 16 (what the offsets and Q6_K's bias are multiplied with).
+// sums of each run of 16 (what the mins and the stored offsets are multiplied with).
 typedef struct {
     float d;
     int16_t sums[16];
     int8_t q[256];
 } q8k_block;  // 4 + 32 + 256 = 292 bytes
 
-static int kblock_bytes(int type) {
-    switch (type) {
-    case TYPE_Q4_K: return 144;  // half d, half dmin, 12 B scales, 128 B nibbles
-    case TYPE_Q5_K: return 176;  // as Q4_K plus 32 B high bits
-    case TYPE_Q6_K: return 210;  // 128 B low nibbles, 64 B high 2 bits, 16 int8 scales, half d
-    default: return 0;
-    }
-}
+static int kblock_bytes(int type) { return llk_is_k_type(type) ? llk_block_bytes(type) : 0; }
 
 int llk_qk_supports(int type) { return kblock_bytes(type) != 0; }
 
@@ -139,11 +134,55 @@ static void scales_and_mins(const uint8_t *s, uint8_t sc[8], uint8_t mn[8]) {
     }
 }
 
+// The sixteen signed scales of a Q3_K block: 6 bits each (low 4 in bytes 0-7, high 2 in bytes
+// 8-11), stored plus 32.
+void llk_q3k_scales(const uint8_t *s, int8_t sc[16]) {
+    for (int j = 0; j < 16; j++) {
+        const int low = j < 8 ? s[j] & 0xF : s[j - 8] >> 4, high = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
+        sc[j] = (int8_t)((low | high << 4) - 32);
+    }
+}
+
+// The types with a scale per 16 values (Q2_K, Q3_K, Q6_K): the scales, and what is taken off per
+// activation sum of 16: Q2_K's 4-bit min (times dmin, in float), or the stored offset times the
+// scale (Q3_K's values are stored plus 4, Q6_K's plus 32), in integers.
+typedef struct {
+    int8_t sc[16];
+    int16_t off[16];
+    float d, dmin;
+} k16_scales;
+
+static void k16_scales_of(int type, const uint8_t *row, k16_scales *s) {
+    if (type == TYPE_Q2_K) {
+        for (int g = 0; g < 16; g++) s->sc[g] = (int8_t)(row[g] & 0xF), s->off[g] = (int16_t)(row[g] >> 4);
+        s->d = load_half(row + 80), s->dmin = load_half(row + 82);
+        return;
+    }
+    const int bias = type == TYPE_Q3_K ? 4 : 32;
+    if (type == TYPE_Q3_K) llk_q3k_scales(row + 96, s->sc);
+    else memcpy(s->sc, row + 192, 16);
+    for (int g = 0; g < 16; g++) s->off[g] = (int16_t)(bias * s->sc[g]);
+    s->d = load_half(row + (type == TYPE_Q3_K ? 108 : 208)), s->dmin = 0;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Scalar products.
 
-// The 256 unsigned values of a block (Q6_K: 0..63, to be read with a bias of 32).
+// The 256 unsigned values of a block (Q2_K 0..3, Q3_K 0..7 read with a bias of 4, Q6_K 0..63
+// with a bias of 32).
 static void unpack_k(int type, const uint8_t *p, uint8_t *u) {
+    if (type == TYPE_Q2_K || type == TYPE_Q3_K) {
+        // Value 128n + 32j + l: bits 2j of byte 32n + l; Q3_K's third bit is bit 4n + j of hmask[l].
+        const uint8_t *qs = p + (type == TYPE_Q2_K ? 16 : 32), *hm = p;
+        for (int n = 0; n < 2; n++)
+            for (int j = 0; j < 4; j++)
+                for (int l = 0; l < 32; l++) {
+                    int v = (qs[32 * n + l] >> (2 * j)) & 3;
+                    if (type == TYPE_Q3_K) v |= ((hm[l] >> (4 * n + j)) & 1) << 2;
+                    u[128 * n + 32 * j + l] = (uint8_t)v;
+                }
+        return;
+    }
     if (type == TYPE_Q6_K) {
         const uint8_t *ql = p, *qh = p + 128;
         for (int n = 0; n < 2; n++, ql += 64, qh += 32, u += 128)
@@ -170,16 +209,18 @@ static float dot_k_scalar(int type, const uint8_t *row, const q8k_block *a, int6
     uint8_t u[256];
     for (int64_t b = 0; b < blocks; b++, row += bytes, a++) {
         unpack_k(type, row, u);
-        if (type == TYPE_Q6_K) {
-            const int8_t *sc = (const int8_t *)(row + 192);
-            int sum = 0, bias = 0;
+        if (type != TYPE_Q4_K && type != TYPE_Q5_K) {
+            k16_scales s;
+            k16_scales_of(type, row, &s);
+            int sum = 0, off = 0;
             for (int g = 0; g < 16; g++) {
-                int s = 0;
-                for (int j = 0; j < 16; j++) s += u[16 * g + j] * a->q[16 * g + j];
-                sum += sc[g] * s;
-                bias += sc[g] * a->sums[g];
+                int v = 0;
+                for (int j = 0; j < 16; j++) v += u[16 * g + j] * a->q[16 * g + j];
+                sum += s.sc[g] * v;
+                off += s.off[g] * a->sums[g];
             }
-            total += (load_half(row + 208) * a->d) * (float)(sum - 32 * bias);
+            if (type == TYPE_Q2_K) total += (s.d * a->d) * (float)sum - (s.dmin * a->d) * (float)off;
+            else total += (s.d * a->d) * (float)(sum - off);
             continue;
         }
         uint8_t sc[8], mn[8];
@@ -198,7 +239,7 @@ static float dot_k_scalar(int type, const uint8_t *row, const q8k_block *a, int6
 
 // ---------------------------------------------------------------------------------------------
 // AVX2 (also the path on AVX-512 machines): 32 values per step; unsigned values x signed
-// activations into 16-bit pair sums (no overflow: at most 2 x 63 x 127), then multiplied by the
+// activations into 16-bit pair sums (no overflow: at most 2 x 63 x 128), then multiplied by the
 // sub-block scales into 32-bit sums.
 
 #if LLK_X86
@@ -211,40 +252,13 @@ ATTR_K static inline int hsum_i32(__m256i v) {
     return _mm_cvtsi128_si32(r);
 }
 
-// `type` is a constant in each caller (see rows_k_avx2), so each type gets its own loop.
-ATTR_K __attribute__((always_inline)) static inline float dot_k_avx2(const int type, const uint8_t *row, const q8k_block *a, int64_t blocks) {
+// One Q4_K or Q5_K row times one token. `type` is a constant in each caller (see rows_k_avx2).
+ATTR_K __attribute__((always_inline)) static inline float dot_q45k_avx2(const int type, const uint8_t *row, const q8k_block *a, int64_t blocks) {
     const int bytes = kblock_bytes(type);
     const __m256i low4 = _mm256_set1_epi8(0x0F);
     float total = 0;
     for (int64_t b = 0; b < blocks; b++, row += bytes, a++) {
         __m256i acc = _mm256_setzero_si256();
-        if (type == TYPE_Q6_K) {
-            const int8_t *sc = (const int8_t *)(row + 192);
-            const uint8_t *ql = row, *qh = row + 128;
-            const __m256i two = _mm256_set1_epi8(3);
-            for (int n = 0; n < 2; n++, ql += 64, qh += 32) {
-                const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql), l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-                const __m256i h = _mm256_loadu_si256((const __m256i *)qh);
-                const __m256i v[4] = {
-                    _mm256_or_si256(_mm256_and_si256(l0, low4), _mm256_slli_epi16(_mm256_and_si256(h, two), 4)),
-                    _mm256_or_si256(_mm256_and_si256(l1, low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), two), 4)),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), two), 4)),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), two), 4)),
-                };
-                for (int k = 0; k < 4; k++) {
-                    const int g = 8 * n + 2 * k;  // two scale groups of 16 in these 32 values
-                    const __m256i q = _mm256_loadu_si256((const __m256i *)(a->q + 128 * n + 32 * k));
-                    const __m256i scale = _mm256_set_m128i(_mm_set1_epi16(sc[g + 1]), _mm_set1_epi16(sc[g]));
-                    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(v[k], q), scale));
-                }
-            }
-            // The values are stored plus 32: subtract 32 x scale x (sum of the activations).
-            const __m256i s = _mm256_loadu_si256((const __m256i *)a->sums);
-            const __m256i scales = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
-            const int bias = hsum_i32(_mm256_madd_epi16(s, scales));
-            total += (load_half(row + 208) * a->d) * (float)(hsum_i32(acc) - 32 * bias);
-            continue;
-        }
         uint8_t sc[8], mn[8];
         scales_and_mins(row + 4, sc, mn);
         const int five = type == TYPE_Q5_K;
@@ -270,28 +284,41 @@ ATTR_K __attribute__((always_inline)) static inline float dot_k_avx2(const int t
     return total;
 }
 
-// One Q6_K row times up to 8 tokens: each block is unpacked once for all of them (the output
-// matrix meets every generating sequence's token in a batched step). The same integer and float
-// steps as dot_k_avx2, per token in the same order, so the results are the same.
-ATTR_K static void q6k_row_tokens_avx2(const uint8_t *row, const q8k_block *a, int64_t tokens, int64_t blocks,
-                                       float *out, int64_t out_stride) {
-    const __m256i low4 = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(3);
+// One Q2_K, Q3_K or Q6_K row times up to 8 tokens: each block is unpacked once into 8 runs of 32
+// values (run m: values 32m..32m+31, scales 2m and 2m+1) for all of them. Per token the scalar
+// twin's integer sums, then the same float steps.
+ATTR_K __attribute__((always_inline)) static inline void k16_row_tokens_avx2(
+    const int type, const uint8_t *row, const q8k_block *a, int64_t tokens, int64_t blocks, float *out, int64_t out_stride) {
+    const int bytes = kblock_bytes(type);
+    const __m256i low4 = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
     float total[8] = {0};
-    for (int64_t b = 0; b < blocks; b++, row += 210) {
-        const int8_t *sc = (const int8_t *)(row + 192);
+    for (int64_t b = 0; b < blocks; b++, row += bytes) {
+        k16_scales s;
+        k16_scales_of(type, row, &s);
         __m256i v[8], scale[8];
-        for (int n = 0; n < 2; n++) {
-            const uint8_t *ql = row + 64 * n, *qh = row + 128 + 32 * n;
-            const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql), l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-            const __m256i h = _mm256_loadu_si256((const __m256i *)qh);
-            v[4 * n] = _mm256_or_si256(_mm256_and_si256(l0, low4), _mm256_slli_epi16(_mm256_and_si256(h, two), 4));
-            v[4 * n + 1] = _mm256_or_si256(_mm256_and_si256(l1, low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), two), 4));
-            v[4 * n + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), two), 4));
-            v[4 * n + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), two), 4));
+        if (type == TYPE_Q6_K) {
+            for (int n = 0; n < 2; n++) {
+                const uint8_t *ql = row + 64 * n, *qh = row + 128 + 32 * n;
+                const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql), l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+                const __m256i h = _mm256_loadu_si256((const __m256i *)qh);
+                v[4 * n] = _mm256_or_si256(_mm256_and_si256(l0, low4), _mm256_slli_epi16(_mm256_and_si256(h, three), 4));
+                v[4 * n + 1] = _mm256_or_si256(_mm256_and_si256(l1, low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), three), 4));
+                v[4 * n + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), three), 4));
+                v[4 * n + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), three), 4));
+            }
+        } else {
+            const __m256i hm = _mm256_loadu_si256((const __m256i *)row);
+            for (int n = 0; n < 2; n++) {
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(row + (type == TYPE_Q2_K ? 16 : 32) + 32 * n));
+                for (int j = 0; j < 4; j++) {
+                    v[4 * n + j] = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), three);
+                    if (type == TYPE_Q3_K)
+                        v[4 * n + j] = _mm256_or_si256(v[4 * n + j], _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 4 * n + j), one), 2));
+                }
+            }
         }
-        for (int m = 0; m < 8; m++) scale[m] = _mm256_set_m128i(_mm_set1_epi16(sc[2 * m + 1]), _mm_set1_epi16(sc[2 * m]));
-        const __m256i scales = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
-        const float d = load_half(row + 208);
+        for (int m = 0; m < 8; m++) scale[m] = _mm256_set_m128i(_mm_set1_epi16(s.sc[2 * m + 1]), _mm_set1_epi16(s.sc[2 * m]));
+        const __m256i off = _mm256_loadu_si256((const __m256i *)s.off);
         for (int64_t t = 0; t < tokens; t++) {
             const q8k_block *at = a + t * blocks + b;
             __m256i acc = _mm256_setzero_si256();
@@ -299,16 +326,17 @@ ATTR_K static void q6k_row_tokens_avx2(const uint8_t *row, const q8k_block *a, i
                 const __m256i q = _mm256_loadu_si256((const __m256i *)(at->q + 32 * m));
                 acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(v[m], q), scale[m]));
             }
-            const int bias = hsum_i32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)at->sums), scales));
-            total[t] += (d * at->d) * (float)(hsum_i32(acc) - 32 * bias);
+            const int offs = hsum_i32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)at->sums), off));
+            if (type == TYPE_Q2_K) total[t] += (s.d * at->d) * (float)hsum_i32(acc) - (s.dmin * at->d) * (float)offs;
+            else total[t] += (s.d * at->d) * (float)(hsum_i32(acc) - offs);
         }
     }
     for (int64_t t = 0; t < tokens; t++) out[t * out_stride] = total[t];
 }
 
 // One Q4_K or Q5_K row times up to 8 tokens, each block unpacked once for all of them; per token
-// the same steps as dot_k_avx2, in the same order.
-ATTR_K static void q45k_row_tokens_avx2(const int type, const uint8_t *row, const q8k_block *a, int64_t tokens,
+// the same steps as dot_q45k_avx2, in the same order.
+ATTR_K __attribute__((always_inline)) static inline void q45k_row_tokens_avx2(const int type, const uint8_t *row, const q8k_block *a, int64_t tokens,
                                         int64_t blocks, float *out, int64_t out_stride) {
     const int bytes = kblock_bytes(type), five = type == TYPE_Q5_K;
     const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
@@ -349,32 +377,35 @@ ATTR_K static void q45k_row_tokens_avx2(const int type, const uint8_t *row, cons
     for (int64_t t = 0; t < tokens; t++) out[t * out_stride] = total[t];
 }
 
-// Rows outside, tokens inside: a row stays in L1 while every token meets it.
+// Rows outside, tokens inside: a row stays in L1 while every token meets it. Each type gets
+// its own loops (the type is a constant in every case).
 ATTR_K static void rows_k_avx2(int type, const uint8_t *w, int64_t row_bytes, int64_t rows, const q8k_block *a,
                                int64_t tokens, int64_t blocks, float *out, int64_t out_stride) {
-#define K_CASE(T)                                                                                     \
-    case T:                                                                                           \
-        for (int64_t r = 0; r < rows; r++)                                                            \
-            for (int64_t t = 0; t < tokens; t++)                                                      \
-                out[t * out_stride + r] = dot_k_avx2(T, w + r * row_bytes, a + t * blocks, blocks);   \
+#define K16_CASE(T)                                                                                          \
+    case T:                                                                                                  \
+        for (int64_t r = 0; r < rows; r++)                                                                   \
+            for (int64_t t0 = 0; t0 < tokens; t0 += 8)                                                       \
+                k16_row_tokens_avx2(T, w + r * row_bytes, a + t0 * blocks, tokens - t0 < 8 ? tokens - t0 : 8, \
+                                    blocks, out + t0 * out_stride + r, out_stride);                          \
         return;
-    // Several tokens: each block is unpacked once for up to 8 of them.
-    if (tokens > 1) {
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t t0 = 0; t0 < tokens; t0 += 8) {
-                const int64_t n = tokens - t0 < 8 ? tokens - t0 : 8;
-                if (type == TYPE_Q6_K)
-                    q6k_row_tokens_avx2(w + r * row_bytes, a + t0 * blocks, n, blocks, out + t0 * out_stride + r, out_stride);
-                else
-                    q45k_row_tokens_avx2(type, w + r * row_bytes, a + t0 * blocks, n, blocks, out + t0 * out_stride + r, out_stride);
-            }
+#define Q45_CASE(T)                                                                                           \
+    case T:                                                                                                   \
+        for (int64_t r = 0; r < rows; r++) {                                                                  \
+            if (tokens == 1) {                                                                                \
+                out[r] = dot_q45k_avx2(T, w + r * row_bytes, a, blocks);                                      \
+                continue;                                                                                     \
+            }                                                                                                 \
+            for (int64_t t0 = 0; t0 < tokens; t0 += 8)                                                        \
+                q45k_row_tokens_avx2(T, w + r * row_bytes, a + t0 * blocks, tokens - t0 < 8 ? tokens - t0 : 8, \
+                                     blocks, out + t0 * out_stride + r, out_stride);                          \
+        }                                                                                                     \
         return;
-    }
     switch (type) {
-        K_CASE(TYPE_Q4_K) K_CASE(TYPE_Q5_K) K_CASE(TYPE_Q6_K)
+        K16_CASE(TYPE_Q2_K) K16_CASE(TYPE_Q3_K) K16_CASE(TYPE_Q6_K) Q45_CASE(TYPE_Q4_K) Q45_CASE(TYPE_Q5_K)
     default: return;
     }
-#undef K_CASE
+#undef K16_CASE
+#undef Q45_CASE
 }
 #endif
 
@@ -598,7 +629,7 @@ static void quantize_q6k_block(const float *x, uint8_t *out) {
 int llk_qk_quantize(int type, const float *x, int64_t blocks, void *out) {
     uint8_t *o = (uint8_t *)out;
     const int bytes = kblock_bytes(type);
-    if (!bytes) return 0;
+    if (type != TYPE_Q4_K && type != TYPE_Q5_K && type != TYPE_Q6_K) return 0;
     for (int64_t b = 0; b < blocks; b++, x += 256, o += bytes) {
         if (type == TYPE_Q6_K) quantize_q6k_block(x, o);
         else quantize_q45k_block(x, o, type == TYPE_Q5_K);

@@ -16,7 +16,11 @@
 //   Q5_K  as Q4_K | 8 x 32 B high bits: run k byte 4r+i = qh_r[4k+i]
 //   Q6_K  8 half d | 8 x 16 B scales (pairs, as Q4_K) | 32 x 32 B low bits: run 16n+k byte
 //         4r+i = ql_r[64n+4k+i] | 16 x 32 B high bits: run 8n+k byte 4r+i = qh_r[32n+4k+i]
-// Every group is as large as its 8 rows, except Q4_K and Q5_K (32 B more per super block).
+//   Q2_K  8 half d | 8 half dmin | 8 x 16 B scale-and-min bytes (pairs) | 16 x 32 B: run m byte
+//         4r+i = qs_r[4m+i]
+//   Q3_K  8 half d | 8 x 16 B signed scales (pairs, unpacked from 6 bits) | 16 x 32 B low bits
+//         (as Q2_K) | 8 x 32 B high bits: run k byte 4r+i = hmask_r[4k+i]
+// Every group is as large as its 8 rows, except Q3_K, Q4_K and Q5_K (32 B more per super block).
 
 #include "CKernels.h"
 #include "blocks.h"
@@ -33,12 +37,18 @@
 int llk_isa_id(void);
 int llk_has_vnni(void);
 
-enum { TYPE_Q4_0 = 2, TYPE_Q4_1 = 3, TYPE_Q5_0 = 6, TYPE_Q5_1 = 7, TYPE_Q8_0 = 8, TYPE_Q4_K = 12, TYPE_Q5_K = 13, TYPE_Q6_K = 14 };
+enum {
+    TYPE_Q4_0 = 2, TYPE_Q4_1 = 3, TYPE_Q5_0 = 6, TYPE_Q5_1 = 7, TYPE_Q8_0 = 8,
+    TYPE_Q2_K = 10, TYPE_Q3_K = 11, TYPE_Q4_K = 12, TYPE_Q5_K = 13, TYPE_Q6_K = 14
+};
+
+void llk_q3k_scales(const uint8_t *s, int8_t sc[16]);  // kquants.c
 
 static int row_block_bytes(int type) { return llk_block_bytes(type); }
 
 static int group_block_bytes(int type) {
     switch (type) {
+    case TYPE_Q3_K: return 8 * 110 + 32;
     case TYPE_Q4_K: return 8 * 144 + 32;
     case TYPE_Q5_K: return 8 * 176 + 32;
     default: return 8 * row_block_bytes(type);
@@ -52,7 +62,7 @@ int llk_x8_preferred(int type) {
     const int isa = llk_isa_id();
     if (isa == 1) return 1;
     // On AVX-512 VNNI the 32-value types have their own register-tiled kernels (quantized.c).
-    if (isa == 2) return type >= TYPE_Q4_K || !llk_has_vnni();
+    if (isa == 2) return llk_is_k_type(type) || !llk_has_vnni();
     return 0;
 }
 
@@ -137,6 +147,36 @@ static void convert_block(int type, int pack, uint8_t *const rows[8], uint8_t *g
             for (int k = 0; k < 8; k++) RUN(runs + 1024 + 32 * k, 16 + 4 * k);
         return;
     }
+    case TYPE_Q2_K:
+        for (int r = 0; r < 8; r++) {
+            MOVE(g + 2 * r, rows[r] + 80, 2);
+            MOVE(g + 16 + 2 * r, rows[r] + 82, 2);
+            for (int j = 0; j < 16; j++) MOVE(g + 32 + 16 * (j / 2) + 2 * r + (j & 1), rows[r] + j, 1);
+        }
+        for (int m = 0; m < 16; m++) RUN(g + 160 + 32 * m, 16 + 4 * m);
+        return;
+    case TYPE_Q3_K:
+        for (int r = 0; r < 8; r++) {
+            MOVE(g + 2 * r, rows[r] + 108, 2);
+            // The 6-bit scales, spread to signed bytes (pack) or packed back (unpack).
+            uint8_t *s = rows[r] + 96;
+            if (pack) {
+                int8_t sc[16];
+                llk_q3k_scales(s, sc);
+                for (int j = 0; j < 16; j++) g[16 + 16 * (j / 2) + 2 * r + (j & 1)] = (uint8_t)sc[j];
+            } else {
+                memset(s, 0, 12);
+                for (int j = 0; j < 16; j++) {
+                    const int l = (int8_t)g[16 + 16 * (j / 2) + 2 * r + (j & 1)] + 32;
+                    if (j < 8) s[j] |= (uint8_t)(l & 0xF);
+                    else s[j - 8] |= (uint8_t)((l & 0xF) << 4);
+                    s[8 + j % 4] |= (uint8_t)((l >> 4) << (2 * (j / 4)));
+                }
+            }
+        }
+        for (int m = 0; m < 16; m++) RUN(g + 144 + 32 * m, 32 + 4 * m);
+        for (int k = 0; k < 8; k++) RUN(g + 144 + 512 + 32 * k, 4 * k);
+        return;
     case TYPE_Q6_K: {
         for (int r = 0; r < 8; r++) {
             MOVE(g + 2 * r, rows[r] + 208, 2);
@@ -340,7 +380,7 @@ typedef struct {
     __m256i runs[64];
     __m256i scales[16];
     __m256i bias[8];
-    __m256 d, dmin;  // dmin unused where the bias is subtracted in integers (Q6_K)
+    __m256 d, dmin;  // dmin unused where the bias is subtracted in integers (Q3_K, Q6_K)
 } decoded_k;
 
 ATTR_X8 static inline void duplicate_scales(__m256i pair, __m256i *even, __m256i *odd) {
@@ -353,6 +393,38 @@ ATTR_X8 __attribute__((always_inline)) static inline void decode_k(const int typ
     // The next super block of the group is read next: ask for it now.
     const int gbytes = group_block_bytes(type);
     for (int off = 0; off < gbytes; off += 64) _mm_prefetch((const char *)g + gbytes + off, _MM_HINT_T0);
+    if (type == TYPE_Q2_K || type == TYPE_Q3_K) {
+        out->d = halves8(g);
+        if (type == TYPE_Q2_K) {
+            out->dmin = halves8(g + 16);
+            for (int p = 0; p < 8; p++) {
+                const __m256i pair = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * p)));
+                duplicate_scales(_mm256_and_si256(pair, _mm256_set1_epi16(0xF)), &out->scales[2 * p], &out->scales[2 * p + 1]);
+                out->bias[p] = _mm256_srli_epi16(pair, 4);  // the mins
+            }
+        } else {
+            for (int p = 0; p < 8; p++) {
+                const __m256i pair = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(g + 16 + 16 * p)));
+                duplicate_scales(pair, &out->scales[2 * p], &out->scales[2 * p + 1]);
+                out->bias[p] = _mm256_slli_epi16(pair, 2);  // the values are stored plus 4
+            }
+        }
+        // Value 128n + 32j + 4k + i: bits 2j of packed run 8n + k (Q3_K: the third bit is bit
+        // 4n + j of high-bit run k).
+        const uint8_t *low = g + (type == TYPE_Q2_K ? 160 : 144), *high = low + 512;
+        const __m256i three = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+        for (int n = 0; n < 2; n++)
+            for (int k = 0; k < 8; k++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(low + 32 * (8 * n + k)));
+                const __m256i h = type == TYPE_Q3_K ? _mm256_loadu_si256((const __m256i *)(high + 32 * k)) : _mm256_setzero_si256();
+                for (int j = 0; j < 4; j++) {
+                    __m256i r = _mm256_and_si256(_mm256_srli_epi16(v, 2 * j), three);
+                    if (type == TYPE_Q3_K) r = _mm256_or_si256(r, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4 * n + j), one), 2));
+                    out->runs[32 * n + 8 * j + k] = r;
+                }
+            }
+        return;
+    }
     if (type == TYPE_Q6_K) {
         out->d = halves8(g);
         for (int p = 0; p < 8; p++) {
@@ -419,8 +491,8 @@ ATTR_X8 __attribute__((always_inline)) static inline void k_tile(const int type,
                 isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(s, dk->scales[h]));
             }
         }
-    } else if (type == TYPE_Q5_K) {
-        // 5-bit values: four pair sums of at most 2 x 31 x 127 fit int16.
+    } else if (type != TYPE_Q6_K) {
+        // 2, 3 and 5-bit values: four pair sums of at most 2 x 31 x 128 fit int16.
         for (int h = 0; h < 16; h++) {
             const __m256i *run = dk->runs + 4 * h;
             for (int t = 0; t < TT; t++) {
@@ -451,7 +523,7 @@ ATTR_X8 __attribute__((always_inline)) static inline void k_tile(const int type,
         }
     for (int t = 0; t < TT; t++) {
         const __m256 da = _mm256_set1_ps(a[t]->d);
-        if (type == TYPE_Q6_K) {
+        if (type == TYPE_Q6_K || type == TYPE_Q3_K) {
             acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(_mm256_mul_ps(dk->d, da), _mm256_cvtepi32_ps(_mm256_sub_epi32(isum[t], bsum[t]))));
         } else {
             const __m256 v = _mm256_sub_ps(_mm256_mul_ps(_mm256_mul_ps(dk->d, da), _mm256_cvtepi32_ps(isum[t])),
@@ -519,6 +591,8 @@ ATTR_X8 __attribute__((always_inline)) static inline void k_groups_typed(
 ATTR_X8 static void k_groups(int type, const uint8_t *packed, int64_t groups, int64_t blocks, const q8k_block *acts,
                              int64_t tokens, float *out, int64_t out_stride) {
     switch (type) {
+    case TYPE_Q2_K: k_groups_typed(TYPE_Q2_K, packed, groups, blocks, acts, tokens, out, out_stride); return;
+    case TYPE_Q3_K: k_groups_typed(TYPE_Q3_K, packed, groups, blocks, acts, tokens, out, out_stride); return;
     case TYPE_Q4_K: k_groups_typed(TYPE_Q4_K, packed, groups, blocks, acts, tokens, out, out_stride); return;
     case TYPE_Q5_K: k_groups_typed(TYPE_Q5_K, packed, groups, blocks, acts, tokens, out, out_stride); return;
     case TYPE_Q6_K: k_groups_typed(TYPE_Q6_K, packed, groups, blocks, acts, tokens, out, out_stride); return;
@@ -598,7 +672,7 @@ ATTR_VNNI __attribute__((always_inline)) static inline void k_vnni_tile(const in
                                                                          const k_rowconst *rc, const k_tile16 *a,
                                                                          __m512 facc[8]) {
     const int32_t *runs = (const int32_t *)dk->runs;  // run j, row r at 8j + r
-    const int per_scale = type == TYPE_Q6_K ? 4 : 8;  // k-groups that share one scale
+    const int per_scale = type == TYPE_Q4_K || type == TYPE_Q5_K ? 8 : 4;  // k-groups that share one scale
     __m512i s1[8], s2[8];
     for (int r = 0; r < 8; r++) s1[r] = s2[r] = _mm512_setzero_si512();
     for (int j0 = 0; j0 < 64; j0 += per_scale) {
@@ -622,7 +696,7 @@ ATTR_VNNI __attribute__((always_inline)) static inline void k_vnni_tile(const in
         const __m512i isum = _mm512_sub_epi32(s1[r], _mm512_set1_epi32(rc->corr[r]));
         const __m512 scale = _mm512_mul_ps(_mm512_set1_ps(d[r]), da);
         __m512 v;
-        if (type == TYPE_Q6_K) {
+        if (type == TYPE_Q6_K || type == TYPE_Q3_K) {
             v = _mm512_mul_ps(scale, _mm512_cvtepi32_ps(_mm512_sub_epi32(isum, s2[r])));
         } else {
             v = _mm512_sub_ps(_mm512_mul_ps(scale, _mm512_cvtepi32_ps(isum)),
@@ -666,6 +740,8 @@ ATTR_VNNI __attribute__((always_inline)) static inline void k_groups_vnni_typed(
 ATTR_VNNI static void k_groups_vnni(int type, const uint8_t *packed, int64_t groups, int64_t blocks, const k_tile16 *tiles,
                                     int64_t tokens, float *out, int64_t out_stride) {
     switch (type) {
+    case TYPE_Q2_K: k_groups_vnni_typed(TYPE_Q2_K, packed, groups, blocks, tiles, tokens, out, out_stride); return;
+    case TYPE_Q3_K: k_groups_vnni_typed(TYPE_Q3_K, packed, groups, blocks, tiles, tokens, out, out_stride); return;
     case TYPE_Q4_K: k_groups_vnni_typed(TYPE_Q4_K, packed, groups, blocks, tiles, tokens, out, out_stride); return;
     case TYPE_Q5_K: k_groups_vnni_typed(TYPE_Q5_K, packed, groups, blocks, tiles, tokens, out, out_stride); return;
     case TYPE_Q6_K: k_groups_vnni_typed(TYPE_Q6_K, packed, groups, blocks, tiles, tokens, out, out_stride); return;
@@ -676,7 +752,7 @@ ATTR_VNNI static void k_groups_vnni(int type, const uint8_t *packed, int64_t gro
 
 int llk_x8_tiled(int type, int64_t tokens) {
 #if LLK_X86
-    return type >= TYPE_Q4_K && llk_x8_supports(type) && tokens >= 8 && llk_has_vnni();
+    return llk_is_k_type(type) && tokens >= 8 && llk_has_vnni();
 #else
     (void)type, (void)tokens;
     return 0;
@@ -702,7 +778,7 @@ void llk_x8_matmul(int type, const void *packed, int64_t groups, const void *act
 #if LLK_X86
     const int isa = llk_isa_id();
     if (isa == 1 || isa == 2) {
-        if (type >= TYPE_Q4_K) k_groups(type, p, groups, blocks, (const void *)activations, tokens, out, out_stride);
+        if (llk_is_k_type(type)) k_groups(type, p, groups, blocks, (const void *)activations, tokens, out, out_stride);
         else legacy_groups(type, p, groups, blocks, (const uint8_t *)activations, tokens, out, out_stride);
         return;
     }
@@ -714,7 +790,7 @@ void llk_x8_matmul(int type, const void *packed, int64_t groups, const void *act
     if (!rows) return;
     for (int64_t gi = 0; gi < groups; gi++) {
         llk_x8_unpack(type, p + gi * llk_x8_group_bytes(type, blocks), blocks, rows, row_bytes);
-        if (type >= TYPE_Q4_K) llk_qk_matmul(type, rows, row_bytes, 8, activations, tokens, blocks, out + 8 * gi, out_stride);
+        if (llk_is_k_type(type)) llk_qk_matmul(type, rows, row_bytes, 8, activations, tokens, blocks, out + 8 * gi, out_stride);
         else llk_q8_matmul(type, rows, row_bytes, 8, activations, tokens, blocks, out + 8 * gi, out_stride, NULL);
     }
     free(rows);

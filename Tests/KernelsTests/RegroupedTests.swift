@@ -7,11 +7,17 @@ import Testing
 /// regrouped products equal the scalar row kernels' on ragged sizes (the same integer sums; only
 /// float rounding may differ), for prompts and for the few-token generation path.
 @Suite struct RegroupedTests {
-    static let types = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"]
+    static let types = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
+    static let kTypes = ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
 
     /// `rows` rows quantized by the project's quantizer (llama.cpp's reference algorithms), with
-    /// a few large values so that scales and offsets vary from block to block.
+    /// a few large values so that scales and offsets vary from block to block; random blocks with
+    /// sane scales for the types it does not write (Q2_K, Q3_K: every value and scale bit pattern).
     static func weights(_ type: GGMLType, rows: Int, columns: Int, seed: UInt64) throws -> [UInt8] {
+        guard QuantizeBlocks.supported.contains(type) else {
+            var g = MatMulTests.Generator(state: seed)
+            return MatMulTests.weights(type, rows: rows, columns: columns, &g)
+        }
         var x = VectorKernelTests.randomFloats(rows * columns, seed: seed)
         for i in stride(from: 0, to: x.count, by: 37) { x[i] *= 12 }
         var out: [UInt8] = []
@@ -101,7 +107,7 @@ import Testing
     /// The AVX-512 VNNI prompt tiles (K types, 8 or more tokens) give the very numbers of the x8
     /// products: the same integer sums, the same float steps. Ragged token counts (a partly
     /// filled tile of 16, more than one stack chunk of 256) and block counts.
-    @Test(.enabled(if: llk_x8_tiled(12, 8) != 0, "needs AVX-512 VNNI"), arguments: ["Q4_K", "Q5_K", "Q6_K"])
+    @Test(.enabled(if: llk_x8_tiled(12, 8) != 0, "needs AVX-512 VNNI"), arguments: kTypes)
     func vnniTilesEqualTheRegroupedProducts(typeName: String) throws {
         let type = try #require(GGMLType(name: typeName))
         let id = Int32(type.id)

@@ -64,8 +64,8 @@ void llk_q8_matmul(int type, const void *weights, int64_t row_bytes, int64_t row
                    int64_t tokens, int64_t blocks, float *out, int64_t out_stride, void *scratch);
 
 // ---------------------------------------------------------------------------------------------
-// The K block types Q4_K, Q5_K, Q6_K (ggml type ids 12, 13, 14): integer products with Q8_K
-// activations, and llama.cpp's reference quantizers.
+// The K block types Q2_K, Q3_K, Q4_K, Q5_K, Q6_K (ggml type ids 10 to 14): integer products with
+// Q8_K activations, and llama.cpp's reference quantizers for Q4_K, Q5_K and Q6_K.
 
 /// Whether `type` has K-quant integer kernels.
 int llk_qk_supports(int type);
@@ -86,7 +86,7 @@ int llk_qk_quantize(int type, const float *x, int64_t blocks, void *out);
 
 // ---------------------------------------------------------------------------------------------
 // Rows regrouped 8 at a time (packed.c): one output lane per row in the AVX2 products. Types
-// Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (activations from llk_q8_prepare) and Q4_K, Q5_K, Q6_K (llk_qk_prepare).
+// Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (activations from llk_q8_prepare) and the K types (llk_qk_prepare).
 
 /// Whether `type` has a regrouped layout.
 int llk_x8_supports(int type);
