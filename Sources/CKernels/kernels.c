@@ -160,84 +160,7 @@ float llk_dot_f32(const float *a, const float *b, int64_t n) {
     }
 }
 
-// y += a * x.
 #if LLK_X86
-__attribute__((target("avx512f,fma")))
-static void axpy_avx512(float a, const float *x, float *y, int64_t n) {
-    const __m512 av = _mm512_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(av, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
-    for (; i < n; i++) y[i] += a * x[i];
-}
-
-__attribute__((target("avx2,fma")))
-static void axpy_avx2(float a, const float *x, float *y, int64_t n) {
-    const __m256 av = _mm256_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-    for (; i < n; i++) y[i] += a * x[i];
-}
-#endif
-
-void llk_axpy(float a, const float *x, float *y, int64_t n) {
-    switch (isa()) {
-#if LLK_X86
-    case ISA_AVX512: axpy_avx512(a, x, y, n); return;
-    case ISA_AVX2: axpy_avx2(a, x, y, n); return;
-#endif
-    default:
-        for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
-    }
-}
-
-// Half-precision rows (a KV cache) against float vectors.
-static float dot_f16_scalar(const uint16_t *a, const float *b, int64_t n) {
-    float sum = 0;
-    for (int64_t i = 0; i < n; i++) sum += half_to_float(a[i]) * b[i];
-    return sum;
-}
-
-#if LLK_X86
-__attribute__((target("avx512f,fma,f16c")))
-static float dot_f16_avx512(const uint16_t *a, const float *b, int64_t n) {
-    __m512 s = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        s = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(a + i))), _mm512_loadu_ps(b + i), s);
-    float sum = _mm512_reduce_add_ps(s);
-    for (; i < n; i++) sum += _cvtsh_ss(a[i]) * b[i];
-    return sum;
-}
-
-__attribute__((target("avx2,fma,f16c")))
-static float dot_f16_avx2(const uint16_t *a, const float *b, int64_t n) {
-    __m256 s = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        s = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i))), _mm256_loadu_ps(b + i), s);
-    float sum = hsum256(s);
-    for (; i < n; i++) sum += _cvtsh_ss(a[i]) * b[i];
-    return sum;
-}
-
-__attribute__((target("avx512f,fma,f16c")))
-static void axpy_f16_avx512(float a, const uint16_t *x, float *y, int64_t n) {
-    const __m512 av = _mm512_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(av, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + i))), _mm512_loadu_ps(y + i)));
-    for (; i < n; i++) y[i] += a * _cvtsh_ss(x[i]);
-}
-
-__attribute__((target("avx2,fma,f16c")))
-static void axpy_f16_avx2(float a, const uint16_t *x, float *y, int64_t n) {
-    const __m256 av = _mm256_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))), _mm256_loadu_ps(y + i)));
-    for (; i < n; i++) y[i] += a * _cvtsh_ss(x[i]);
-}
-
 __attribute__((target("f16c")))
 static void to_half_f16c(const float *x, uint16_t *y, int64_t n) {
     int64_t i = 0;
@@ -246,27 +169,6 @@ static void to_half_f16c(const float *x, uint16_t *y, int64_t n) {
     for (; i < n; i++) y[i] = _cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT);
 }
 #endif
-
-float llk_dot_f16(const uint16_t *a, const float *b, int64_t n) {
-    switch (isa()) {
-#if LLK_X86
-    case ISA_AVX512: return dot_f16_avx512(a, b, n);
-    case ISA_AVX2: return dot_f16_avx2(a, b, n);
-#endif
-    default: return dot_f16_scalar(a, b, n);
-    }
-}
-
-void llk_axpy_f16(float a, const uint16_t *x, float *y, int64_t n) {
-    switch (isa()) {
-#if LLK_X86
-    case ISA_AVX512: axpy_f16_avx512(a, x, y, n); return;
-    case ISA_AVX2: axpy_f16_avx2(a, x, y, n); return;
-#endif
-    default:
-        for (int64_t i = 0; i < n; i++) y[i] += a * half_to_float(x[i]);
-    }
-}
 
 /// Returns 1 if done with F16C; 0 means the caller converts (no F16C here).
 int llk_to_half(const float *x, uint16_t *y, int64_t n) {

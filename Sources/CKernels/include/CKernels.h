@@ -19,15 +19,6 @@ void llk_force_scalar(int scalar);
 /// sum(a[i] * b[i]).
 float llk_dot_f32(const float *a, const float *b, int64_t n);
 
-/// y[i] += a * x[i].
-void llk_axpy(float a, const float *x, float *y, int64_t n);
-
-/// sum(half(a[i]) * b[i]) for binary16 values `a`.
-float llk_dot_f16(const uint16_t *a, const float *b, int64_t n);
-
-/// y[i] += a * half(x[i]).
-void llk_axpy_f16(float a, const uint16_t *x, float *y, int64_t n);
-
 /// Converts to binary16 (nearest even) with F16C and returns 1, or returns 0 where the CPU lacks it.
 int llk_to_half(const float *x, uint16_t *y, int64_t n);
 
