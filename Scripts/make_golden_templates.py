@@ -3,6 +3,7 @@
 way Hugging Face's `apply_chat_template` sets it up (sandboxed, trim_blocks, lstrip_blocks, loop
 controls, raise_exception, tojson with ensure_ascii=False), over a set of conversations, and
 writes the outputs (or the error each case raises) to Tests/JinjaTests/Golden/templates.json.
+Conversations with tools (calls, parallel calls, tool results) are rendered with `tools` set.
 
 Also writes Tests/JinjaTests/Golden/llama2_meta.json: the token ids Meta's reference code
 (llama/generation.py, chat_completion) builds for Llama 2 dialogs, with the `sentencepiece`
@@ -71,6 +72,33 @@ CONVERSATIONS = {
     "not_alternating": [U1, U2],
     "empty_content": [{"role": "user", "content": ""}],
 }
+# Conversations with tools (Hugging Face's convention: `tools` as OpenAI function tools, an
+# assistant turn's `tool_calls` with arguments as an object, results in `tool` turns that name the
+# call they answer), rendered with the `tools` variable set.
+TOOLS = [
+    {"type": "function", "function": {
+        "name": "get_weather", "description": "Get the current weather in a city.",
+        "parameters": {"type": "object", "properties": {
+            "city": {"type": "string", "description": "The city's name, e.g. Paris"},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+            "required": ["city"]}}},
+    {"type": "function", "function": {
+        "name": "get_time", "description": "The local time in a time zone.",
+        "parameters": {"type": "object", "properties": {"timezone": {"type": "string"}}, "required": ["timezone"]}}},
+]
+UW = {"role": "user", "content": "What is the weather and the time in Paris?"}
+CALL_WEATHER = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}}
+CALL_TIME = {"id": "call_2", "type": "function", "function": {"name": "get_time", "arguments": {"timezone": "Europe/Paris"}}}
+RESULT_WEATHER = {"role": "tool", "tool_call_id": "call_1", "name": "get_weather", "content": "{\"temperature\": 18, \"sky\": \"clear\"}"}
+RESULT_TIME = {"role": "tool", "tool_call_id": "call_2", "name": "get_time", "content": "14:05"}
+TOOL_CONVERSATIONS = {
+    "tools_user": [S, UW],
+    "tools_no_system": [UW],
+    "tools_call": [S, UW, {"role": "assistant", "content": None, "tool_calls": [CALL_WEATHER]}, RESULT_WEATHER],
+    "tools_parallel": [S, UW, {"role": "assistant", "content": "", "tool_calls": [CALL_WEATHER, CALL_TIME]},
+                       RESULT_WEATHER, RESULT_TIME, {"role": "assistant", "content": "It is 18 degrees and clear; the time is 14:05."},
+                       U2],
+}
 NOW = 1722000000  # 2024-07-26, seconds since 1970
 SPECIAL = {"bos_token": "<s>", "eos_token": "</s>"}
 
@@ -82,11 +110,14 @@ def render_all():
         name = os.path.basename(path)[:-len(".jinja")]
         source = open(path, encoding="utf-8").read()
         template = env.from_string(source)
-        for conversation, messages in CONVERSATIONS.items():
+        for conversation, messages in {**CONVERSATIONS, **TOOL_CONVERSATIONS}.items():
             for add_generation_prompt in (True, False):
                 variables = dict(SPECIAL, messages=messages, add_generation_prompt=add_generation_prompt,
                                  date_string="26 Jul 2024")
                 case = {"template": name, "conversation": conversation, "add_generation_prompt": add_generation_prompt}
+                if conversation in TOOL_CONVERSATIONS:
+                    variables["tools"] = TOOLS
+                    case["tools"] = True
                 try:
                     case["output"] = template.render(**variables)
                 except jinja2.exceptions.TemplateError as error:
@@ -94,7 +125,8 @@ def render_all():
                 except Exception as error:  # a template bug on this input: Python raises, so must we
                     case["error"] = f"{type(error).__name__}: {error}"
                 cases.append(case)
-    return {"conversations": CONVERSATIONS, "special": SPECIAL, "date_string": "26 Jul 2024", "now": NOW, "cases": cases}
+    return {"conversations": {**CONVERSATIONS, **TOOL_CONVERSATIONS}, "tools": TOOLS, "special": SPECIAL,
+            "date_string": "26 Jul 2024", "now": NOW, "cases": cases}
 
 
 def meta_llama2():
@@ -121,7 +153,7 @@ def main():
     golden = render_all()
     with open(os.path.join(GOLDEN, "templates.json"), "w", encoding="utf-8") as f:
         json.dump(golden, f, ensure_ascii=False, indent=1)
-    print(f"{len(golden['cases'])} renderings of {len(golden['cases']) // (2 * len(CONVERSATIONS))} templates")
+    print(f"{len(golden['cases'])} renderings of {len(golden['cases']) // (2 * len(golden['conversations']))} templates")
     with open(os.path.join(GOLDEN, "llama2_meta.json"), "w") as f:
         json.dump(meta_llama2(), f, indent=1)
 

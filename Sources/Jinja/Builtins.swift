@@ -36,12 +36,13 @@ enum Builtins {
         var work: [JinjaValue] = [value]
         while let v = work.popLast() {
             switch v {
-            case .string(let s): total += s.utf8.count + 2
-            case .array(let a):
+            case .string(let s), .markup(let s): total += s.utf8.count + 2
+            case .array(let a), .generator(let a):
                 total += 2 + 2 * a.count
                 if total > limit { return true }
                 work.append(contentsOf: a)
-            case .object(let o), .namespace(let o):
+            case .object, .namespace:
+                let o = v.mapping ?? []
                 total += 2 + 4 * o.count
                 if total > limit { return true }
                 for (k, item) in o {
@@ -57,7 +58,7 @@ enum Builtins {
 
     /// `str(value)`, refused when it would be longer than the string limit.
     static func checkedText(_ value: JinjaValue) throws(JinjaError) -> String {
-        if case .string(let s) = value { return s }
+        if case .string(let s) = value.plain { return s }
         guard !textMayExceed(value, maxStringBytes) else { throw tooLong }
         return value.text
     }
@@ -142,6 +143,17 @@ enum Builtins {
             return .string(x + y)
         case "+":
             switch (a, b) {
+            // Markup + str escapes the str (and str + Markup, through Markup.__radd__).
+            case (.markup, .string), (.markup, .markup), (.string, .markup):
+                func safe(_ v: JinjaValue) -> String {
+                    switch v {
+                    case .markup(let s): return s
+                    default: return htmlEscape(v.text)
+                    }
+                }
+                let (l, r) = (safe(a), safe(b))
+                guard l.utf8.count + r.utf8.count <= maxStringBytes else { throw tooLong }
+                return .markup(l + r)
             case (.string(let x), .string(let y)):
                 guard x.utf8.count + y.utf8.count <= maxStringBytes else { throw tooLong }
                 return .string(x + y)
@@ -243,10 +255,10 @@ enum Builtins {
         case .string(let s):
             guard case .string(let e) = element else { throw JinjaError("'in <string>' requires a string on the left, not \(element.typeName)") }
             return e.isEmpty || s.contains(e)
-        case .array(let a): return a.contains(element)
-        case .object(let o), .namespace(let o):
+        case .array(let a), .generator(let a): return a.contains(element)
+        case .object, .namespace:
             guard case .string(let k) = element else { return false }
-            return o.contains { $0.0 == k }
+            return container.mapping!.contains { $0.0 == k }
         case .undefined: return false
         default: throw JinjaError("argument of type '\(container.typeName)' is not iterable")
         }
@@ -268,7 +280,7 @@ enum Builtins {
         case "true": if case .bool(true) = value { return true } else { return false }
         case "false": if case .bool(false) = value { return true } else { return false }
         case "mapping": switch value { case .object, .namespace: return true; default: return false }
-        case "iterable": switch value { case .array, .object, .string: return true; default: return false }
+        case "iterable": switch value { case .array, .generator, .object, .string: return true; default: return false }
         case "sequence": switch value { case .array, .object, .string: return true; default: return false }
         case "callable": switch value { case .macro, .function: return true; default: return false }
         case "equalto", "eq", "==", "sameas": return value == (args.first ?? .undefined)
@@ -307,7 +319,8 @@ enum Builtins {
             switch value {
             case .string(let s): return .int(s.count)
             case .array(let a): return .int(a.count)
-            case .object(let o), .namespace(let o): return .int(o.count)
+            case .object(let o): return .int(o.count)
+            case .namespace(let ns): return .int(ns.pairs.count)
             case .undefined: return .int(0)
             default: throw JinjaError("object of type '\(value.typeName)' has no len()")
             }
@@ -322,6 +335,7 @@ enum Builtins {
             return try Interpreter(globals: [:]).iterate(value).first ?? .undefined
         case "last":
             if case .string(let s) = value { return s.last.map { .string(String($0)) } ?? .undefined }
+            if case .generator = value { throw JinjaError("'generator' object is not reversible") }
             return try Interpreter(globals: [:]).iterate(value).last ?? .undefined
         case "upper": return .string(value.text.uppercased())
         case "lower": return .string(value.text.lowercased())
@@ -348,7 +362,7 @@ enum Builtins {
                 if case .undefined = value { return .array([]) }
                 throw JinjaError("items needs a mapping, not \(value.typeName)")
             }
-            return .array(o.map { .array([.string($0.0), $0.1]) })
+            return .generator(o.map { .array([.string($0.0), $0.1]) })
         case "selectattr", "rejectattr":
             let keep = name == "selectattr"
             guard case .string(let attribute)? = args.first else { throw JinjaError("\(name) needs an attribute name") }
@@ -364,7 +378,7 @@ enum Builtins {
                 }
                 if passed == keep { out.append(element) }
             }
-            return .array(out)
+            return .generator(out)
         case "select", "reject":
             let keep = name == "select"
             var out: [JinjaValue] = []
@@ -377,12 +391,12 @@ enum Builtins {
                 }
                 if passed == keep { out.append(element) }
             }
-            return .array(out)
+            return .generator(out)
         case "map":
             let items = try Interpreter(globals: [:]).iterate(value)
             if let attribute = kwargs.last(where: { $0.0 == "attribute" })?.1 {
                 let fallback = kwargs.last { $0.0 == "default" }?.1
-                return .array(items.map { element in
+                return .generator(items.map { element in
                     let v = item(element, attribute)
                     if let fallback, !v.isDefined { return fallback }
                     return v
@@ -391,14 +405,17 @@ enum Builtins {
             guard case .string(let filterName)? = args.first else { throw JinjaError("map needs a filter name or attribute=") }
             var out: [JinjaValue] = []
             for element in items { out.append(try filter(filterName, element, Array(args.dropFirst()), [])) }
-            return .array(out)
+            return .generator(out)
         case "unique":
             var out: [JinjaValue] = []
             for element in try Interpreter(globals: [:]).iterate(value) where !out.contains(element) { out.append(element) }
-            return .array(out)
+            return .generator(out)
         case "reverse":
             if case .string(let s) = value { return .string(String(s.reversed())) }
-            return .array(try Interpreter(globals: [:]).iterate(value).reversed())
+            let items = try Interpreter(globals: [:]).iterate(value)
+            // A list reversed is an iterator; anything else is listed first, then reversed.
+            if case .array = value { return .generator(items.reversed()) }
+            return .array(items.reversed())
         case "sort":
             let reverse = argument(0, "reverse")?.isTruthy ?? false
             let attribute = argument(2, "attribute")
@@ -463,8 +480,13 @@ enum Builtins {
             let scaled = x * scale
             let rounded = method == "floor" ? scaled.rounded(.down) : method == "ceil" ? scaled.rounded(.up) : scaled.rounded(.toNearestOrAwayFromZero)
             return .double(rounded / scale)
-        case "safe", "escape", "e", "forceescape":
-            return name == "safe" ? value : try checkedString(htmlEscape(try checkedText(value)))
+        case "safe":
+            return .markup(try checkedText(value))
+        case "escape", "e", "forceescape":
+            if case .markup = value, name != "forceescape" { return value }
+            let escaped = htmlEscape(try checkedText(value))
+            guard escaped.utf8.count <= maxStringBytes else { throw tooLong }
+            return .markup(escaped)
         case "indent":
             var width = "    "
             switch argument(0, "width") {
@@ -613,7 +635,7 @@ enum Builtins {
             for (k, v) in kwargs {
                 if let i = pairs.firstIndex(where: { $0.0 == k }) { pairs[i].1 = v } else { pairs.append((k, v)) }
             }
-            return .namespace(pairs)
+            return .namespace(JinjaNamespace(pairs))
         case "dict":
             var pairs: [(String, JinjaValue)] = []
             if case .object(let o)? = args.first { pairs = o }
@@ -844,7 +866,7 @@ enum JSON {
             case .int(let i): out += String(i)
             case .double(let d):
                 out += d.isNaN ? "NaN" : d.isInfinite ? (d > 0 ? "Infinity" : "-Infinity") : JinjaValue.pythonFloat(d)
-            case .string(let s): out += quoted(s)
+            case .string(let s), .markup(let s): out += quoted(s)
             case .array(let a):
                 guard !a.isEmpty else { out += "[]"; return }
                 out += "["
@@ -855,7 +877,7 @@ enum JSON {
                 }
                 try newline(level)
                 out += "]"
-            case .object(let pairs), .namespace(let pairs):
+            case .object(let pairs):
                 guard !pairs.isEmpty else { out += "{}"; return }
                 out += "{"
                 let ordered = sortKeys ? pairs.sorted { $0.0.unicodeScalars.lexicographicallyPrecedes($1.0.unicodeScalars) } : pairs
@@ -867,6 +889,8 @@ enum JSON {
                 }
                 try newline(level)
                 out += "}"
+            case .namespace: throw JinjaError("Object of type Namespace is not JSON serializable")
+            case .generator: throw JinjaError("Object of type generator is not JSON serializable")
             case .undefined: throw JinjaError("an undefined value cannot be written as JSON")
             case .macro, .function: throw JinjaError("a function cannot be written as JSON")
             }

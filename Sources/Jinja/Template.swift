@@ -33,6 +33,7 @@ public struct Template: Sendable {
         interpreter.now = now
         interpreter.limits = limits
         interpreter.deadline = limits.timeLimit.map { ContinuousClock.now + $0 }
+        defer { interpreter.releaseNamespaces() }
         var out = ""
         _ = try interpreter.render(nodes, into: &out)
         return out
@@ -56,7 +57,17 @@ struct Interpreter {
     private var steps = 0
     private var nesting = 0
 
+    /// Every namespace this render made (see releaseNamespaces).
+    private var namespaces: [JinjaNamespace] = []
+
     init(globals: [String: JinjaValue]) { scopes = [globals] }
+
+    /// Empties every namespace the render made while all are still held here, so that a long
+    /// chain of them (`{% set n.next = m %}` in a loop) is freed one at a time, not by recursion.
+    mutating func releaseNamespaces() {
+        for ns in namespaces { ns.pairs = [] }
+        namespaces = []
+    }
 
     enum Flow { case normal, breakLoop, continueLoop }
 
@@ -80,8 +91,9 @@ struct Interpreter {
     /// Roughly what an operation on `value` costs, in steps.
     static func cost(_ value: JinjaValue) -> Int {
         switch value {
-        case .array(let a): return a.count
-        case .object(let o), .namespace(let o): return o.count
+        case .array(let a), .generator(let a): return a.count
+        case .object(let o): return o.count
+        case .namespace(let ns): return ns.pairs.count
         case .string(let s): return s.utf8.count >> 4
         default: return 0
         }
@@ -91,7 +103,7 @@ struct Interpreter {
     /// the stack when printed, compared or freed). The walk is charged as steps.
     mutating func checkDepth(_ value: JinjaValue) throws(JinjaError) {
         switch value {
-        case .array, .object, .namespace: break
+        case .array, .generator, .object, .namespace: break
         default: return
         }
         var work: [(JinjaValue, Int)] = [(value, 0)]
@@ -100,8 +112,8 @@ struct Interpreter {
             visited += 1
             guard level <= Self.maxValueDepth else { throw JinjaError("a list or mapping nests more than \(Self.maxValueDepth) levels deep") }
             switch v {
-            case .array(let a): for item in a { if item.isContainer { work.append((item, level + 1)) } }
-            case .object(let o), .namespace(let o): for (_, item) in o { if item.isContainer { work.append((item, level + 1)) } }
+            case .array(let a), .generator(let a): for item in a { if item.isContainer { work.append((item, level + 1)) } }
+            case .object, .namespace: for (_, item) in v.mapping! where item.isContainer { work.append((item, level + 1)) }
             default: break
             }
         }
@@ -150,11 +162,12 @@ struct Interpreter {
             case .set(.attribute(let object, let attribute), let e):
                 let value = try evaluate(e)
                 try checkDepth(value)
-                guard let level = scopes.lastIndex(where: { $0[object] != nil }), case .namespace(var pairs)? = scopes[level][object] else {
+                guard let level = scopes.lastIndex(where: { $0[object] != nil }), case .namespace(let ns)? = scopes[level][object] else {
                     throw JinjaError("cannot set an attribute of '\(object)': only a namespace() takes attributes")
                 }
-                if let i = pairs.firstIndex(where: { $0.0 == attribute }) { pairs[i].1 = value } else { pairs.append((attribute, value)) }
-                scopes[level][object] = .namespace(pairs)
+                guard !ns.isReachable(from: value) else { throw JinjaError("cannot store namespace '\(object)' inside itself") }
+                if let i = ns.pairs.firstIndex(where: { $0.0 == attribute }) { ns.pairs[i].1 = value } else { ns.pairs.append((attribute, value)) }
+                try checkDepth(.namespace(ns))
             case .setBlock(let name, let body):
                 var captured = ""
                 _ = try render(body, into: &captured)
@@ -163,7 +176,7 @@ struct Interpreter {
                 var captured = ""
                 _ = try render(body, into: &captured)
                 var args: [JinjaValue] = []
-                for a in arguments { args.append(try evaluate(a)) }
+                for a in arguments { args.append(try operand(a)) }
                 out += try Builtins.checkedText(try Builtins.filter(name, .string(captured), args, []))
             case .macro(let m):
                 scopes[scopes.count - 1][m.name] = .macro(m)
@@ -229,8 +242,8 @@ struct Interpreter {
 
     /// The items a `for` walks: a list's elements, a mapping's keys, a string's characters.
     func iterate(_ value: JinjaValue) throws(JinjaError) -> [JinjaValue] {
-        switch value {
-        case .array(let a): return a
+        switch value.plain {
+        case .array(let a), .generator(let a): return a
         case .object(let o): return o.map { .string($0.0) }
         case .string(let s):
             guard s.utf8.count <= Builtins.maxListCount else { throw Builtins.tooMany }
@@ -239,6 +252,13 @@ struct Interpreter {
         default: throw JinjaError("'\(value.typeName)' object is not iterable")
         }
     }
+
+    /// An expression's value as an operation reads it: a safe string as the plain string.
+    private mutating func operand(_ expression: Expression) throws(JinjaError) -> JinjaValue {
+        try evaluate(expression).plain
+    }
+
+    static let markupFilters: Set<String> = ["safe", "escape", "e", "forceescape"]
 
     mutating func evaluate(_ expression: Expression) throws(JinjaError) -> JinjaValue {
         try charge()
@@ -250,61 +270,64 @@ struct Interpreter {
         case .name(let n): return lookup(n)
         case .list(let items):
             var values: [JinjaValue] = []
-            for item in items { values.append(try evaluate(item)) }
+            for item in items { values.append(try operand(item)) }
             return .array(values)
         case .dict(let pairs):
             var values: [(String, JinjaValue)] = []
             for (k, v) in pairs {
-                let key = try evaluate(k)
+                let key = try operand(k)
                 guard case .string(let s) = key else { throw JinjaError("dictionary keys must be strings here, not \(key.typeName)") }
-                let value = try evaluate(v)
+                let value = try operand(v)
                 if let i = values.firstIndex(where: { $0.0 == s }) { values[i].1 = value } else { values.append((s, value)) }
             }
             return .object(values)
         case .attribute(let base, let name):
-            let value = try evaluate(base)
+            let value = try operand(base)
             if case .undefined = value { throw JinjaError("'\(Self.describe(base))' is undefined (reading .\(name))") }
             return Builtins.item(value, .string(name))
         case .subscript(let base, let key):
-            let value = try evaluate(base)
+            let value = try operand(base)
             if case .undefined = value { throw JinjaError("'\(Self.describe(base))' is undefined (reading an item)") }
-            return Builtins.item(value, try evaluate(key))
+            return Builtins.item(value, try operand(key))
         case .slice(let base, let start, let stop, let step):
-            return try Builtins.slice(try evaluate(base), start: try start.map { e throws(JinjaError) in try evaluate(e) },
-                                      stop: try stop.map { e throws(JinjaError) in try evaluate(e) }, step: try step.map { e throws(JinjaError) in try evaluate(e) })
+            return try Builtins.slice(try operand(base), start: try start.map { e throws(JinjaError) in try operand(e) },
+                                      stop: try stop.map { e throws(JinjaError) in try operand(e) }, step: try step.map { e throws(JinjaError) in try operand(e) })
         case .call(let callee, let arguments, let keywords):
             var args: [JinjaValue] = []
-            for a in arguments { args.append(try evaluate(a)) }
+            for a in arguments { args.append(try operand(a)) }
             var kwargs: [(String, JinjaValue)] = []
-            for (k, v) in keywords { kwargs.append((k, try evaluate(v))) }
+            for (k, v) in keywords { kwargs.append((k, try operand(v))) }
             for a in args { try charge(Self.cost(a)) }
             if case .attribute(let base, let method) = callee {
-                let receiver = try evaluate(base)
+                let receiver = try operand(base)
                 try charge(Self.cost(receiver))
                 if case .macro(let m) = Builtins.item(receiver, .string(method)) { return try call(m, args, kwargs) }
                 return try Builtins.method(receiver, method, args, kwargs)
             }
             if case .name(let name) = callee {
                 if case .macro(let m) = lookup(name) { return try call(m, args, kwargs) }
-                return try Builtins.function(name, args, kwargs, now: now)
+                let result = try Builtins.function(name, args, kwargs, now: now)
+                if case .namespace(let ns) = result { namespaces.append(ns) }
+                return result
             }
             throw JinjaError("this value cannot be called")
         case .filter(let base, let name, let arguments, let keywords):
-            let value = try evaluate(base)
+            // The escaping filters tell a safe string from a plain one; the rest read it plain.
+            let value = Self.markupFilters.contains(name) ? try evaluate(base) : try operand(base)
             var args: [JinjaValue] = []
-            for a in arguments { args.append(try evaluate(a)) }
+            for a in arguments { args.append(try operand(a)) }
             var kwargs: [(String, JinjaValue)] = []
-            for (k, v) in keywords { kwargs.append((k, try evaluate(v))) }
+            for (k, v) in keywords { kwargs.append((k, try operand(v))) }
             if !Self.constantTimeFilters.contains(name) { try charge(Self.cost(value) + args.reduce(0) { $0 + Self.cost($1) }) }
             return try Builtins.filter(name, value, args, kwargs)
         case .test(let base, let name, let arguments, let negated):
-            let value = try evaluate(base)
+            let value = try operand(base)
             var args: [JinjaValue] = []
-            for a in arguments { args.append(try evaluate(a)) }
+            for a in arguments { args.append(try operand(a)) }
             try charge(Self.cost(value) + args.reduce(0) { $0 + Self.cost($1) })
             return .bool(try Builtins.test(name, value, args) != negated)
-        case .unary(let op, let operand):
-            let value = try evaluate(operand)
+        case .unary(let op, let base):
+            let value = try operand(base)
             switch op {
             case "not": return .bool(!value.isTruthy)
             default:
@@ -324,7 +347,8 @@ struct Interpreter {
             let left = try evaluate(l)
             return left.isTruthy ? left : try evaluate(r)
         case .binary(let op, let l, let r):
-            let (left, right) = (try evaluate(l), try evaluate(r))
+            // Only `+` tells a safe string from a plain one (it escapes the plain side).
+            let (left, right) = op == "+" ? (try evaluate(l), try evaluate(r)) : (try operand(l), try operand(r))
             try charge(Self.cost(left) + Self.cost(right))
             return try Builtins.binary(op, left, right)
         case .conditional(let value, let condition, let otherwise):
@@ -374,7 +398,7 @@ struct Interpreter {
 extension JinjaValue {
     var isContainer: Bool {
         switch self {
-        case .array, .object, .namespace: return true
+        case .array, .generator, .object, .namespace: return true
         default: return false
         }
     }

@@ -7,11 +7,20 @@ public enum JinjaValue: Sendable, Equatable {
     case int(Int)
     case double(Double)
     case string(String)
+    /// A string marked safe (`|safe`, `|e`): Python's `Markup`. It matters to `+` only, where a
+    /// plain string beside it is HTML-escaped first; everywhere else it is read as a plain string.
+    case markup(String)
     case array([JinjaValue])
+    /// What Jinja's `map`, `select`, `selectattr`, `unique`, `reverse`, ... return: a generator,
+    /// which loops and feeds `list`, `join` or `first` but has no length, index or JSON form and
+    /// is always true (a condition on it holds even when it is empty, as in Jinja). Unlike
+    /// Python's, it may be looped over more than once.
+    case generator([JinjaValue])
     /// A mapping with string keys, in insertion order (as Python dicts keep it).
     case object([(String, JinjaValue)])
-    /// A `namespace(...)`: attributes that `{% set ns.x = ... %}` may change from inside loops.
-    case namespace([(String, JinjaValue)])
+    /// A `namespace(...)`: attributes that `{% set ns.x = ... %}` may change from inside loops and
+    /// macros. One object, shared by every name and list that holds it, as in Jinja.
+    case namespace(JinjaNamespace)
     case macro(Macro)
     /// A built-in global function (`range`, `namespace`, `strftime_now`, ...), so that
     /// `strftime_now is defined` holds as in Hugging Face's environment.
@@ -21,10 +30,13 @@ public enum JinjaValue: Sendable, Equatable {
         switch (a, b) {
         case (.undefined, .undefined), (.none, .none): return true
         case (.bool(let x), .bool(let y)): return x == y
-        case (.string(let x), .string(let y)): return x == y
+        case (.string(let x), .string(let y)), (.markup(let x), .markup(let y)), (.string(let x), .markup(let y)), (.markup(let x), .string(let y)):
+            return x == y
         case (.array(let x), .array(let y)): return x == y
-        case (.object(let x), .object(let y)), (.namespace(let x), .namespace(let y)):
+        case (.generator, .generator): return false  // Python compares generators by identity
+        case (.object(let x), .object(let y)):
             return x.count == y.count && x.allSatisfy { key, value in y.first { $0.0 == key }?.1 == value }
+        case (.namespace(let x), .namespace(let y)): return x === y
         case (.macro(let x), .macro(let y)): return x.name == y.name
         case (.function(let x), .function(let y)): return x == y
         default:
@@ -41,10 +53,10 @@ public enum JinjaValue: Sendable, Equatable {
         case .bool(let b): return b
         case .int(let i): return i != 0
         case .double(let d): return d != 0
-        case .string(let s): return !s.isEmpty
+        case .string(let s), .markup(let s): return !s.isEmpty
         case .array(let a): return !a.isEmpty
-        case .object(let o), .namespace(let o): return !o.isEmpty
-        case .macro, .function: return true
+        case .object(let o): return !o.isEmpty
+        case .generator, .namespace, .macro, .function: return true
         }
     }
 
@@ -59,10 +71,23 @@ public enum JinjaValue: Sendable, Equatable {
 
     var isDefined: Bool { if case .undefined = self { return false } else { return true } }
 
+    /// A safe string read as the plain string it is (every operation but `+` and output does so).
+    var plain: JinjaValue { if case .markup(let s) = self { return .string(s) } else { return self } }
+
+    /// The pairs of a mapping or a namespace.
+    var mapping: [(String, JinjaValue)]? {
+        switch self {
+        case .object(let pairs): return pairs
+        case .namespace(let ns): return ns.pairs
+        default: return nil
+        }
+    }
+
     /// The value at `key` of a mapping or namespace (undefined when absent).
     public subscript(key: String) -> JinjaValue {
         switch self {
-        case .object(let pairs), .namespace(let pairs): return pairs.last { $0.0 == key }?.1 ?? .undefined
+        case .object(let pairs): return pairs.last { $0.0 == key }?.1 ?? .undefined
+        case .namespace(let ns): return ns.pairs.last { $0.0 == key }?.1 ?? .undefined
         default: return .undefined
         }
     }
@@ -76,7 +101,9 @@ public enum JinjaValue: Sendable, Equatable {
         case .int: return "int"
         case .double: return "float"
         case .string: return "str"
+        case .markup: return "Markup"
         case .array: return "list"
+        case .generator: return "generator"
         case .object: return "dict"
         case .namespace: return "Namespace"
         case .macro: return "macro"
@@ -88,7 +115,7 @@ public enum JinjaValue: Sendable, Equatable {
     public var text: String {
         switch self {
         case .undefined: return ""
-        case .string(let s): return s
+        case .string(let s), .markup(let s): return s
         default: return repr
         }
     }
@@ -106,9 +133,11 @@ public enum JinjaValue: Sendable, Equatable {
         case .int(let i): return String(i)
         case .double(let d): return Self.pythonFloat(d)
         case .string(let s): return Self.pythonQuoted(s)
+        case .markup(let s): return "Markup(" + Self.pythonQuoted(s) + ")"
         case .array(let a): return "[" + a.map { $0.repr(depth: depth + 1) }.joined(separator: ", ") + "]"
+        case .generator: return "<generator object>"
         case .object(let o): return "{" + o.map { Self.pythonQuoted($0.0) + ": " + $0.1.repr(depth: depth + 1) }.joined(separator: ", ") + "}"
-        case .namespace(let o): return "<Namespace " + o.map { "\($0.0)=\($0.1.repr(depth: depth + 1))" }.joined(separator: ", ") + ">"
+        case .namespace(let ns): return "<Namespace " + ns.pairs.map { "\($0.0)=\($0.1.repr(depth: depth + 1))" }.joined(separator: ", ") + ">"
         case .macro(let m): return "<Macro '\(m.name)'>"
         case .function(let f): return "<built-in function \(f)>"
         }
@@ -157,4 +186,30 @@ extension JinjaValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, E
     public init(booleanLiteral value: Bool) { self = .bool(value) }
     public init(arrayLiteral elements: JinjaValue...) { self = .array(elements) }
     public init(dictionaryLiteral elements: (String, JinjaValue)...) { self = .object(elements) }
+}
+
+/// The object behind a `namespace(...)` value. Rendering is single-threaded and a namespace never
+/// leaves the render that made it, so it is shared without locks.
+public final class JinjaNamespace: @unchecked Sendable {
+    /// The attributes, in the order they were first set.
+    var pairs: [(String, JinjaValue)]
+
+    init(_ pairs: [(String, JinjaValue)]) { self.pairs = pairs }
+
+    /// Whether `value` holds this namespace anywhere inside it (storing it would make a cycle).
+    func isReachable(from value: JinjaValue) -> Bool {
+        var work = [value]
+        var seen = Set<ObjectIdentifier>()
+        while let v = work.popLast() {
+            switch v {
+            case .array(let a), .generator(let a): work.append(contentsOf: a.filter(\.isContainer))
+            case .object(let o): work.append(contentsOf: o.map(\.1).filter(\.isContainer))
+            case .namespace(let ns):
+                if ns === self { return true }
+                if seen.insert(ObjectIdentifier(ns)).inserted { work.append(contentsOf: ns.pairs.map(\.1).filter(\.isContainer)) }
+            default: break
+            }
+        }
+        return false
+    }
 }

@@ -67,6 +67,23 @@ import Testing
         Self.expectError(build + "{{ ns.x == ns.x }}", "nests")
         Self.expectError("{% set ns = namespace(x={}) %}{% for i in range(100000) %}{% set ns.x = {'a': ns.x} %}{% endfor %}{{ ns.x }}", "nests")
         Self.expectError("{% macro f(x, n) %}{{ f([x], n + 1) }}{% endmacro %}{{ f(1, 0) }}")
+        // A namespace stored inside itself (directly or through a list) would make a cycle.
+        Self.expectError("{% set ns = namespace() %}{% set ns.me = ns %}", "inside itself")
+        Self.expectError("{% set ns = namespace() %}{% set ns.all = [1, {'a': ns}] %}", "inside itself")
+        Self.expectError("{% set ns = namespace(x=none) %}{% for i in range(100000) %}{% set ns.x = namespace(next=ns.x) %}{% endfor %}", "nests")
+    }
+
+    /// A chain of namespaces built link by link (each set shallow): printing it stops at the depth
+    /// limit, and freeing it after the render does not recurse down the chain.
+    @Test func longNamespaceChainsAreFreedSafely() throws {
+        let source = """
+            {%- set h = namespace(cur=namespace()) -%}{%- set root = h.cur -%}
+            {%- for i in range(200000) -%}{%- set c = h.cur -%}{%- set n = namespace() -%}{%- set c.next = n -%}{%- set h.cur = n -%}{%- endfor -%}
+            done
+            """
+        var limits = Template.Limits()
+        limits.maxSteps = 100_000_000
+        #expect(try Template(source).render([:], limits: limits) == "done")
     }
 
     @Test(arguments: ["{{ 'a' * 10**10 }}", "{{ ([1] * 10**10) | length }}", "{{ [1, 2] * 9223372036854775807 }}",

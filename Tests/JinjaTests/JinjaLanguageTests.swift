@@ -47,6 +47,32 @@ import Testing
         #expect(try render("{% for k, v in d.items() %}{{ k }}={{ v }};{% endfor %}", ["d": ["b": 1, "a": 2]]) == "b=1;a=2;")
     }
 
+    /// Python's `Markup`: a plain string added to a safe one is escaped first (either side); `~`,
+    /// filters and comparisons read it plain. Expected strings are jinja2 3.1.6's renderings.
+    @Test func safeStringsEscapeWhatIsAddedToThem() throws {
+        #expect(try render("{{ 'a<b'|safe + '<c>' }}|{{ '<x>' + 'y&'|safe }}|{{ ('<'|e) + '>' }}|{{ '<'|e|e }}|{{ '<'|forceescape|forceescape }}|{{ ('<'|safe) ~ '>' }}|{{ ('q'|safe) == 'q' }}|{{ ('<'|safe)|length }}")
+                == "a<b&lt;c&gt;|&lt;x&gt;y&|&lt;&gt;|&lt;|&amp;lt;|<>|True|1")
+    }
+
+    /// map, select and friends return generators: they loop and feed list, join and first, but
+    /// are always true and have no length, last item or JSON form (jinja2 raises TypeError).
+    @Test func sequenceFiltersReturnGenerators() throws {
+        #expect(try render("{{ [1, 2]|map('string')|join(',') }}|{{ 'yes' if [] | select else 'no' }}|{{ [3, 1]|reverse|list }}|{{ [1,2]|select|first }}")
+                == "1,2|yes|[1, 3]|1")
+        for source in ["{{ [1]|map('string')|tojson }}", "{{ [1]|select|length }}", "{{ [1]|select|last }}"] {
+            #expect(throws: JinjaError.self, "\(source)") { try render(source) }
+        }
+    }
+
+    /// A namespace is one object: changed inside a macro (as the global it is, or passed in) or
+    /// through another name, every holder sees the change, as in Jinja.
+    @Test func namespacesAreShared() throws {
+        #expect(try render("{% set ns = namespace(first=true) %}{% macro mark() %}{% set ns.first = false %}{% endmacro %}{{ mark() }}{{ ns.first }}") == "False")
+        #expect(try render("{% set ns = namespace(n=0) %}{% macro bump(x) %}{% set x.n = x.n + 1 %}{% endmacro %}{{ bump(ns) }}{{ bump(ns) }}{{ ns.n }}") == "2")
+        #expect(try render("{% set a = namespace(v=1) %}{% set b = a %}{% set b.v = 2 %}{{ a.v }} {{ a == b }} {{ a == namespace(v=2) }}") == "2 True False")
+        #expect(try render("{% set ns = namespace(xs=[]) %}{% for i in range(3) %}{% set holder = [ns] %}{% set ns.xs = ns.xs + [i] %}{% endfor %}{{ ns.xs }}") == "[0, 1, 2]")
+    }
+
     @Test func filtersTestsAndMethods() throws {
         #expect(try render("{{ '  x  ' | trim }}|{{ ' x '.strip() }}|{{ 'a,b'.split(',') }}|{{ 'Hi'.upper() }}") == "x|x|['a', 'b']|HI")
         #expect(try render("{{ xs | selectattr('role', 'equalto', 'user') | map(attribute='c') | join(', ') }}",

@@ -3,7 +3,8 @@ import Jinja
 import Testing
 
 /// Real chat templates rendered by our interpreter against the `jinja2` package's renderings
-/// (Scripts/make_golden_templates.py), for every conversation, with and without the generation prompt.
+/// (Scripts/make_golden_templates.py), for every conversation (those with tool calls and results
+/// rendered with `tools`), with and without the generation prompt.
 @Suite struct TemplateGoldenTests {
     static let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
 
@@ -33,6 +34,7 @@ import Testing
                 "date_string": golden["date_string"],
             ]
             if case .object(let special) = golden["special"] { for (k, v) in special { variables[k] = v } }
+            if c["tools"] == .bool(true) { variables["tools"] = golden["tools"] }
             let label = "\(name) / \(conversation) / generation prompt \(c["add_generation_prompt"].text)"
             if case .string(let expected) = c["output"] {
                 do {

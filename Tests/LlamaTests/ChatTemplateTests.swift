@@ -34,7 +34,8 @@ import TestSupport
         var checked = 0
         for c in cases where c["template"] == .string(name) {
             let conversation = c["conversation"].text
-            guard covers(conversation), case .string(let expected) = c["output"] else { continue }
+            // The built-in formats have no tool syntax; conversations with tools are the Jinja templates' own.
+            guard covers(conversation), c["tools"] != .bool(true), case .string(let expected) = c["output"] else { continue }
             let rendered = try ChatTemplate(format: format).render(Self.messages(conversation), addGenerationPrompt: c["add_generation_prompt"] == .bool(true),
                                                                    bos: "<s>", eos: "</s>")
             #expect(rendered == expected, "\(format) / \(conversation)")
