@@ -1,0 +1,175 @@
+import Jinja
+import Llama
+import Testing
+
+/// Model outputs in each family's tool-call format (as the families' chat templates tell the
+/// model to write them), with and without thinking, one and several calls, and the ways such
+/// outputs go wrong: taken apart whole, and piece by piece as a stream, which must add up to the
+/// same answer.
+@Suite struct ToolCallParserTests {
+    struct Case: CustomStringConvertible, Sendable {
+        let label: String
+        let format: ToolCallFormat
+        let text: String
+        let content: String
+        var reasoning: String? = nil
+        var calls: [(String, String)] = []  // name, arguments (compared as JSON)
+        var startsInReasoning = false
+        var description: String { label }
+    }
+
+    static let cases: [Case] = [
+        // Hermes / Qwen
+        Case(label: "hermes one call", format: .hermes,
+             text: "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>",
+             content: "", calls: [("get_weather", #"{"city": "Paris"}"#)]),
+        Case(label: "hermes parallel calls", format: .hermes,
+             text: "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"unit\": \"celsius\"}}\n</tool_call>\n<tool_call>\n{\"name\": \"get_time\", \"arguments\": {\"timezone\": \"Europe/Paris\"}}\n</tool_call>",
+             content: "", calls: [("get_weather", #"{"city": "Paris", "unit": "celsius"}"#), ("get_time", #"{"timezone": "Europe/Paris"}"#)]),
+        Case(label: "hermes text before and after", format: .hermes,
+             text: "Let me look that up.\n<tool_call>\n{\"name\": \"get_time\", \"arguments\": {\"timezone\": \"UTC\"}}\n</tool_call>\nOne moment.",
+             content: "Let me look that up.\n\nOne moment.", calls: [("get_time", #"{"timezone": "UTC"}"#)]),
+        Case(label: "qwen3 thinking, then a call", format: .hermes,
+             text: "<think>\nThe user wants the weather; I should call get_weather.\n</think>\n\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Lyon\"}}\n</tool_call>",
+             content: "", reasoning: "The user wants the weather; I should call get_weather.", calls: [("get_weather", #"{"city": "Lyon"}"#)]),
+        Case(label: "thinking opened by the prompt", format: .hermes,
+             text: "Short thought.\n</think>\n\nParis is sunny.", content: "Paris is sunny.", reasoning: "Short thought.", startsInReasoning: true),
+        Case(label: "thinking never closed", format: .hermes,
+             text: "<think>\nStill thinking when the tokens ran out", content: "", reasoning: "Still thinking when the tokens ran out"),
+        Case(label: "hermes closing tag missing at the end", format: .hermes,
+             text: "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}",
+             content: "", calls: [("get_weather", #"{"city": "Oslo"}"#)]),
+        Case(label: "hermes closing tag inside an argument", format: .hermes,
+             text: "<tool_call>\n{\"name\": \"echo\", \"arguments\": {\"text\": \"a </tool_call> b\"}}\n</tool_call>",
+             content: "", calls: [("echo", #"{"text": "a </tool_call> b"}"#)]),
+        Case(label: "hermes arguments as a JSON string", format: .hermes,
+             text: "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": \"{\\\"city\\\": \\\"Rome\\\"}\"}\n</tool_call>",
+             content: "", calls: [("get_weather", #"{"city": "Rome"}"#)]),
+        Case(label: "hermes arguments missing", format: .hermes,
+             text: "<tool_call>\n{\"name\": \"get_time\"}\n</tool_call>", content: "", calls: [("get_time", "{}")]),
+        Case(label: "hermes arguments not an object", format: .hermes,
+             text: "<tool_call>{\"name\": \"sum\", \"arguments\": [1, 2, 3]}</tool_call>", content: "", calls: [("sum", "[1, 2, 3]")]),
+        Case(label: "hermes parameters key", format: .hermes,
+             text: "<tool_call>{\"name\": \"get_time\", \"parameters\": {\"timezone\": \"UTC\"}}</tool_call>",
+             content: "", calls: [("get_time", #"{"timezone": "UTC"}"#)]),
+        Case(label: "hermes malformed JSON stays text", format: .hermes,
+             text: "<tool_call>\n{name: get_weather}\n</tool_call>", content: "<tool_call>\n{name: get_weather}\n</tool_call>"),
+        Case(label: "hermes block without a name stays text", format: .hermes,
+             text: "<tool_call>{\"arguments\": {}}</tool_call>", content: "<tool_call>{\"arguments\": {}}</tool_call>"),
+        Case(label: "hermes nested arguments, escapes, unicode", format: .hermes,
+             text: "<tool_call>{\"name\": \"save\", \"arguments\": {\"note\": {\"title\": \"Caf\\u00e9 \\\"Lux\\\" 🦙\", \"tags\": [\"a\", {\"b\": null}]}}}</tool_call>",
+             content: "", calls: [("save", #"{"note": {"title": "Café \"Lux\" 🦙", "tags": ["a", {"b": null}]}}"#)]),
+        Case(label: "hermes junk before the closing tag", format: .hermes,
+             text: "<tool_call>{\"name\": \"get_time\", \"arguments\": {}} oops</tool_call>Done.", content: "Done.", calls: [("get_time", "{}")]),
+        Case(label: "hermes second call cut off", format: .hermes,
+             text: "<tool_call>{\"name\": \"a\", \"arguments\": {}}</tool_call><tool_call>{\"name\": \"b\", \"argu",
+             content: "", calls: [("a", "{}"), ("b", "")]),
+        Case(label: "plain answer", format: .hermes, text: "The capital of France is Paris.", content: "The capital of France is Paris."),
+        // Llama 3.x
+        Case(label: "llama3 JSON call", format: .llama3,
+             text: "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}}", content: "", calls: [("get_weather", #"{"city": "Paris"}"#)]),
+        Case(label: "llama3 python tag", format: .llama3,
+             text: "<|python_tag|>{\"name\": \"get_time\", \"parameters\": {\"timezone\": \"UTC\"}}", content: "", calls: [("get_time", #"{"timezone": "UTC"}"#)]),
+        Case(label: "llama3 two calls", format: .llama3,
+             text: "{\"name\": \"a\", \"parameters\": {\"x\": 1}}; {\"name\": \"b\", \"parameters\": {\"y\": 2}}",
+             content: "", calls: [("a", #"{"x": 1}"#), ("b", #"{"y": 2}"#)]),
+        Case(label: "llama3 code after the python tag", format: .llama3,
+             text: "<|python_tag|>print(6 * 7)", content: "", calls: [("python", #"{"code": "print(6 * 7)"}"#)]),
+        Case(label: "llama3 JSON that is not a call", format: .llama3, text: "{\"answer\": 42}", content: "{\"answer\": 42}"),
+        Case(label: "llama3 text", format: .llama3, text: "It is sunny in Paris.", content: "It is sunny in Paris."),
+        // Mistral
+        Case(label: "mistral list", format: .mistral,
+             text: "[TOOL_CALLS][{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}, {\"name\": \"get_time\", \"arguments\": {\"timezone\": \"CET\"}}]",
+             content: "", calls: [("get_weather", #"{"city": "Paris"}"#), ("get_time", #"{"timezone": "CET"}"#)]),
+        Case(label: "mistral args tags", format: .mistral,
+             text: "Checking.[TOOL_CALLS]get_weather[ARGS]{\"city\": \"Paris\"}[TOOL_CALLS]get_time[ARGS]{\"timezone\": \"CET\"}",
+             content: "Checking.", calls: [("get_weather", #"{"city": "Paris"}"#), ("get_time", #"{"timezone": "CET"}"#)]),
+        Case(label: "mistral call id tag", format: .mistral,
+             text: "[TOOL_CALLS]get_time[CALL_ID]a1b2c3d4e[ARGS]{\"timezone\": \"UTC\"}", content: "", calls: [("get_time", #"{"timezone": "UTC"}"#)]),
+        Case(label: "mistral malformed list stays text", format: .mistral,
+             text: "[TOOL_CALLS][{oops}]", content: "[TOOL_CALLS][{oops}]"),
+        // Generic
+        Case(label: "generic call", format: .generic,
+             text: "{\"tool_call\": {\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}}", content: "", calls: [("get_weather", #"{"city": "Paris"}"#)]),
+        Case(label: "generic calls", format: .generic,
+             text: "{\"tool_calls\": [{\"name\": \"a\", \"arguments\": {}}, {\"name\": \"b\", \"arguments\": {\"k\": \"v\"}}]}",
+             content: "", calls: [("a", "{}"), ("b", #"{"k": "v"}"#)]),
+        Case(label: "generic response", format: .generic,
+             text: "{\"response\": \"It is 18 \\u00b0C and \\\"clear\\\".\\nEnjoy!\"}", content: "It is 18 °C and \"clear\".\nEnjoy!"),
+        Case(label: "generic not JSON", format: .generic, text: "Sorry, I cannot.", content: "Sorry, I cannot."),
+        Case(label: "generic cut off", format: .generic, text: "{\"tool_call\": {\"name\": \"a\", \"argum", content: "", calls: [("a", "")]),
+        Case(label: "hermes cut off inside the arguments", format: .hermes,
+             text: "<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Par", content: "", calls: [("get_weather", "{\"city\": \"Par")]),
+    ]
+
+    static func parser(_ c: Case) -> ToolCallParser {
+        ToolCallParser(format: c.format, startsInReasoning: c.startsInReasoning, idPrefix: c.format == .mistral ? "abcde" : "call_")
+    }
+
+    @Test(arguments: cases)
+    func parsesWhole(_ c: Case) throws {
+        let answer = Self.parser(c).parse(c.text)
+        #expect(answer.content == c.content)
+        #expect(answer.reasoning == c.reasoning)
+        #expect(answer.toolCalls.map(\.name) == c.calls.map(\.0))
+        for (call, expected) in zip(answer.toolCalls, c.calls) {
+            // Whole arguments compare as JSON; a cut-off call keeps the text written so far.
+            if let value = try? JinjaValue(json: expected.1) {
+                #expect(try JinjaValue(json: call.arguments) == value, "\(call.arguments)")
+            } else {
+                #expect(call.arguments == expected.1)
+            }
+        }
+        #expect(Set(answer.toolCalls.map(\.id)).count == answer.toolCalls.count)
+        if c.format == .mistral {
+            #expect(answer.toolCalls.allSatisfy { $0.id.count == 9 && $0.id.allSatisfy { $0.isLetter || $0.isNumber } })
+        }
+    }
+
+    /// The deltas of a stream, in pieces of every size from 1 to 7 characters, add up to the whole
+    /// answer: the same text, thinking, calls, ids and argument text; each call's id and name come
+    /// first, and nothing is sent that is later taken back.
+    @Test(arguments: cases)
+    func streamedPiecesAddUpToTheWhole(_ c: Case) {
+        let whole = Self.parser(c).parse(c.text)
+        for size in 1...7 {
+            var stream = ToolCallStream(parser: Self.parser(c))
+            var deltas: [ToolCallStream.Delta] = []
+            var i = c.text.startIndex
+            while i < c.text.endIndex {
+                let j = c.text.index(i, offsetBy: size, limitedBy: c.text.endIndex) ?? c.text.endIndex
+                deltas += stream.add(String(c.text[i..<j]))
+                i = j
+            }
+            let (last, answer) = stream.finish()
+            deltas += last
+            #expect(answer == whole)
+            var content = "", reasoning = "", calls: [ToolCall] = []
+            for delta in deltas {
+                switch delta {
+                case .content(let s): content += s
+                case .reasoning(let s): reasoning += s
+                case .toolCall(let index, let id, let name, let arguments):
+                    if index == calls.count {
+                        guard let id, let name else { Issue.record("call \(index) began without id and name"); return }
+                        calls.append(ToolCall(id: id, name: name, arguments: arguments))
+                    } else {
+                        #expect(id == nil && name == nil)
+                        calls[index].arguments += arguments
+                    }
+                }
+            }
+            #expect(content == whole.content, "pieces of \(size)")
+            #expect(reasoning == (whole.reasoning ?? ""), "pieces of \(size)")
+            #expect(calls == whole.toolCalls, "pieces of \(size)")
+        }
+    }
+
+    @Test func formatsFromTemplates() {
+        #expect(ToolCallFormat.detect(templateSource: "{{ '<tool_call>' }}") == .hermes)
+        #expect(ToolCallFormat.detect(templateSource: "[TOOL_CALLS]") == .mistral)
+        #expect(ToolCallFormat.detect(templateSource: "<|start_header_id|>ipython<|end_header_id|>") == .llama3)
+        #expect(ToolCallFormat.detect(templateSource: "<|im_start|>") == .generic)
+        #expect(ToolCallFormat.detect(templateSource: nil) == .generic)
+    }
+}
