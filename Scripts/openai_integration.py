@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Drives `llama serve` with the official `openai` Python package, as any OpenAI client would:
 models, chat (whole and streamed, with usage), completions (whole and streamed), embeddings
-(the client's default base64 and floats), JSON mode and JSON schema, and the error cases (wrong
+(the client's default base64 and floats), JSON mode and JSON schema, tool calls (required on 20
+seeds, streamed, a result answered, none), and the error cases (wrong
 key, unknown model, prompt longer than the context, a bad parameter, invalid JSON, an oversized
 body). Then SIGTERM, which must stop the server cleanly.
 
@@ -142,6 +143,48 @@ def main():
                                                response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": schema}})
         person = json.loads(typed.choices[0].message.content)
         check(list(person) == ["name", "age", "likes"] and isinstance(person["age"], int), f"json_schema: {person}")
+
+        # Tool calling: the generic JSON format on the default model, held to the schemas.
+        tools = [{"type": "function", "function": {
+            "name": "get_weather", "description": "Get the current weather in a city.",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30},
+                                                            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+                           "required": ["city"]}}}]
+        question = [{"role": "user", "content": "What is the weather in Paris?"}]
+        valid = 0
+        for seed in range(20):
+            called = client.chat.completions.create(model=model, messages=question, tools=tools, tool_choice="required",
+                                                    max_tokens=512, temperature=0.9, seed=seed)
+            calls = called.choices[0].message.tool_calls or []
+            ok = called.choices[0].finish_reason == "tool_calls" and len(calls) > 0
+            for call in calls:
+                arguments = json.loads(call.function.arguments)
+                ok = ok and call.function.name == "get_weather" and isinstance(arguments.get("city"), str) \
+                    and len(arguments["city"]) <= 30 and arguments.get("unit", "celsius") in ("celsius", "fahrenheit") \
+                    and set(arguments) <= {"city", "unit"} and call.id and call.type == "function"
+            valid += ok
+        check(valid == 20, f"tool_choice required: {valid} of 20 seeds gave calls that follow the schema")
+        first = client.chat.completions.create(model=model, messages=question, tools=tools, tool_choice="required",
+                                               max_tokens=120, temperature=0.9, seed=1)
+        streamed_calls = {}
+        for chunk in client.chat.completions.create(model=model, messages=question, tools=tools, tool_choice="required",
+                                                    max_tokens=120, temperature=0.9, seed=1, stream=True):
+            for delta in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+                entry = streamed_calls.setdefault(delta.index, {"name": "", "arguments": ""})
+                entry["name"] += delta.function.name or ""
+                entry["arguments"] += delta.function.arguments or ""
+        whole_calls = [{"name": c.function.name, "arguments": c.function.arguments} for c in first.choices[0].message.tool_calls]
+        check([streamed_calls[i] for i in sorted(streamed_calls)] == whole_calls, f"streamed tool calls rebuilt: {streamed_calls}")
+        call = first.choices[0].message.tool_calls[0]
+        # The final answer is asked for as text (tool_choice none): with auto the 135M model repeats its call.
+        follow = client.chat.completions.create(model=model, tools=tools, tool_choice="none", max_tokens=60, temperature=0, messages=question + [
+            {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+            {"role": "tool", "tool_call_id": call.id, "content": json.dumps({"temperature": 18, "sky": "clear"})}])
+        check(follow.choices[0].finish_reason == "stop" and bool(follow.choices[0].message.content) and not follow.choices[0].message.tool_calls,
+              f"call, result, answer: {follow.choices[0].message.content!r}")
+        unused = [client.chat.completions.create(model=model, messages=question, tools=tools, tool_choice="none", max_tokens=24,
+                                                 temperature=0.9, seed=seed).choices[0] for seed in range(3)]
+        check(all(not c.message.tool_calls and c.finish_reason in ("stop", "length") for c in unused), "tool_choice none never calls")
 
         def expect_error(kind, status, call, what):
             try:

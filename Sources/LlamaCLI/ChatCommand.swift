@@ -35,6 +35,12 @@ struct ChatCommand: AsyncParsableCommand {
     @Flag(help: "After each answer, print token counts and speed to standard error.")
     var stats = false
 
+    @Flag(name: .customLong("hide-thinking"), help: "Leave out what a reasoning model thinks (<think>...</think>); by default it is shown dimmed.")
+    var hideThinking = false
+
+    @Option(name: .customLong("reasoning-budget"), help: ArgumentHelp("Most tokens a reasoning model may think before its thinking is closed for it; 0 asks the template not to think, -1 is no limit.", valueName: "tokens"))
+    var reasoningBudget: Int = -1
+
     @OptionGroup var sampling: SamplingOptions
 
     func validate() throws {
@@ -42,6 +48,7 @@ struct ChatCommand: AsyncParsableCommand {
             throw ValidationError("--chat-template takes one of \(ChatTemplate.Format.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         if chatTemplate != nil, chatTemplateFile != nil { throw ValidationError("give --chat-template or --chat-template-file, not both") }
+        if reasoningBudget < -1 { throw ValidationError("--reasoning-budget must be -1 (no limit), 0 (no thinking) or a number of tokens") }
     }
 
     func template(for model: LlamaModel) throws -> ChatTemplate {
@@ -57,8 +64,16 @@ struct ChatCommand: AsyncParsableCommand {
 
     func run() async throws {
         let model = try runOptions.loadModel(modelOptions)
-        let chat = ChatSession(model: model, systemPrompt: system, parameters: try sampling.parameters(),
-                               template: try template(for: model), contextSize: runOptions.contextSize, threads: runOptions.threads,
+        let template = try template(for: model)
+        var parameters = try sampling.parameters()
+        // Thinking is shown apart from the answer: its tags stay in the text, and a template that
+        // opens the block itself means the answer starts inside it.
+        let rendered = (try? template.render([.user("?")], bos: model.bosText, eos: model.eosText)) ?? ""
+        parameters.startsInReasoning = rendered.reversed().drop { $0.isWhitespace }.starts(with: "<think>".reversed())
+        parameters.keptSpecialTokens = model.specialTokens(["<think>", "</think>"])
+        parameters.reasoningBudget = reasoningBudget < 0 ? nil : reasoningBudget
+        let chat = ChatSession(model: model, systemPrompt: system, parameters: parameters,
+                               template: template, contextSize: runOptions.contextSize, threads: runOptions.threads,
                                kvCache: try runOptions.cache.checked(model))
         if let prompt {
             let (_, summary) = try await answer(chat, prompt)
@@ -106,14 +121,33 @@ struct ChatCommand: AsyncParsableCommand {
     /// Streams one answer to standard output. Returns whether it was cut short, and its summary.
     func answer(_ chat: ChatSession, _ text: String) async throws -> (Bool, GenerationSummary?) {
         var summary: GenerationSummary? = nil
+        let parser = ToolCallParser(format: .generic, parsesToolCalls: false, startsInReasoning: await chat.parameters.startsInReasoning)
+        var pieces = ToolCallStream(parser: parser)
+        var thought = false, answered = false
+        let dim = isatty(1) == 1
+        func show(_ deltas: [ToolCallStream.Delta]) {
+            for delta in deltas {
+                switch delta {
+                case .reasoning(let s):
+                    thought = true
+                    if !hideThinking { write(dim ? "\u{1B}[2m" + s + "\u{1B}[0m" : s) }
+                case .content(let s):
+                    if thought, !answered, !hideThinking { write("\n\n") }
+                    answered = true
+                    write(s)
+                case .toolCall: break
+                }
+            }
+        }
         for try await event in await chat.respond(to: text) {
             switch event {
-            case .text(let piece): write(piece)
+            case .text(let piece): show(pieces.add(piece))
             case .notice(let notice): Console.error("[\(notice)]")
             case .logprob: break
             case .finished(let s): summary = s
             }
         }
+        show(pieces.finish().deltas)
         write("\n")
         return (Task.isCancelled || summary?.finishReason == .cancelled || summary == nil, summary)
     }

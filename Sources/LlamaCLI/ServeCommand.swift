@@ -59,11 +59,15 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("idle-timeout"), help: ArgumentHelp("Close a connection after this long with nothing sent either way.", valueName: "seconds"))
     var idleTimeout: Int = 60
 
+    @Option(name: .customLong("reasoning-budget"), help: ArgumentHelp("Most tokens a reasoning model may think (<think>...</think>) before its thinking is closed for it; 0 asks the template not to think, -1 is no limit.", valueName: "tokens"))
+    var reasoningBudget: Int = -1
+
     func validate() throws {
         if parallel < 1 { throw ValidationError("--parallel must be at least 1") }
         if queue < 0 { throw ValidationError("--queue cannot be negative") }
         if timeout < 0 { throw ValidationError("--timeout cannot be negative (0 means no limit)") }
         if idleTimeout < 1 { throw ValidationError("--idle-timeout must be at least 1 second") }
+        if reasoningBudget < -1 { throw ValidationError("--reasoning-budget must be -1 (no limit), 0 (no thinking) or a number of tokens") }
         if !(0...65535).contains(port) { throw ValidationError("--port must be between 0 and 65535") }
     }
 
@@ -100,6 +104,7 @@ struct ServeCommand: AsyncParsableCommand {
             }
         }
         configuration.idleTimeout = .seconds(idleTimeout)
+        configuration.reasoningBudget = reasoningBudget < 0 ? nil : reasoningBudget
         if runOptions.contextSize == nil { runOptions.noteContext(model, sequences: parallel) }
         let engine = makeEngine(model: model, configuration: configuration)
         let slotContext = engine.scheduler.contextSize

@@ -31,6 +31,9 @@ public struct ServerConfiguration: Sendable {
     public var requestTimeout: Duration? = .seconds(600)
     /// The longest a chat template may take to render for one request.
     public var renderTimeout: Duration = .seconds(10)
+    /// Most tokens a reasoning model may think before its thinking is closed for it (0: the
+    /// template is asked not to think, `enable_thinking: false`); nil for no limit.
+    public var reasoningBudget: Int? = nil
     /// A connection with nothing to read or write for this long is closed.
     public var idleTimeout: Duration = .seconds(60)
     /// A request's headers must arrive within this long of the connection (or the previous
@@ -67,7 +70,7 @@ public func buildApplication(engine: InferenceEngine, configuration: ServerConfi
     router.add(middleware: OpenAIErrorMiddleware())
     if let key = configuration.apiKey, !key.isEmpty { router.add(middleware: APIKeyMiddleware(key: key)) }
     Routes(engine: engine, maxBodyBytes: configuration.maxBodyBytes, requestTimeout: configuration.requestTimeout,
-           renderTimeout: configuration.renderTimeout).add(to: router)
+           renderTimeout: configuration.renderTimeout, reasoningBudget: configuration.reasoningBudget).add(to: router)
     let headerTimeout = TimeAmount(configuration.headerTimeout)
     return Application(
         router: router,

@@ -228,9 +228,75 @@ func chatMessages(_ fields: JSONFields) throws -> [ChatMessage] {
         case let other?:
             throw APIError.badRequest("messages[\(index)].content must be a string or an array of parts, not \(JSONFields.typeName(other))", param: "messages")
         }
+        var calls: [ToolCall]? = nil
+        if let value = message["tool_calls"] {
+            guard case .array(let list) = value else { throw JSONFields.mistyped("messages[\(index)].tool_calls", "an array", value) }
+            calls = try list.enumerated().map { j, item in
+                let bad = APIError.badRequest("messages[\(index)].tool_calls[\(j)] must be {\"id\", \"type\": \"function\", \"function\": {\"name\", \"arguments\"}}", param: "messages")
+                guard case .object(let pairs) = item else { throw bad }
+                let call = JSONFields(pairs: pairs)
+                guard let function = try call.object("function"), let name = try function.string("name") else { throw bad }
+                let arguments: String
+                switch function["arguments"] {
+                case .string(let s)?: arguments = s
+                case nil: arguments = "{}"
+                case let other?: arguments = other.jsonText
+                }
+                return ToolCall(id: try call.string("id") ?? "call_\(index)_\(j)", name: name, arguments: arguments)
+            }
+        }
         // Templates know system, not OpenAI's newer name for it.
-        return ChatMessage(role: role == "developer" ? "system" : role, content: text)
+        return ChatMessage(role: role == "developer" ? "system" : role, content: text, toolCalls: calls,
+                           toolCallID: try message.string("tool_call_id"), name: try message.string("name"))
     }
+}
+
+/// A chat request's tools (`tools`, `tool_choice`, `parallel_tool_calls`) for the model's
+/// template, checked (each schema must make a grammar); nil when there are none.
+func toolUse(_ fields: JSONFields, template: ChatTemplate) throws -> ToolUse? {
+    var tools: [ToolSpec] = []
+    if let value = fields["tools"] {
+        guard case .array(let items) = value else { throw JSONFields.mistyped("tools", "an array", value) }
+        guard items.count <= 256 else { throw APIError.badRequest("'tools' may hold at most 256 tools", param: "tools") }
+        for (i, item) in items.enumerated() {
+            let bad = APIError.badRequest("tools[\(i)] must be {\"type\": \"function\", \"function\": {\"name\": ..., \"description\": ..., \"parameters\": {...}}}", param: "tools")
+            guard case .object(let pairs) = item else { throw bad }
+            let tool = JSONFields(pairs: pairs)
+            let type = try tool.string("type") ?? "function"
+            guard type == "function" else { throw APIError.badRequest("tools[\(i)] has type '\(type)'; only function tools are supported", param: "tools") }
+            guard let function = try tool.object("function"), let name = try function.string("name"), !name.isEmpty else { throw bad }
+            let parameters = function["parameters"] ?? ["type": "object", "properties": [:]]
+            guard case .object = parameters else { throw APIError.badRequest("tools[\(i)].function.parameters must be a JSON schema object", param: "tools") }
+            tools.append(ToolSpec(name: name, description: try function.string("description"), parameters: parameters))
+        }
+    }
+    var choice = ToolChoice.auto
+    switch fields["tool_choice"] {
+    case nil, .string("auto")?: break
+    case .string("none")?: choice = .none
+    case .string("required")?: choice = .required
+    case .object(let pairs)?:
+        guard let function = try JSONFields(pairs: pairs).object("function"), let name = try function.string("name") else {
+            throw APIError.badRequest("'tool_choice' as an object must be {\"type\": \"function\", \"function\": {\"name\": ...}}", param: "tool_choice")
+        }
+        choice = .function(name)
+    default:
+        throw APIError.badRequest("'tool_choice' must be auto, none, required or {\"type\": \"function\", \"function\": {\"name\": ...}}", param: "tool_choice")
+    }
+    let parallel = try fields.bool("parallel_tool_calls") ?? true
+    let use = ToolUse(tools: tools, choice: choice, parallel: parallel, template: template)
+    do {
+        try use.validate()
+    } catch {
+        throw APIError.badRequest(error.description, param: "tool_choice")
+    }
+    guard !tools.isEmpty else { return nil }
+    do {
+        _ = try use.grammar()
+    } catch {
+        throw APIError.badRequest("a tool's parameters cannot be followed: \(error)", param: "tools")
+    }
+    return use
 }
 
 /// A completion prompt: a string, one string in an array, or token ids.

@@ -13,6 +13,7 @@ struct Routes: Sendable {
     var requestTimeout: Duration? = nil
     /// The longest the chat template may take to render for one request.
     var renderTimeout: Duration = .seconds(10)
+    var reasoningBudget: Int? = nil
 
     var model: LlamaModel { engine.model }
 
@@ -91,26 +92,51 @@ struct Routes: Sendable {
         let scope = await RequestScope(context: context, timeout: requestTimeout)
         do {
             let fields = try await body(request)
-            let generation = try GenerationRequest(fields, vocabularySize: model.configuration.vocabularySize, chat: true)
+            var generation = try GenerationRequest(fields, vocabularySize: model.configuration.vocabularySize, chat: true)
             try engine.check(model: generation.model)
             let messages = try chatMessages(fields)
+            let tools = try toolUse(fields, template: engine.chatTemplate)
+            if let grammar = try tools?.grammar() {
+                guard generation.parameters.grammar == nil else {
+                    throw APIError.badRequest("tools cannot be combined with 'response_format' or 'grammar'", param: "tools")
+                }
+                generation.parameters.grammar = grammar.grammar
+                generation.parameters.grammarTriggers = grammar.triggers
+            }
+            generation.parameters.keptSpecialTokens = model.specialTokens(ToolUse.formatTags)
+            let reasoningFormat = try fields.string("reasoning_format") ?? "auto"
+            guard ["none", "auto", "deepseek", "deepseek-legacy"].contains(reasoningFormat) else {
+                throw APIError.badRequest("'reasoning_format' must be none, auto or deepseek", param: "reasoning_format")
+            }
+            var variables = try fields.object("chat_template_kwargs").map { Dictionary($0.pairs, uniquingKeysWith: { $1 }) } ?? [:]
+            if reasoningBudget == 0, variables["enable_thinking"] == nil { variables["enable_thinking"] = .bool(false) }
             var limits = Template.Limits()
             limits.timeLimit = renderTimeout
             let cancellation = scope.cancellation
             limits.isCancelled = { cancellation.isCancelled }
             let contextSize = engine.scheduler.contextSize
-            let prompt = try await engine.workers.run(cancellation: scope.cancellation) { [model, engine, limits] _ in
+            let (prompt, opensThinking) = try await engine.workers.run(cancellation: scope.cancellation) { [model, engine, limits, variables] _ in
                 do {
-                    return try model.chatPromptTokens(messages, template: engine.chatTemplate, limits: limits) { text in
+                    var opensThinking = false
+                    let tokens = try model.chatPromptTokens(messages, template: engine.chatTemplate, toolUse: tools, variables: variables, limits: limits) { text in
                         try engine.checkLength(ofText: text, limit: contextSize, param: "messages")
+                        // A template that opens the thinking block itself: the answer starts inside it.
+                        var end = text[...]
+                        while let last = end.last, last.isWhitespace { end = end.dropLast() }
+                        opensThinking = end.hasSuffix("<think>")
                     }
+                    return (tokens, opensThinking)
                 } catch let error as APIError {
                     throw error
                 } catch {
                     throw APIError.badRequest("the model's chat template does not accept these messages: \(error)", param: "messages")
                 }
             }
-            return try await generate(prompt: prompt, generation, chat: true, context: context, scope: scope)
+            let parser = ToolCallParser(format: tools?.format ?? .generic, parsesToolCalls: tools?.isActive ?? false,
+                                        splitsReasoning: reasoningFormat != "none", startsInReasoning: opensThinking)
+            generation.parameters.reasoningBudget = reasoningBudget
+            generation.parameters.startsInReasoning = opensThinking
+            return try await generate(prompt: prompt, generation, chat: true, parser: parser, context: context, scope: scope)
         } catch {
             scope.end()
             throw scope.timedOut ? scope.timeoutError : error
@@ -142,7 +168,8 @@ struct Routes: Sendable {
     /// answers with one JSON object, or with server-sent events as it goes. A client that leaves
     /// cancels its generations: their slots are free at the next step.
     /// The request's scope ends when the answer has been sent (or has failed).
-    func generate(prompt: [TokenID], _ generation: GenerationRequest, chat: Bool, context: Context, scope: RequestScope) async throws -> Response {
+    func generate(prompt: [TokenID], _ generation: GenerationRequest, chat: Bool, parser: ToolCallParser? = nil,
+                  context: Context, scope: RequestScope) async throws -> Response {
         let cancellation = scope.cancellation
         // Compiling the grammar (in submit) costs what the request makes it cost: off the event loop.
         let streams = try await engine.workers.run(cancellation: cancellation) { [engine] _ in
@@ -181,7 +208,10 @@ struct Routes: Sendable {
             let finished = summaries.compactMap { $0 }
             if scope.timedOut { throw scope.timeoutError }
             guard finished.count == count else { throw BatchScheduler.ShutDown() }
-            let choices = (0..<count).map { shape.choice(index: $0, text: texts[$0], reason: finished[$0].finishReason, logprobs: logprobs[$0].take()) }
+            let choices = (0..<count).map { i in
+                guard let parser else { return shape.choice(index: i, text: texts[i], reason: finished[i].finishReason, logprobs: logprobs[i].take()) }
+                return shape.choice(index: i, answer: parser.parse(texts[i]), reason: finished[i].finishReason, logprobs: logprobs[i].take())
+            }
             return json(shape.whole(choices: choices, usage: shape.usage(finished)))
         }
         let includeUsage = generation.includeUsage
@@ -194,6 +224,15 @@ struct Routes: Sendable {
             }
             // Log probabilities arrive before their token's text and go out with the next chunk.
             var logprobs = [LogprobList](repeating: LogprobList(chat: chat, enabled: wantsLogprobs), count: count)
+            // A chat answer is taken apart as it comes: text, thinking, tool calls.
+            var answers = parser.map { p in [ToolCallStream](repeating: ToolCallStream(parser: p), count: count) }
+            var calledTools = [Bool](repeating: false, count: count)
+            func send(_ deltas: [ToolCallStream.Delta], index: Int) async throws {
+                for delta in deltas {
+                    if case .toolCall = delta { calledTools[index] = true }
+                    try await send(shape.chunk(index: index, delta: ResponseShape.delta(delta), includeUsage: includeUsage, logprobs: logprobs[index].take()))
+                }
+            }
             var summaries: [GenerationSummary] = []
             do {
                 if chat {
@@ -204,14 +243,19 @@ struct Routes: Sendable {
                 for try await (index, event) in events {
                     switch event {
                     case .text(let piece):
-                        try await send(shape.chunk(index: index, delta: chat ? .object([("content", .string(piece))]) : .string(piece),
-                                                   includeUsage: includeUsage, logprobs: logprobs[index].take()))
+                        if answers != nil {
+                            try await send(answers![index].add(piece), index: index)
+                        } else {
+                            try await send(shape.chunk(index: index, delta: chat ? .object([("content", .string(piece))]) : .string(piece),
+                                                       includeUsage: includeUsage, logprobs: logprobs[index].take()))
+                        }
                     case .logprob(let entry): logprobs[index].add(entry)
                     case .finished(let summary):
                         Self.log(summary, chat: chat, logger: logger)
                         summaries.append(summary)
+                        if answers != nil { try await send(answers![index].finish().deltas, index: index) }
                         try await send(shape.chunk(index: index, delta: chat ? .object([]) : .string(""), finish: summary.finishReason,
-                                                   includeUsage: includeUsage, logprobs: logprobs[index].take()))
+                                                   calledTools: calledTools[index], includeUsage: includeUsage, logprobs: logprobs[index].take()))
                     case .notice: break
                     }
                 }
@@ -335,7 +379,9 @@ struct ResponseShape: Sendable {
         id = (chat ? "chatcmpl-" : "cmpl-") + hex
     }
 
-    static func finishReason(_ reason: FinishReason) -> JinjaValue {
+    /// OpenAI's finish reason; an answer that ended with calls ends with "tool_calls".
+    static func finishReason(_ reason: FinishReason, calledTools: Bool = false) -> JinjaValue {
+        if calledTools, reason == .stop { return .string("tool_calls") }
         switch reason {
         case .stop: return .string("stop")
         case .length, .contextFull: return .string("length")
@@ -365,13 +411,47 @@ struct ResponseShape: Sendable {
             : .object([("index", .int(index)), ("text", .string(text)), ("logprobs", logprobs), ("finish_reason", Self.finishReason(reason))])
     }
 
+    /// A chat choice from an answer taken apart: the text (null when there are only calls), the
+    /// thinking as `reasoning_content`, and the calls.
+    func choice(index: Int, answer: ParsedAnswer, reason: FinishReason, logprobs: JinjaValue) -> JinjaValue {
+        let calls = answer.toolCalls
+        var message: [(String, JinjaValue)] = [("role", "assistant"), ("content", calls.isEmpty || !answer.content.isEmpty ? .string(answer.content) : .none)]
+        if let reasoning = answer.reasoning { message.append(("reasoning_content", .string(reasoning))) }
+        if !calls.isEmpty {
+            message.append(("tool_calls", .array(calls.map { call in
+                .object([("id", .string(call.id)), ("type", "function"),
+                         ("function", .object([("name", .string(call.name)), ("arguments", .string(call.arguments))]))])
+            })))
+        }
+        return .object([("index", .int(index)), ("message", .object(message)), ("logprobs", logprobs),
+                        ("finish_reason", Self.finishReason(reason, calledTools: !calls.isEmpty))])
+    }
+
+    /// A streamed piece of a chat answer as OpenAI sends it: a call's first delta has its index,
+    /// id, type and name; later ones its index and a fragment of the arguments.
+    static func delta(_ delta: ToolCallStream.Delta) -> JinjaValue {
+        switch delta {
+        case .content(let text): return .object([("content", .string(text))])
+        case .reasoning(let text): return .object([("reasoning_content", .string(text))])
+        case .toolCall(let index, let id, let name, let arguments):
+            var call: [(String, JinjaValue)] = [("index", .int(index))]
+            if let id { call += [("id", .string(id)), ("type", "function")] }
+            var function: [(String, JinjaValue)] = []
+            if let name { function.append(("name", .string(name))) }
+            function.append(("arguments", .string(arguments)))
+            call.append(("function", .object(function)))
+            return .object([("tool_calls", .array([.object(call)]))])
+        }
+    }
+
     func whole(choices: [JinjaValue], usage: JinjaValue) -> JinjaValue {
         .object(header(chat ? "chat.completion" : "text_completion") + [("choices", .array(choices)), ("usage", usage)])
     }
 
     /// A chunk with a delta (chat) or a piece of text (completions) of choice `index`.
-    func chunk(index: Int = 0, delta: JinjaValue, finish: FinishReason? = nil, includeUsage: Bool, logprobs: JinjaValue = .none) -> JinjaValue {
-        let reason = finish.map(Self.finishReason) ?? .none
+    func chunk(index: Int = 0, delta: JinjaValue, finish: FinishReason? = nil, calledTools: Bool = false, includeUsage: Bool,
+               logprobs: JinjaValue = .none) -> JinjaValue {
+        let reason = finish.map { Self.finishReason($0, calledTools: calledTools) } ?? .none
         let choice: JinjaValue = chat
             ? .object([("index", .int(index)), ("delta", delta), ("logprobs", logprobs), ("finish_reason", reason)])
             : .object([("index", .int(index)), ("text", delta), ("logprobs", logprobs), ("finish_reason", reason)])

@@ -4,19 +4,22 @@
 public struct StreamingDecoder: Sendable {
     public let tokenizer: Tokenizer
     public let renderSpecial: Bool
+    /// Control tokens whose text is written even without `renderSpecial`.
+    public let kept: Set<TokenID>
     private var pending: [UInt8] = []
     /// SentencePiece vocabularies put a space before the text; it is dropped at the start.
     private var dropLeadingSpace: Bool
 
-    public init(tokenizer: Tokenizer, renderSpecial: Bool = false, atStartOfText: Bool = true) {
+    public init(tokenizer: Tokenizer, renderSpecial: Bool = false, kept: Set<TokenID> = [], atStartOfText: Bool = true) {
         self.tokenizer = tokenizer
         self.renderSpecial = renderSpecial
+        self.kept = kept
         self.dropLeadingSpace = atStartOfText && tokenizer.definition.model == .sentencePiece && tokenizer.definition.addSpacePrefix
     }
 
     /// Adds one token; returns the text that is now complete (possibly empty).
     public mutating func append(_ token: TokenID) -> String {
-        var bytes = tokenizer.pieceBytes(token, renderSpecial: renderSpecial)
+        var bytes = tokenizer.pieceBytes(token, renderSpecial: renderSpecial || kept.contains(token))
         if dropLeadingSpace, !bytes.isEmpty {
             if bytes[0] == UInt8(ascii: " "), tokenizer.tokenType(token) != .control { bytes.removeFirst() }
             dropLeadingSpace = false

@@ -121,4 +121,25 @@ import TestSupport
             if case .array(let languages) = o["languages"] { #expect(languages.count <= 3) } else { Issue.record("seed \(seed): languages") }
         }
     }
+
+    /// A grammar with a trigger waits: the answer is the free answer up to the trigger, and from
+    /// the trigger on it follows the grammar (here: no "!" for at most 40 characters, then "!").
+    @Test func aTriggeredGrammarStartsAtItsTrigger() throws {
+        let model = try LlamaModel.load(path: DefaultModel.locate())
+        let session = Session(model: model, contextSize: 512, threads: SystemInfo.physicalCores)
+        let tokens = try model.chatPromptTokens([.user("Tell me about the city of Paris.")])
+        let free = try session.run(prompt: tokens, parameters: GenerationParameters(maxTokens: 40, sampler: .greedy)) { _ in }.text
+        // The fourth word of the free answer is the trigger.
+        let words = free.split(separator: " ").filter { $0.allSatisfy(\.isLetter) }
+        let trigger = String(try #require(words.dropFirst(3).first, "\(free)"))
+        var parameters = GenerationParameters(maxTokens: 80, sampler: .greedy, grammar: "root ::= \"\(trigger)\" [^!]{0,40} \"!\"")
+        parameters.grammarTriggers = [trigger]
+        let constrained = try session.run(prompt: tokens, parameters: parameters) { _ in }
+        let start = try #require(constrained.text.range(of: trigger), "\(constrained.text)")
+        let freeStart = try #require(free.range(of: trigger))
+        #expect(constrained.text[..<start.lowerBound] == free[..<freeStart.lowerBound])
+        let after = constrained.text[start.upperBound...]
+        #expect(after.hasSuffix("!") && after.dropLast().count <= 40 && !after.dropLast().contains("!"), "\(constrained.text)")
+        #expect(constrained.finishReason == .stop)
+    }
 }

@@ -165,6 +165,71 @@ import Testing
         }
     }
 
+    /// Each format's grammar takes that format's calls, with arguments that follow the schema,
+    /// and refuses arguments that do not, unknown functions and (for `auto`) nothing else.
+    @Test func grammarsHoldCallsToTheSchemas() throws {
+        let tools = [ToolSpec(name: "get_weather", parameters: ["type": "object", "properties": ["city": ["type": "string"], "days": ["type": "integer"]], "required": ["city"]]),
+                     ToolSpec(name: "get_time")]
+        let templates: [(String, String, [String], [String])] = [
+            ("{{ tools }}<tool_call>", "hermes",
+             ["<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"days\": 2}}\n</tool_call>",
+              "<tool_call>{\"name\": \"get_time\", \"arguments\": {}}</tool_call>\n<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}</tool_call>"],
+             ["<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"days\": 2}}</tool_call>",
+              "<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": 3}}</tool_call>",
+              "<tool_call>{\"name\": \"launch\", \"arguments\": {}}</tool_call>"]),
+            ("<|start_header_id|>ipython{{ tools }}", "llama3",
+             ["{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}}"],
+             ["{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}"]),
+            ("[TOOL_CALLS]{{ tools }}", "mistral",
+             ["[TOOL_CALLS][{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}, {\"name\": \"get_time\", \"arguments\": {}}]"],
+             ["[TOOL_CALLS][]"]),
+            ("[TOOL_CALLS][ARGS]{{ tools }}", "mistral",
+             ["[TOOL_CALLS]get_weather[ARGS]{\"city\": \"Paris\"}[TOOL_CALLS]get_time[ARGS]{}"],
+             ["[TOOL_CALLS]get_weather[ARGS]{}"]),
+            ("<|im_start|>", "generic",
+             ["{\"tool_call\": {\"name\": \"get_time\", \"arguments\": {}}}", "{\"response\": \"Hello\"}",
+              "{\"tool_calls\": [{\"name\": \"get_time\", \"arguments\": {}}, {\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\"}}]}"],
+             ["Hello", "{\"tool_call\": {\"name\": \"get_weather\", \"arguments\": {}}}"]),
+        ]
+        for (source, format, good, bad) in templates {
+            let use = ToolUse(tools: tools, template: try ChatTemplate(jinja: source))
+            #expect(use.format.rawValue == format)
+            let (grammar, triggers) = try #require(try use.grammar())
+            #expect(triggers.isEmpty == (format == "generic"), "\(format)")
+            for text in good { #expect(try GrammarTests.accepts(grammar, text), "\(format): \(text)") }
+            for text in bad { #expect(try !GrammarTests.accepts(grammar, text), "\(format): \(text)") }
+            // required: the same grammar from the first token; generic then has no plain answer.
+            let required = try #require(try ToolUse(tools: tools, choice: .required, template: try ChatTemplate(jinja: source)).grammar())
+            #expect(required.triggers.isEmpty)
+            if format == "generic" { #expect(try !GrammarTests.accepts(required.grammar, "{\"response\": \"Hello\"}")) }
+        }
+        // A named function: only it; more calls than the cap: refused.
+        let named = try #require(try ToolUse(tools: tools, choice: .function("get_time"), template: try ChatTemplate(jinja: "<|im_start|>")).grammar())
+        #expect(try !GrammarTests.accepts(named.grammar, "{\"tool_call\": {\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\"}}}"))
+        let nine = Array(repeating: "{\"name\": \"get_time\", \"arguments\": {}}", count: 9)
+        let generic = try #require(try ToolUse(tools: tools, template: try ChatTemplate(jinja: "<|im_start|>")).grammar())
+        #expect(try GrammarTests.accepts(generic.grammar, "{\"tool_calls\": [" + nine.dropLast().joined(separator: ", ") + "]}"))
+        #expect(try !GrammarTests.accepts(generic.grammar, "{\"tool_calls\": [" + nine.joined(separator: ", ") + "]}"))
+    }
+
+    /// A template without tool syntax: the system message describes the tools and the answer;
+    /// calls in the history become that JSON, results user turns (parallel ones together).
+    @Test func conversationsForTemplatesWithoutTools() throws {
+        let use = ToolUse(tools: [ToolSpec(name: "get_time", description: "The time.")], template: ChatTemplate(format: .chatml))
+        let messages = use.messages([.user("Time?"), .assistant("", toolCalls: [ToolCall(id: "c1", name: "get_time", arguments: "{}"),
+                                                                                 ToolCall(id: "c2", name: "get_time", arguments: "{\"tz\": \"UTC\"}")]),
+                                     .tool("10:00", callID: "c1", name: "get_time"), .tool("09:00", callID: "c2", name: "get_time")])
+        #expect(messages.map(\.role) == ["system", "user", "assistant", "user"])
+        #expect(messages[0].content.contains("get_time") && messages[0].content.contains("\"response\""))
+        #expect(messages[2].content == #"{"tool_calls": [{"name": "get_time", "arguments": {}}, {"name": "get_time", "arguments": {"tz": "UTC"}}]}"#)
+        #expect(messages[3].content.contains("10:00") && messages[3].content.contains("09:00"))
+        // With tool_choice none the answer is text, and earlier calls are told in words.
+        let none = ToolUse(tools: [ToolSpec(name: "get_time")], choice: .none, template: ChatTemplate(format: .chatml))
+        #expect(none.messages([.user("Time?"), .assistant("", toolCalls: [ToolCall(id: "c1", name: "get_time", arguments: "{}")])]).last?.content == "(I called get_time with {}.)")
+        #expect(ToolUse(tools: [], choice: .function("x"), template: ChatTemplate(format: .chatml)).isActive == false)
+        #expect(throws: ChatError.self) { try ToolUse(tools: [ToolSpec(name: "a")], choice: .function("b"), template: ChatTemplate(format: .chatml)).validate() }
+    }
+
     @Test func formatsFromTemplates() {
         #expect(ToolCallFormat.detect(templateSource: "{{ '<tool_call>' }}") == .hermes)
         #expect(ToolCallFormat.detect(templateSource: "[TOOL_CALLS]") == .mistral)

@@ -3,18 +3,45 @@ import Tokenizers
 
 /// One message of a conversation.
 public struct ChatMessage: Sendable, Codable, Equatable {
-    /// "system", "user", "assistant" (templates may know others, such as "tool").
+    /// "system", "user", "assistant" or "tool" (templates may know others).
     public var role: String
     public var content: String
+    /// The calls an assistant turn made.
+    public var toolCalls: [ToolCall]?
+    /// For a "tool" turn: the id of the call it answers.
+    public var toolCallID: String?
+    /// For a "tool" turn: the function that answered.
+    public var name: String?
 
-    public init(role: String, content: String) {
+    public init(role: String, content: String, toolCalls: [ToolCall]? = nil, toolCallID: String? = nil, name: String? = nil) {
         self.role = role
         self.content = content
+        self.toolCalls = toolCalls
+        self.toolCallID = toolCallID
+        self.name = name
     }
 
     public static func system(_ content: String) -> ChatMessage { ChatMessage(role: "system", content: content) }
     public static func user(_ content: String) -> ChatMessage { ChatMessage(role: "user", content: content) }
-    public static func assistant(_ content: String) -> ChatMessage { ChatMessage(role: "assistant", content: content) }
+    public static func assistant(_ content: String, toolCalls: [ToolCall]? = nil) -> ChatMessage {
+        ChatMessage(role: "assistant", content: content, toolCalls: toolCalls)
+    }
+    /// The result of a call, as the model will read it.
+    public static func tool(_ content: String, callID: String, name: String? = nil) -> ChatMessage {
+        ChatMessage(role: "tool", content: content, toolCallID: callID, name: name)
+    }
+
+    /// The message as chat templates read it (Hugging Face's shape): an assistant turn with calls
+    /// and no text has `content` none, as OpenAI clients send it.
+    public var json: JinjaValue {
+        var pairs: [(String, JinjaValue)] = [("role", .string(role))]
+        let calls = toolCalls ?? []
+        pairs.append(("content", calls.isEmpty || !content.isEmpty ? .string(content) : .none))
+        if !calls.isEmpty { pairs.append(("tool_calls", .array(calls.map(\.json)))) }
+        if let toolCallID { pairs.append(("tool_call_id", .string(toolCallID))) }
+        if let name { pairs.append(("name", .string(name))) }
+        return .object(pairs)
+    }
 }
 
 /// Turns a conversation into the prompt text a chat model was trained on. Either one of the
@@ -82,15 +109,22 @@ public struct ChatTemplate: Sendable {
 
     /// The prompt text for `messages`; with `addGenerationPrompt`, ending where the assistant's
     /// answer begins. `bos` and `eos` are the model's special tokens as text; the result is meant
-    /// to be tokenized with special tokens parsed and without adding BOS again.
+    /// to be tokenized with special tokens parsed and without adding BOS again. `tools` are
+    /// passed to a Jinja template as `tools`, and `variables` beside the others (a request's
+    /// `chat_template_kwargs`, such as `enable_thinking`); the built-in formats know neither.
     /// A model file's template is untrusted: `limits` bound what rendering may spend.
     public func render(_ messages: [ChatMessage], addGenerationPrompt: Bool = true, bos: String, eos: String,
+                       tools: [ToolSpec] = [], variables: [String: JinjaValue] = [:],
                        limits: Template.Limits = Template.Limits()) throws -> String {
         switch kind {
         case .jinja(let template):
-            let list = JinjaValue.array(messages.map { .object([("role", .string($0.role)), ("content", .string($0.content))]) })
-            return try template.render(["messages": list, "add_generation_prompt": .bool(addGenerationPrompt),
-                                        "bos_token": .string(bos), "eos_token": .string(eos)], limits: limits)
+            var all = variables
+            all["messages"] = .array(messages.map(\.json))
+            all["add_generation_prompt"] = .bool(addGenerationPrompt)
+            all["bos_token"] = .string(bos)
+            all["eos_token"] = .string(eos)
+            if !tools.isEmpty { all["tools"] = .array(tools.map(\.json)) }
+            return try template.render(all, limits: limits)
         case .builtin(let format):
             return try Self.render(format, messages, addGenerationPrompt: addGenerationPrompt, bos: bos, eos: eos)
         }
@@ -169,9 +203,17 @@ extension LlamaModel {
     /// The prompt tokens of a conversation in `template` (by default the model's own), ending
     /// where the assistant's answer begins; special tokens parsed, BOS once where the model wants it.
     /// `checkText` sees the rendered text before it is tokenized (to refuse one far too long).
-    public func chatPromptTokens(_ messages: [ChatMessage], template: ChatTemplate? = nil, limits: Template.Limits = Template.Limits(),
+    /// With `toolUse`, the conversation is prepared for its tools first (see `ToolUse.messages`).
+    public func chatPromptTokens(_ messages: [ChatMessage], template: ChatTemplate? = nil, toolUse: ToolUse? = nil,
+                                 variables: [String: JinjaValue] = [:], limits: Template.Limits = Template.Limits(),
                                  checkText: (String) throws -> Void = { _ in }) throws -> [TokenID] {
-        let text = try (template ?? chatTemplate).render(messages, addGenerationPrompt: true, bos: bosText, eos: eosText, limits: limits)
+        let template = template ?? chatTemplate
+        let text: String
+        if let toolUse {
+            text = try toolUse.render(messages, template: template, bos: bosText, eos: eosText, variables: variables, limits: limits)
+        } else {
+            text = try template.render(messages, addGenerationPrompt: true, bos: bosText, eos: eosText, variables: variables, limits: limits)
+        }
         try checkText(text)
         var tokens = tokenizer.encode(text, addSpecial: false, parseSpecial: true)
         if tokenizer.definition.addBOS, let bos = tokenizer.bos, tokens.first != bos {

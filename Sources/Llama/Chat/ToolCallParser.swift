@@ -39,7 +39,8 @@ public struct ToolCallParser: Sendable {
 
     public func parse(_ text: String, partial: Bool = false) -> ParsedAnswer {
         let (reasoning, rest) = splitsReasoning ? splitThinking(Substring(text), partial: partial) : (nil, Substring(text))
-        guard parsesToolCalls else { return ParsedAnswer(content: Self.trimmed(rest), reasoning: reasoning) }
+        // Without calls or thinking, the text is the answer as it came, spaces and all.
+        guard parsesToolCalls else { return ParsedAnswer(content: reasoning == nil ? String(rest) : Self.trimmed(rest), reasoning: reasoning) }
         let (content, calls): (String, [ToolCall])
         switch format {
         case .hermes: (content, calls) = parseHermes(rest, partial: partial)

@@ -58,7 +58,20 @@ struct GenerationState {
     let tokenizer: Tokenizer
     let maxTokens: Int
     let stopTokens: Set<TokenID>
-    let matcher: GrammarMatcher?
+    /// The grammar's matcher: from the start, or (with triggers) once a trigger has appeared.
+    private(set) var matcher: GrammarMatcher?
+    /// A grammar waiting for one of `triggers` in the output.
+    let waitingGrammar: Grammar?
+    let triggers: [String]
+    let kept: Set<TokenID>
+    /// All text decoded so far, held-back stop text included (where triggers and thinking are
+    /// looked for; kept only when needed).
+    private var decoded = ""
+    let reasoningBudget: Int?
+    let startsInReasoning: Bool
+    private var thinkingTokens = 0
+    /// Tokens the model is made to write next (the end of thinking, past its budget).
+    private var forced: [TokenID] = []
     let logprobs: Int?
     var sampler: Sampler
     var decoder: StreamingDecoder
@@ -74,10 +87,16 @@ struct GenerationState {
         maxTokens = parameters.maxTokens
         stopTokens = parameters.stopTokens ?? model.stopTokens
         try parameters.sampler.validate()
-        matcher = try parameters.grammar.map { GrammarMatcher(try Grammar($0)) }
+        let grammar = try parameters.grammar.map { try Grammar($0) }
+        triggers = parameters.grammarTriggers
+        waitingGrammar = triggers.isEmpty ? nil : grammar
+        matcher = triggers.isEmpty ? grammar.map { GrammarMatcher($0) } : nil
+        kept = parameters.keptSpecialTokens
+        reasoningBudget = parameters.reasoningBudget.map { max(0, $0) }
+        startsInReasoning = parameters.startsInReasoning
         logprobs = parameters.logprobs.map { max(0, $0) }
         sampler = Sampler(parameters.sampler)
-        decoder = StreamingDecoder(tokenizer: model.tokenizer, atStartOfText: startOfAnswer)
+        decoder = StreamingDecoder(tokenizer: model.tokenizer, kept: kept, atStartOfText: startOfAnswer)
         stopper = StopStringFilter(stops: parameters.stop)
     }
 
@@ -96,8 +115,14 @@ struct GenerationState {
             end(.stop, emit: emit)
             throw GenerationError.nonFiniteLogits(position: history.count, token: TokenID(bad - logits.startIndex), value: logits[bad])
         }
+        if reasoningBudget == 0, startsInReasoning, generated == 0 { forced = Self.endOfThinking(tokenizer) }
         matcher?.beginToken()
-        let allowed: ((TokenID) -> Bool)? = matcher.map { [tokenizer, stopTokens] m in { m.allows($0, tokenizer: tokenizer, endTokens: stopTokens) } }
+        let allowed: ((TokenID) -> Bool)?
+        if let next = forced.first {
+            allowed = { $0 == next }
+        } else {
+            allowed = matcher.map { [tokenizer, stopTokens, kept] m in { m.allows($0, tokenizer: tokenizer, endTokens: stopTokens, kept: kept) } }
+        }
         let drawn = sampler.sample(logits, history: history, allowed: allowed)
         if let matcher, matcher.budgetExhausted {
             end(.stop, emit: emit)
@@ -108,16 +133,26 @@ struct GenerationState {
             end(.stop, emit: emit)
             return nil
         }
-        // An end token, or nothing more that the grammar allows.
-        if stopTokens.contains(token) || matcher.map({ !$0.allows(token, tokenizer: tokenizer, endTokens: stopTokens) }) == true {
+        let wasForced = forced.first == token
+        if wasForced {
+            forced.removeFirst()
+        } else if stopTokens.contains(token) || matcher.map({ !$0.allows(token, tokenizer: tokenizer, endTokens: stopTokens, kept: kept) }) == true {
+            // An end token, or nothing more that the grammar allows.
             end(.stop, emit: emit)
             return nil
         }
         generated += 1
         if let logprobs { emit(.logprob(Self.logprob(of: token, in: logits, top: logprobs, tokenizer: tokenizer))) }
-        matcher?.accept(token, tokenizer: tokenizer)
-        let (visible, stopped) = stopper.add(decoder.append(token))
+        if !wasForced { matcher?.accept(token, tokenizer: tokenizer, kept: kept) }
+        let piece = decoder.append(token)
+        if (waitingGrammar != nil && matcher == nil) || reasoningBudget != nil { decoded += piece }
+        let (visible, stopped) = stopper.add(piece)
         show(visible, emit)
+        if !switchOnGrammar() {
+            end(.stop, emit: emit)
+            return nil
+        }
+        limitThinking()
         if stopped || matcher?.isComplete == true {
             end(.stop, emit: emit)
             return nil
@@ -127,6 +162,33 @@ struct GenerationState {
             return nil
         }
         return token
+    }
+
+    /// With a waiting grammar: when the text now holds a trigger, the grammar starts there and
+    /// reads what follows it. False when that text does not follow the grammar (the answer ends).
+    private mutating func switchOnGrammar() -> Bool {
+        guard let grammar = waitingGrammar, matcher == nil else { return true }
+        guard let start = triggers.compactMap({ decoded.range(of: $0)?.lowerBound }).min() else { return true }
+        let started = GrammarMatcher(grammar)
+        let bytes = Array(decoded.utf8[start...])
+        started.beginToken()
+        guard started.allows(bytes: bytes, isEndOfText: false) else { return false }
+        started.accept(bytes: bytes)
+        matcher = started
+        return true
+    }
+
+    /// Counts the tokens of an open thinking block; past the budget, the next tokens close it.
+    private mutating func limitThinking() {
+        guard let budget = reasoningBudget, forced.isEmpty else { return }
+        let opened = startsInReasoning || decoded.drop { $0.isWhitespace }.hasPrefix("<think>")
+        guard opened, !decoded.contains("</think>") else { return }
+        thinkingTokens += 1
+        if thinkingTokens >= budget { forced = Self.endOfThinking(tokenizer) }
+    }
+
+    static func endOfThinking(_ tokenizer: Tokenizer) -> [TokenID] {
+        tokenizer.encode("\n</think>\n\n", addSpecial: false, parseSpecial: true)
     }
 
     /// Ends the generation (if it has not ended) and emits what was held back.

@@ -612,15 +612,17 @@ public final class GrammarMatcher: @unchecked Sendable {
 }
 
 extension GrammarMatcher {
-    /// `allows` for a token of `tokenizer`, with its text cached.
-    public func allows(_ token: TokenID, tokenizer: Tokenizer, endTokens: Set<TokenID>) -> Bool {
+    /// `allows` for a token of `tokenizer`. Control tokens have no text, except those in `kept`
+    /// (a tool-call format's tags), which match their text.
+    public func allows(_ token: TokenID, tokenizer: Tokenizer, endTokens: Set<TokenID>, kept: Set<TokenID> = []) -> Bool {
         if endTokens.contains(token) { return canEnd }
+        if kept.contains(token) { return allows(bytes: tokenizer.pieceBytes(token, renderSpecial: true), isEndOfText: false) }
         let type = tokenizer.tokenType(token)
         if type == .control || type == .unknown || type == .unused { return false }
         return allows(bytes: tokenizer.pieceBytes(token), isEndOfText: false)
     }
 
-    public func accept(_ token: TokenID, tokenizer: Tokenizer) {
-        accept(bytes: tokenizer.pieceBytes(token))
+    public func accept(_ token: TokenID, tokenizer: Tokenizer, kept: Set<TokenID> = []) {
+        accept(bytes: tokenizer.pieceBytes(token, renderSpecial: kept.contains(token)))
     }
 }

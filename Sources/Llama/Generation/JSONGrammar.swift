@@ -33,8 +33,23 @@ public enum JSONGrammar {
         try grammar(schema: JinjaValue(json: schemaJSON))
     }
 
+    /// Rules for several schemas in one grammar (each with its own `$ref` root): rule
+    /// `{name}-i` matches values of `schemas[i]`. The rules end with the JSON basics.
+    static func rules(for schemas: [JinjaValue], name: String) throws -> String {
+        var rules: [String] = []
+        for (i, schema) in schemas.enumerated() {
+            var converter = Converter(root: schema, prefix: "\(name)-\(i)-")
+            let body = try converter.rule(for: schema, depth: 0)
+            rules.append("\(name)-\(i) ::= \(body)")
+            rules += converter.extraRules
+        }
+        return rules.joined(separator: "\n") + "\n" + basics
+    }
+
     struct Converter {
         let root: JinjaValue
+        /// Put before the names of the rules this converter makes (several schemas, one grammar).
+        var prefix = ""
         var extraRules: [String] = []
         var references: [String: String] = [:]
 
@@ -117,7 +132,7 @@ public enum JSONGrammar {
             case "array":
                 let item = schema["items"].isDefinedValue ? try rule(for: schema["items"], depth: depth + 1) : "json-value"
                 let (low, high) = try bounds(schema, "minItems", "maxItems")
-                let name = "array-\(extraRules.count)-item"
+                let name = "\(prefix)array-\(extraRules.count)-item"
                 extraRules.append("\(name) ::= \(item)")
                 if let high, high == 0 { return "\"[\" ws \"]\"" }
                 let more = "( \",\" ws \(name) ws )"
@@ -145,7 +160,7 @@ public enum JSONGrammar {
                     var starts: [String] = []
                     for k in optional.indices.reversed() {
                         starts.append("\(optional[k]) \(rest)")
-                        let name = "props-\(extraRules.count)"
+                        let name = "\(prefix)props-\(extraRules.count)"
                         extraRules.append("\(name) ::= ( ws \",\" ws \(optional[k]) )? \(rest)")
                         rest = name
                     }
@@ -185,7 +200,7 @@ public enum JSONGrammar {
             var target = root
             for part in ref.dropFirst(2).split(separator: "/") { target = target[String(part)] }
             guard target.isDefinedValue else { throw GrammarError("the reference '\(ref)' points nowhere") }
-            let name = "ref-\(references.count)"
+            let name = "\(prefix)ref-\(references.count)"
             references[ref] = name
             extraRules.append("\(name) ::= " + (try rule(for: target, depth: depth + 1)))
             return name

@@ -10,6 +10,18 @@ public struct GenerationParameters: Sendable {
     public var stop: [String] = []
     /// A GBNF grammar the output must follow (see `Grammar`, `JSONGrammar`).
     public var grammar: String? = nil
+    /// With triggers, the grammar waits: the output is free until it contains one of these
+    /// texts, and from there on (the trigger included) it must follow the grammar. A tool-call
+    /// format's opening tag, so that a model may answer in words or start a call.
+    public var grammarTriggers: [String] = []
+    /// Special tokens whose text stays in the output (and that a grammar matches by their text):
+    /// the tags a tool-call format or thinking is written with.
+    public var keptSpecialTokens: Set<TokenID> = []
+    /// Most tokens of thinking (between `<think>` and `</think>`); then the block is closed for
+    /// the model, which goes on to answer. Nil: no limit.
+    public var reasoningBudget: Int? = nil
+    /// Whether the prompt opened the thinking block (the template ends with `<think>`).
+    public var startsInReasoning = false
     /// Tokens that end the generation; nil means the model's end-of-text and end-of-turn tokens.
     public var stopTokens: Set<TokenID>? = nil
     /// When set, each generated token is reported (`.logprob`) with its log probability under
