@@ -17,7 +17,7 @@ for try await event in await chat.respond(to: question) {
     switch event {
     case .text(let piece): print(piece, terminator: "")
     case .notice(let notice): print("[\(notice)]")
-    case .logprob: break
+    case .logprob, .reasoning, .toolCall, .toolResult: break
     case .finished(let summary): print("\n\(summary.statistics.generatedTokens) tokens at \(Int(summary.statistics.generationTokensPerSecond)) tokens/s")
     }
 }

@@ -143,6 +143,7 @@ struct ChatCommand: AsyncParsableCommand {
             switch event {
             case .text(let piece): show(pieces.add(piece))
             case .notice(let notice): Console.error("[\(notice)]")
+            case .reasoning, .toolCall, .toolResult: break
             case .logprob: break
             case .finished(let s): summary = s
             }

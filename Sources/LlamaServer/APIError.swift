@@ -35,10 +35,28 @@ public struct APIError: Error, HTTPResponseError, CustomStringConvertible {
 
     var jsonBody: ByteBuffer { ByteBuffer(string: json.jsonText) }
 
+    /// The error as Anthropic's Messages API sends it: `{"type": "error", "error": {"type", "message"}}`.
+    var anthropicJSON: JinjaValue {
+        let kind: String
+        switch status.code {
+        case 400: kind = "invalid_request_error"
+        case 401: kind = "authentication_error"
+        case 403: kind = "permission_error"
+        case 404: kind = "not_found_error"
+        case 413: kind = "request_too_large"
+        case 429: kind = "rate_limit_error"
+        case 503, 529: kind = "overloaded_error"
+        default: kind = status.code >= 500 ? "api_error" : "invalid_request_error"
+        }
+        return .object([("type", "error"), ("error", .object([("type", .string(kind)), ("message", .string(message))]))])
+    }
+
     public func response(from request: Request, context: some RequestContext) throws -> Response {
         var fields = headers
         fields[.contentType] = "application/json"
-        return Response(status: status, headers: fields, body: .init(byteBuffer: jsonBody))
+        // Anthropic's clients read their own shape.
+        let body = request.uri.path.hasPrefix("/v1/messages") ? ByteBuffer(string: anthropicJSON.jsonText) : jsonBody
+        return Response(status: status, headers: fields, body: .init(byteBuffer: body))
     }
 
     /// Any error a handler let through, as the OpenAI error it stands for.
@@ -79,7 +97,8 @@ public struct APIError: Error, HTTPResponseError, CustomStringConvertible {
     }
 }
 
-/// Turns every error, also the router's own (no such route), into OpenAI's error JSON.
+/// Turns every error, also the router's own (no such route), into OpenAI's error JSON (Anthropic's
+/// under /v1/messages).
 struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {

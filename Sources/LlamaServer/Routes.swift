@@ -35,6 +35,8 @@ struct Routes: Sendable {
         router.post("/chat/completions") { request, context in try await chatCompletion(request, context) }
         router.post("/v1/completions") { request, context in try await completion(request, context) }
         router.post("/completions") { request, context in try await completion(request, context) }
+        router.post("/v1/messages") { request, context in try await messages(request, context) }
+        router.post("/v1/messages/count_tokens") { request, context in try await countTokens(request, context) }
         router.post("/v1/embeddings") { request, context in try await embeddings(request, context) }
         router.post("/embeddings") { request, context in try await embeddings(request, context) }
         router.post("/tokenize") { request, _ in try await tokenize(request) }
@@ -110,28 +112,7 @@ struct Routes: Sendable {
             }
             var variables = try fields.object("chat_template_kwargs").map { Dictionary($0.pairs, uniquingKeysWith: { $1 }) } ?? [:]
             if reasoningBudget == 0, variables["enable_thinking"] == nil { variables["enable_thinking"] = .bool(false) }
-            var limits = Template.Limits()
-            limits.timeLimit = renderTimeout
-            let cancellation = scope.cancellation
-            limits.isCancelled = { cancellation.isCancelled }
-            let contextSize = engine.scheduler.contextSize
-            let (prompt, opensThinking) = try await engine.workers.run(cancellation: scope.cancellation) { [model, engine, limits, variables] _ in
-                do {
-                    var opensThinking = false
-                    let tokens = try model.chatPromptTokens(messages, template: engine.chatTemplate, toolUse: tools, variables: variables, limits: limits) { text in
-                        try engine.checkLength(ofText: text, limit: contextSize, param: "messages")
-                        // A template that opens the thinking block itself: the answer starts inside it.
-                        var end = text[...]
-                        while let last = end.last, last.isWhitespace { end = end.dropLast() }
-                        opensThinking = end.hasSuffix("<think>")
-                    }
-                    return (tokens, opensThinking)
-                } catch let error as APIError {
-                    throw error
-                } catch {
-                    throw APIError.badRequest("the model's chat template does not accept these messages: \(error)", param: "messages")
-                }
-            }
+            let (prompt, opensThinking) = try await chatPrompt(messages, tools: tools, variables: variables, scope: scope)
             let parser = ToolCallParser(format: tools?.format ?? .generic, parsesToolCalls: tools?.isActive ?? false,
                                         splitsReasoning: reasoningFormat != "none", startsInReasoning: opensThinking)
             generation.parameters.reasoningBudget = reasoningBudget
@@ -161,6 +142,32 @@ struct Routes: Sendable {
         } catch {
             scope.end()
             throw scope.timedOut ? scope.timeoutError : error
+        }
+    }
+
+    /// A conversation's prompt tokens (rendered off the event loop, within the render limits),
+    /// and whether the template opened a thinking block at its end (the answer starts inside it).
+    func chatPrompt(_ messages: [ChatMessage], tools: ToolUse?, variables: [String: JinjaValue], scope: RequestScope) async throws -> ([TokenID], Bool) {
+        var limits = Template.Limits()
+        limits.timeLimit = renderTimeout
+        let cancellation = scope.cancellation
+        limits.isCancelled = { cancellation.isCancelled }
+        let contextSize = engine.scheduler.contextSize
+        return try await engine.workers.run(cancellation: scope.cancellation) { [model, engine, limits] _ in
+            do {
+                var opensThinking = false
+                let tokens = try model.chatPromptTokens(messages, template: engine.chatTemplate, toolUse: tools, variables: variables, limits: limits) { text in
+                    try engine.checkLength(ofText: text, limit: contextSize, param: "messages")
+                    var end = text[...]
+                    while let last = end.last, last.isWhitespace { end = end.dropLast() }
+                    opensThinking = end.hasSuffix("<think>")
+                }
+                return (tokens, opensThinking)
+            } catch let error as APIError {
+                throw error
+            } catch {
+                throw APIError.badRequest("the model's chat template does not accept these messages: \(error)", param: "messages")
+            }
         }
     }
 
@@ -202,7 +209,7 @@ struct Routes: Sendable {
                 case .finished(let summary):
                     Self.log(summary, chat: chat, logger: context.logger)
                     summaries[index] = summary
-                case .notice: break
+                case .notice, .reasoning, .toolCall, .toolResult: break
                 }
             }
             let finished = summaries.compactMap { $0 }
@@ -256,7 +263,7 @@ struct Routes: Sendable {
                         if answers != nil { try await send(answers![index].finish().deltas, index: index) }
                         try await send(shape.chunk(index: index, delta: chat ? .object([]) : .string(""), finish: summary.finishReason,
                                                    calledTools: calledTools[index], includeUsage: includeUsage, logprobs: logprobs[index].take()))
-                    case .notice: break
+                    case .notice, .reasoning, .toolCall, .toolResult: break
                     }
                 }
                 if scope.timedOut { throw scope.timeoutError }

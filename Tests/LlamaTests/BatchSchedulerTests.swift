@@ -14,7 +14,7 @@ import TestSupport
             switch event {
             case .text(let piece): text += piece
             case .finished(let s): summary = s
-            case .notice, .logprob: break
+            case .notice, .logprob, .reasoning, .toolCall, .toolResult: break
             }
         }
         return (text, try #require(summary))
@@ -147,7 +147,7 @@ import TestSupport
                 pieces += 1
                 if pieces == 5 { cancellation.cancel() }
             case .finished(let s): summary = s
-            case .notice, .logprob: break
+            case .notice, .logprob, .reasoning, .toolCall, .toolResult: break
             }
         }
         let finished = try #require(summary)

@@ -18,7 +18,7 @@ import TestSupport
             switch event {
             case .text(let piece): text += piece
             case .finished(let s): summary = s
-            case .notice, .logprob: break
+            case .notice, .logprob, .reasoning, .toolCall, .toolResult: break
             }
         }
         return (text, summary)

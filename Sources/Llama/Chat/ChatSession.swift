@@ -18,14 +18,19 @@ public actor ChatSession {
     public var parameters: GenerationParameters
     /// Tokens kept free for the answer when old turns must be dropped to fit the context.
     public var answerReserve: Int
+    /// Swift functions the model may call while it answers (see `respond`).
+    public let tools: [any Tool]
+    /// Most rounds of calls in one answer; the round after the last must answer in text.
+    public var maxToolRounds = 8
 
     public init(model: LlamaModel, systemPrompt: String? = nil, parameters: GenerationParameters = GenerationParameters(),
                 template: ChatTemplate? = nil, contextSize: Int? = nil, threads: Int? = nil,
-                kvCache: LlamaContext.KVCacheTypes = .f16) {
+                kvCache: LlamaContext.KVCacheTypes = .f16, tools: [any Tool] = []) {
         session = Session(model: model, contextSize: contextSize, threads: threads, kvCache: kvCache)
         self.template = template ?? model.chatTemplate
         self.systemPrompt = systemPrompt
         self.parameters = parameters
+        self.tools = tools
         answerReserve = min(512, session.contextSize / 4)
     }
 
@@ -45,40 +50,45 @@ public actor ChatSession {
         self.parameters = parameters
     }
 
-    /// The prompt tokens for a transcript, ending where the assistant's answer begins.
-    public func promptTokens(for conversation: [ChatMessage]) throws -> [TokenID] {
+    public func setMaxToolRounds(_ rounds: Int) {
+        maxToolRounds = max(0, rounds)
+    }
+
+    /// The prompt tokens for a transcript, ending where the assistant's answer begins (with
+    /// `toolUse`, prepared for the tools).
+    public func promptTokens(for conversation: [ChatMessage], toolUse: ToolUse? = nil) throws -> [TokenID] {
         let all = (systemPrompt.map { [ChatMessage.system($0)] } ?? []) + conversation
-        return try model.chatPromptTokens(all, template: template)
+        return try model.chatPromptTokens(all, template: template, toolUse: toolUse)
     }
 
     /// Adds the user's message and streams the answer. When the transcript no longer fits the
     /// context, the oldest turns go first (the system prompt stays) and a `.notice` says so.
     /// The answer joins the transcript when it ends (also when cancelled, with what was said).
+    ///
+    /// With tools, each answer may call them: the calls (`.toolCall`) run, their results
+    /// (`.toolResult`, errors included) go back to the model, and it goes on, for at most
+    /// `maxToolRounds` rounds (the round after must answer in text). `.text` is then the answer's
+    /// text without the call syntax, and `.reasoning` what it thought.
     public func respond(to text: String, parameters override: GenerationParameters? = nil) -> AsyncThrowingStream<GenerationEvent, Error> {
         let parameters = override ?? self.parameters
         messages.append(.user(text))
-        var dropped = 0
-        var prompt: [TokenID] = []
+        if !tools.isEmpty {
+            return AsyncThrowingStream { continuation in
+                let task = Task { await self.answerWithTools(parameters, continuation) }
+                continuation.onTermination = { _ in task.cancel() }
+            }
+        }
+        let fitted: (prompt: [TokenID], notice: String?)
         do {
-            prompt = try promptTokens(for: messages)
-            while prompt.count + answerReserve > session.contextSize, messages.count > 1 {
-                // Drop the oldest exchange: a user message and the answer after it.
-                messages.removeFirst(messages.count > 2 && messages[1].role == "assistant" ? 2 : 1)
-                dropped += 1
-                prompt = try promptTokens(for: messages)
-            }
-            guard prompt.count < session.contextSize else {
-                throw LlamaContext.ContextFull(needed: prompt.count, contextSize: session.contextSize)
-            }
+            fitted = try fit(toolUse: nil)
         } catch {
             messages.removeLast()  // the user's message, which did not go through
             return AsyncThrowingStream { $0.finish(throwing: error) }
         }
-        let notice = dropped > 0 ? "the conversation outgrew the context (\(session.contextSize) tokens): dropped the oldest \(dropped) turn\(dropped == 1 ? "" : "s")" : nil
-        let inner = session.generate(prompt: prompt, parameters: parameters, startOfAnswer: true)
+        let inner = session.generate(prompt: fitted.prompt, parameters: parameters, startOfAnswer: true)
         return AsyncThrowingStream { continuation in
             let task = Task {
-                if let notice { continuation.yield(.notice(notice)) }
+                if let notice = fitted.notice { continuation.yield(.notice(notice)) }
                 var answer = ""
                 do {
                     for try await event in inner {
@@ -93,6 +103,95 @@ public actor ChatSession {
                 }
             }
             continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    /// The prompt for the transcript, the oldest turns dropped while it does not fit (a turn
+    /// starts at a user message, so calls and results go with the question they answer).
+    private func fit(toolUse: ToolUse?) throws -> (prompt: [TokenID], notice: String?) {
+        var dropped = 0
+        var prompt = try promptTokens(for: messages, toolUse: toolUse)
+        while prompt.count + answerReserve > session.contextSize, messages.count > 1 {
+            messages.removeFirst()
+            while messages.count > 1, messages.first?.role != "user" { messages.removeFirst() }
+            dropped += 1
+            prompt = try promptTokens(for: messages, toolUse: toolUse)
+        }
+        guard prompt.count < session.contextSize else {
+            throw LlamaContext.ContextFull(needed: prompt.count, contextSize: session.contextSize)
+        }
+        let notice = dropped > 0 ? "the conversation outgrew the context (\(session.contextSize) tokens): dropped the oldest \(dropped) turn\(dropped == 1 ? "" : "s")" : nil
+        return (prompt, notice)
+    }
+
+    /// The tool loop of `respond`: answer, run the calls, give back the results, answer again.
+    private func answerWithTools(_ parameters: GenerationParameters, _ continuation: AsyncThrowingStream<GenerationEvent, Error>.Continuation) async {
+        let specs = tools.map(\.spec)
+        var round = 0
+        while true {
+            let use = ToolUse(tools: specs, choice: round < maxToolRounds ? .auto : .none, template: template)
+            var step = parameters
+            let fitted: (prompt: [TokenID], notice: String?)
+            do {
+                if let grammar = try use.grammar() {
+                    step.grammar = grammar.grammar
+                    step.grammarTriggers = grammar.triggers
+                }
+                fitted = try fit(toolUse: use)
+            } catch {
+                if round == 0 { messages.removeLast() }
+                continuation.finish(throwing: error)
+                return
+            }
+            step.keptSpecialTokens = model.specialTokens(ToolUse.formatTags)
+            if let notice = fitted.notice { continuation.yield(.notice(notice)) }
+            var pieces = ToolCallStream(parser: use.parser(startsInReasoning: step.startsInReasoning))
+            var summary: GenerationSummary?
+            func forward(_ deltas: [ToolCallStream.Delta]) {
+                for delta in deltas {
+                    switch delta {
+                    case .content(let text): continuation.yield(.text(text))
+                    case .reasoning(let text): continuation.yield(.reasoning(text))
+                    case .toolCall: break  // whole calls go out below
+                    }
+                }
+            }
+            var failure: Error?
+            do {
+                for try await event in session.generate(prompt: fitted.prompt, parameters: step, startOfAnswer: true) {
+                    switch event {
+                    case .text(let piece): forward(pieces.add(piece))
+                    case .finished(let s): summary = s
+                    default: continuation.yield(event)
+                    }
+                }
+            } catch {
+                failure = error
+            }
+            let (deltas, answer) = pieces.finish()
+            forward(deltas)
+            messages.append(.assistant(answer.content, toolCalls: answer.toolCalls.isEmpty ? nil : answer.toolCalls))
+            if let failure {
+                continuation.finish(throwing: failure)
+                return
+            }
+            guard let summary, !answer.toolCalls.isEmpty, summary.finishReason == .stop, !Task.isCancelled else {
+                if let summary { continuation.yield(.finished(summary)) }
+                continuation.finish()
+                return
+            }
+            for call in answer.toolCalls {
+                continuation.yield(.toolCall(call))
+                let result: ToolResult
+                if let tool = tools.first(where: { $0.name == call.name }) {
+                    result = await tool.run(call)
+                } else {
+                    result = ToolResult(callID: call.id, name: call.name, output: "Error: there is no tool named \(call.name)", isError: true)
+                }
+                continuation.yield(.toolResult(result))
+                messages.append(.tool(result.output, callID: call.id, name: call.name))
+            }
+            round += 1
         }
     }
 

@@ -324,7 +324,7 @@ public final class BatchScheduler: @unchecked Sendable {
         statistics.promptSeconds = (job.promptDone ?? end).timeIntervalSince(job.admitted)
         statistics.generationSeconds = job.promptDone.map { end.timeIntervalSince($0) } ?? 0
         let summary = GenerationSummary(statistics: statistics, finishReason: job.state.finishReason ?? .cancelled,
-                                        text: job.state.text, reusedPromptTokens: job.reused)
+                                        text: job.state.text, reusedPromptTokens: job.reused, stopSequence: job.state.stopper.matched)
         release(slot)
         continuation.yield(.finished(summary))
         continuation.finish()

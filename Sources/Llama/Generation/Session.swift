@@ -56,6 +56,8 @@ public struct GenerationSummary: Sendable {
     public var text: String
     /// Prompt tokens that were already in the cache and not evaluated again.
     public var reusedPromptTokens: Int
+    /// The stop string that ended the generation, if one did.
+    public var stopSequence: String? = nil
 }
 
 /// A generated token and how likely the model found it (natural log of its probability, from the
@@ -80,6 +82,12 @@ public enum GenerationEvent: Sendable {
     case logprob(TokenLogprob)
     /// Something the user should know, such as old turns dropped to fit the context.
     case notice(String)
+    /// What a reasoning model thinks, apart from its answer (a `ChatSession` with tools).
+    case reasoning(String)
+    /// A call the model made, about to run (a `ChatSession` with tools).
+    case toolCall(ToolCall)
+    /// What the tool answered; the model reads it next.
+    case toolResult(ToolResult)
     case finished(GenerationSummary)
 }
 
@@ -166,7 +174,8 @@ public final class Session: @unchecked Sendable {
         }
         stats.generatedTokens = state.generated
         stats.generationSeconds = Date().timeIntervalSince(generationStart)
-        let summary = GenerationSummary(statistics: stats, finishReason: state.finishReason ?? .length, text: state.text, reusedPromptTokens: common)
+        let summary = GenerationSummary(statistics: stats, finishReason: state.finishReason ?? .length, text: state.text, reusedPromptTokens: common,
+                                        stopSequence: state.stopper.matched)
         onEvent(.finished(summary))
         return summary
     }
@@ -236,6 +245,8 @@ struct StopStringFilter {
     let stops: [String]
     private var held = ""
     private(set) var stopped = false
+    /// The stop string found (the earliest in the text).
+    private(set) var matched: String? = nil
 
     init(stops: [String]) { self.stops = stops.filter { !$0.isEmpty } }
 
@@ -247,7 +258,10 @@ struct StopStringFilter {
         // The earliest stop string wins.
         var cut: String.Index? = nil
         for stop in stops {
-            if let range = held.range(of: stop), cut.map({ range.lowerBound < $0 }) ?? true { cut = range.lowerBound }
+            if let range = held.range(of: stop), cut.map({ range.lowerBound < $0 }) ?? true {
+                cut = range.lowerBound
+                matched = stop
+            }
         }
         if let cut {
             stopped = true
