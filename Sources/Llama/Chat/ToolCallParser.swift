@@ -129,14 +129,14 @@ public struct ToolCallParser: Sendable {
         let start = text.drop { $0.isWhitespace }
         if start.hasPrefix(tag) {
             let body = start.dropFirst(tag.count)
-            let calls = objectCalls(in: body, partial: partial)
+            let calls = objectCalls(JSONScanner(body), partial: partial)
             if !calls.isEmpty || partial { return ("", calls) }
             // Code after the tag (Llama's built-in interpreter): a call of `python`.
             let code = JinjaValue.object([("code", .string(Self.trimmed(body)))]).jsonText
             return ("", [ToolCall(id: id(0), name: "python", arguments: code)])
         }
         if start.hasPrefix("{") {
-            let calls = objectCalls(in: start, partial: partial)
+            let calls = objectCalls(JSONScanner(start), partial: partial)
             if !calls.isEmpty { return ("", calls) }
             // A JSON answer that is not a call: text, once it is clear.
             if partial, case .incomplete = JSONScanner(start).value(at: 0, final: false) { return ("", []) }
@@ -155,18 +155,7 @@ public struct ToolCallParser: Sendable {
         var body = text[start.upperBound...].drop { $0.isWhitespace }
         if body.hasPrefix("[") {
             // [{"name": ..., "arguments": {...}, "id": ...}, ...]
-            let scanner = JSONScanner(body)
-            var calls: [ToolCall] = []
-            var i = scanner.skipSpace(1)
-            while i < scanner.bytes.count {
-                guard scanner.bytes[i] == UInt8(ascii: "{") else { break }
-                let object = scanner.members(at: i, final: !partial)
-                guard object.valid, let call = call(from: object, scanner: scanner, partial: object.end == nil, index: calls.count) else { break }
-                calls.append(call)
-                guard let end = object.end else { break }
-                i = scanner.skipSpace(end)
-                if i < scanner.bytes.count, scanner.bytes[i] == UInt8(ascii: ",") { i = scanner.skipSpace(i + 1) } else { break }
-            }
+            let calls = objectCalls(JSONScanner(body), from: 1, partial: partial)
             if calls.isEmpty, !partial { return (String(text), []) }
             return (content, calls)
         }
@@ -218,16 +207,7 @@ public struct ToolCallParser: Sendable {
                 }
                 return ("", [call])
             case "tool_calls":
-                var calls: [ToolCall] = []
-                var i = scanner.skipSpace(member.value.lowerBound + 1)
-                while i < member.value.upperBound, scanner.bytes[i] == UInt8(ascii: "{") {
-                    let inner = scanner.members(at: i, final: !partial)
-                    guard inner.valid, let call = call(from: inner, scanner: scanner, partial: inner.end == nil, index: calls.count) else { break }
-                    calls.append(call)
-                    guard let end = inner.end else { break }
-                    i = scanner.skipSpace(end)
-                    if i < scanner.bytes.count, scanner.bytes[i] == UInt8(ascii: ",") { i = scanner.skipSpace(i + 1) } else { break }
-                }
+                let calls = objectCalls(scanner, from: member.value.lowerBound + 1, partial: partial)
                 if calls.isEmpty, !partial { return (String(text), []) }
                 return ("", calls)
             default: continue
@@ -248,11 +228,11 @@ public struct ToolCallParser: Sendable {
         return call(from: object, scanner: scanner, partial: object.end == nil, index: index)
     }
 
-    /// Calls written as JSON objects one after another (separated by `;`, `,` or whitespace).
-    func objectCalls(in text: Substring, partial: Bool) -> [ToolCall] {
-        let scanner = JSONScanner(text)
+    /// Calls written as JSON objects one after another from byte `start` (separated by `,`, `;`
+    /// or whitespace, as in a list or Llama's `;`-joined calls); the last may be unfinished.
+    func objectCalls(_ scanner: JSONScanner, from start: Int = 0, partial: Bool) -> [ToolCall] {
         var calls: [ToolCall] = []
-        var i = scanner.skipSpace(0)
+        var i = scanner.skipSpace(start)
         while i < scanner.bytes.count, scanner.bytes[i] == UInt8(ascii: "{") {
             let object = scanner.members(at: i, final: !partial)
             guard object.valid, let call = call(from: object, scanner: scanner, partial: object.end == nil, index: calls.count) else { break }
