@@ -23,6 +23,7 @@ enum FuzzTargets {
         case "json-schema": jsonSchema(data)
         case "json": json(data)
         case "request": request(data)
+        case "tool-calls": toolCalls(String(decoding: data, as: UTF8.self))
         default:
             FileHandle.standardError.write(Data("unknown fuzz target '\(target)'; one of: \(names.joined(separator: ", "))\n".utf8))
             exit(2)
@@ -101,6 +102,25 @@ enum FuzzTargets {
 
     static func request(_ data: [UInt8]) {
         _ = try? RequestDecoding.decodeAll(body: String(decoding: data, as: UTF8.self), tokenizer: bpe, vocabularySize: bpe.vocabularySize)
+    }
+
+    /// A model's answer in every tool-call format, whole and streamed in pieces of 3 characters;
+    /// the stream's answer must be the whole one.
+    static func toolCalls(_ text: String) {
+        for format in ToolCallFormat.allCases {
+            for startsInReasoning in [false, true] {
+                let parser = ToolCallParser(format: format, startsInReasoning: startsInReasoning, idPrefix: format == .mistral ? "abcde" : "call_")
+                let whole = parser.parse(text)
+                var stream = ToolCallStream(parser: parser)
+                var i = text.startIndex
+                while i < text.endIndex {
+                    let j = text.index(i, offsetBy: 3, limitedBy: text.endIndex) ?? text.endIndex
+                    _ = stream.add(String(text[i..<j]))
+                    i = j
+                }
+                if stream.finish().answer != whole { fatalError("\(format): the streamed answer differs from the whole one") }
+            }
+        }
     }
 }
 
