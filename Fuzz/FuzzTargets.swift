@@ -11,7 +11,7 @@ import Tokenizers
 /// and `-D FUZZING`), the target comes from $LLAMA_FUZZ_TARGET. Built plainly, it replays files:
 /// `llama-fuzz TARGET FILE_OR_DIRECTORY...` runs the target on each (regression corpora in CI).
 enum FuzzTargets {
-    static let names = ["gguf", "tokenizer-spm", "tokenizer-bpe", "jinja", "grammar", "json-schema", "json", "request"]
+    static let names = ["gguf", "tokenizer-spm", "tokenizer-bpe", "jinja", "grammar", "json-schema", "json", "request", "tool-calls"]
 
     static func run(_ target: String, _ data: [UInt8]) {
         switch target {
