@@ -69,7 +69,7 @@ struct ChatCommand: AsyncParsableCommand {
         // Thinking is shown apart from the answer: its tags stay in the text, and a template that
         // opens the block itself means the answer starts inside it.
         let rendered = (try? template.render([.user("?")], bos: model.bosText, eos: model.eosText)) ?? ""
-        parameters.startsInReasoning = rendered.reversed().drop { $0.isWhitespace }.starts(with: "<think>".reversed())
+        parameters.startsInReasoning = ToolCallParser.opensThinking(rendered)
         parameters.keptSpecialTokens = model.specialTokens(["<think>", "</think>"])
         parameters.reasoningBudget = reasoningBudget < 0 ? nil : reasoningBudget
         let chat = ChatSession(model: model, systemPrompt: system, parameters: parameters,

@@ -158,9 +158,7 @@ struct Routes: Sendable {
                 var opensThinking = false
                 let tokens = try model.chatPromptTokens(messages, template: engine.chatTemplate, toolUse: tools, variables: variables, limits: limits) { text in
                     try engine.checkLength(ofText: text, limit: contextSize, param: "messages")
-                    var end = text[...]
-                    while let last = end.last, last.isWhitespace { end = end.dropLast() }
-                    opensThinking = end.hasSuffix("<think>")
+                    opensThinking = ToolCallParser.opensThinking(text)
                 }
                 return (tokens, opensThinking)
             } catch let error as APIError {

@@ -37,6 +37,14 @@ public struct ToolCallParser: Sendable {
 
     static let thinkOpen = "<think>", thinkClose = "</think>"
 
+    /// Whether a rendered prompt ends inside a thinking block (its template opened it), so the
+    /// answer starts there: set `startsInReasoning`.
+    public static func opensThinking(_ prompt: String) -> Bool {
+        var end = prompt[...]
+        while let last = end.last, last.isWhitespace { end = end.dropLast() }
+        return end.hasSuffix(thinkOpen)
+    }
+
     public func parse(_ text: String, partial: Bool = false) -> ParsedAnswer {
         let (reasoning, rest) = splitsReasoning ? splitThinking(Substring(text), partial: partial) : (nil, Substring(text))
         // Without calls or thinking, the text is the answer as it came, spaces and all.
