@@ -88,6 +88,32 @@ import TestSupport
         #expect(throws: (any Error).self) { try JSONGrammar.grammar(schemaJSON: #"{"type": "object", "properties": {"x": {"$ref": "http://elsewhere"}}}"#) }
     }
 
+    /// Integer bounds: every number near the bounds (and some far off) is accepted exactly when
+    /// it lies between them, for random ranges of every sign and width.
+    @Test func integerRanges() throws {
+        var rng = SplitMix64(seed: 7)
+        var cases: [(Int?, Int?)] = [(0, 9), (1, 10), (-5, 5), (-120, -7), (10, 10), (0, 0), (99, 1000), (nil, 42), (-3, nil)]
+        for _ in 0..<24 {
+            let a = Int(rng.next() % 200_000) - 100_000, b = a + Int(rng.next() % UInt64([10, 1000, 100_000][Int(rng.next() % 3)]))
+            cases.append((a, b))
+        }
+        for (low, high) in cases {
+            var schema = #"{"type": "integer""#
+            if let low { schema += #", "minimum": \#(low)"# }
+            if let high { schema += #", "maximum": \#(high)"# }
+            let g = try JSONGrammar.grammar(schemaJSON: schema + "}")
+            var probes = [0, 1, -1, 9, 10, -10, 99, 100, 1_000_000, -1_000_000]
+            for edge in [low, high].compactMap({ $0 }) { probes += (edge - 12...edge + 12).map { $0 } }
+            if let low, let high { probes += (0..<20).map { _ in low + Int(rng.next() % UInt64(high - low + 1)) } }
+            for n in probes {
+                let inside = n >= (low ?? .min) && n <= (high ?? .max)
+                #expect(try Self.accepts(g, String(n)) == inside, "\(n) in \(low.map(String.init) ?? "-inf")...\(high.map(String.init) ?? "inf")")
+            }
+            #expect(try !Self.accepts(g, "007"))
+        }
+        #expect(throws: (any Error).self) { try JSONGrammar.grammar(schemaJSON: #"{"type": "integer", "minimum": 5, "maximum": 4}"#) }
+    }
+
     /// JSON mode on the default model: 20 seeds, each output parses and fits the schema.
     @Test func jsonModeOnTheDefaultModel() throws {
         let model = try LlamaModel.load(path: DefaultModel.locate())

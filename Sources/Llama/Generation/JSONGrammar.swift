@@ -4,7 +4,8 @@ import Jinja
 /// JSON Schema describes (`json_schema` mode). The schema subset: `type` (object, array, string,
 /// number, integer, boolean, null, or a list of them), `properties` with `required` (properties
 /// come in the order given), `items`, `minItems`/`maxItems`, `minLength`/`maxLength`, `enum`,
-/// `const`, `anyOf`/`oneOf`, and `$ref` into `#/$defs` or `#/definitions`.
+/// `const`, `anyOf`/`oneOf`, `minimum`/`maximum` of integers, and `$ref` into `#/$defs` or
+/// `#/definitions`.
 public enum JSONGrammar {
     /// Whitespace stays short (a space, or a newline and some indentation), so a small model
     /// cannot wander off into blank lines.
@@ -125,7 +126,7 @@ public enum JSONGrammar {
                 let (low, high) = try bounds(schema, "minLength", "maxLength")
                 if low == 0, high == nil { return "json-string" }
                 return "\"\\\"\" json-char{\(low),\(high.map(String.init) ?? "")} \"\\\"\""
-            case "integer": return "json-integer"
+            case "integer": return try integerRule(schema)
             case "number": return "json-number"
             case "boolean": return "(\"true\" | \"false\")"
             case "null": return "\"null\""
@@ -191,6 +192,68 @@ public enum JSONGrammar {
             return (low, high)
         }
 
+        /// An integer between `minimum` and `maximum` (either may be missing), digit by digit.
+        func integerRule(_ schema: JinjaValue) throws -> String {
+            func bound(_ key: String, roundingUp: Bool) throws -> Int? {
+                let value = schema[key]
+                guard value.isDefinedValue, value != .none else { return nil }
+                let number: Double
+                switch value {
+                case .int(let i): number = Double(i)
+                case .double(let d) where d.isFinite: number = roundingUp ? d.rounded(.up) : d.rounded(.down)
+                default: throw GrammarError("\(key) in a JSON schema must be a number, not \(value.jsonText)")
+                }
+                return Int(max(-Self.integerLimit, min(Self.integerLimit, number)))
+            }
+            let low = try bound("minimum", roundingUp: true), high = try bound("maximum", roundingUp: false)
+            if low == nil, high == nil { return "json-integer" }
+            let lo = low ?? -Int(Self.integerLimit), hi = high ?? Int(Self.integerLimit)
+            guard lo <= hi else { throw GrammarError("maximum (\(hi)) is smaller than minimum (\(lo)) in a JSON schema") }
+            var options: [String] = []
+            if lo < 0 { options.append("\"-\" ( " + Self.naturals(max(1, -hi), -lo).joined(separator: " | ") + " )") }
+            if hi >= 0 { options += Self.naturals(max(0, lo), hi) }
+            return "( " + options.joined(separator: " | ") + " )"
+        }
+
+        /// json-integer's 16 digits: the bounds a grammar range is clamped to.
+        static let integerLimit = 9_999_999_999_999_999.0
+
+        /// Alternatives matching the whole numbers from `low` to `high` (0 <= low <= high)
+        /// written without leading zeros: one set per digit count.
+        static func naturals(_ low: Int, _ high: Int) -> [String] {
+            var options: [String] = []
+            var start = low
+            while start <= high {
+                let digits = String(start).count
+                let top = Int(String(repeating: "9", count: digits))!
+                let end = min(high, top)
+                options += sameLength(Array(String(start)), Array(String(end).leftPadded(to: digits)))
+                if end == high { break }
+                start = end + 1
+            }
+            return options
+        }
+
+        /// Alternatives matching the digit strings from `a` to `b` (same length, a <= b), leading zeros allowed.
+        static func sameLength(_ a: [Character], _ b: [Character]) -> [String] {
+            guard let first = a.first, let last = b.first else { return [""] }
+            let restA = Array(a.dropFirst()), restB = Array(b.dropFirst())
+            let any = restA.isEmpty ? "" : " [0-9]{\(restA.count)}"
+            if first == last { return sameLength(restA, restB).map { "[\(first)]" + ($0.isEmpty ? "" : " " + $0) } }
+            let lowFull = restA.allSatisfy { $0 == "0" }, highFull = restB.allSatisfy { $0 == "9" }
+            let low = first.wholeNumberValue!, high = last.wholeNumberValue!
+            var options: [String] = []
+            let from = lowFull ? low : low + 1, to = highFull ? high : high - 1
+            if !lowFull {
+                options += sameLength(restA, Array(repeating: "9", count: restA.count)).map { "[\(first)] " + $0 }
+            }
+            if from <= to { options.append("[\(from)-\(to)]" + any) }
+            if !highFull {
+                options += sameLength(Array(repeating: "0", count: restB.count), restB).map { "[\(last)] " + $0 }
+            }
+            return options
+        }
+
         /// The largest minLength, maxLength, minItems or maxItems a grammar can express.
         static let maxCount = 10_000
 
@@ -206,6 +269,10 @@ public enum JSONGrammar {
             return name
         }
     }
+}
+
+extension String {
+    fileprivate func leftPadded(to width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
 }
 
 extension JinjaValue {

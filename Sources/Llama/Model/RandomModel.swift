@@ -177,11 +177,12 @@ public enum RandomModel {
     }
 }
 
-/// Steele, Lea and Flood's SplitMix64: a fast, seedable generator for bulk random bytes.
-struct SplitMix64: RandomNumberGenerator {
+/// Steele, Lea and Flood's SplitMix64: a fast, seedable generator for bulk random bytes (and
+/// for repeatable random cases in tests).
+public struct SplitMix64: RandomNumberGenerator, Sendable {
     var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
