@@ -1,4 +1,5 @@
 // swift-tools-version:6.0
+import CompilerPluginSupport
 import PackageDescription
 
 let package = Package(
@@ -9,6 +10,8 @@ let package = Package(
         .library(name: "Llama", targets: ["Llama"]),
         .library(name: "Jinja", targets: ["Jinja"]),
         .library(name: "LlamaServer", targets: ["LlamaServer"]),
+        // Typed answers: @Generable Swift types as JSON schemas (swift-syntax stays out of `Llama`).
+        .library(name: "LlamaGenerable", targets: ["LlamaGenerable"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -18,6 +21,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
+        // Only the @Generable macro uses it.
+        .package(url: "https://github.com/swiftlang/swift-syntax", "600.0.0"..<"604.0.0"),
     ],
     targets: [
         // Vectorized C kernels with run-time choice of AVX-512 / AVX2 / NEON / scalar code.
@@ -32,6 +37,18 @@ let package = Package(
         .target(name: "Jinja"),
         // The public library: model metadata, tokenizer loading, the default model.
         .target(name: "Llama", dependencies: ["GGUF", "Kernels", "CKernels", "Tokenizers", "Jinja"]),
+        // @Generable and @Guide: a compiler plugin that writes a type's schema and conversions.
+        .macro(
+            name: "LlamaGenerableMacros",
+            dependencies: [
+                .product(name: "SwiftSyntax", package: "swift-syntax"),
+                .product(name: "SwiftSyntaxMacros", package: "swift-syntax"),
+                .product(name: "SwiftCompilerPlugin", package: "swift-syntax"),
+                .product(name: "SwiftDiagnostics", package: "swift-syntax"),
+            ]
+        ),
+        // Typed output: Generable types, their schemas and guides, `respond(to:generating:)`.
+        .target(name: "LlamaGenerable", dependencies: ["Llama", "Jinja", "LlamaGenerableMacros"]),
         // The OpenAI-compatible HTTP server on Hummingbird: routes, request validation, metrics.
         .target(
             name: "LlamaServer",
@@ -67,6 +84,7 @@ let package = Package(
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "Llama", "TestSupport"], exclude: ["Golden"]),
         .testTarget(name: "JinjaTests", dependencies: ["Jinja"], exclude: ["Golden", "Templates"]),
         .testTarget(name: "LlamaTests", dependencies: ["Llama", "TestSupport"], exclude: ["Golden"]),
+        .testTarget(name: "GenerableTests", dependencies: ["LlamaGenerable", "TestSupport"]),
         // The server's routes in-process (Hummingbird's test client), and over loopback.
         .testTarget(
             name: "ServerTests",

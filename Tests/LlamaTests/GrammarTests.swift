@@ -6,39 +6,22 @@ import TestSupport
 
 /// GBNF grammars and JSON-schema grammars: what they accept, what they refuse, and JSON mode on the default model.
 @Suite struct GrammarTests {
-    /// Whether the whole of `text` is a sentence of `grammar`, fed one character at a time
-    /// (and also split at arbitrary byte boundaries, as tokens split text).
-    static func accepts(_ grammar: String, _ text: String) throws -> Bool {
-        let matcher = GrammarMatcher(try Grammar(grammar))
-        for c in text.unicodeScalars {
-            let bytes = Array(String(c).utf8)
-            guard matcher.allows(bytes: bytes, isEndOfText: false) else { return false }
-            matcher.accept(bytes: bytes)
-        }
-        let byBytes = GrammarMatcher(try Grammar(grammar))
-        for b in Array(text.utf8) {
-            guard byBytes.allows(bytes: [b], isEndOfText: false) else { return false }
-            byBytes.accept(bytes: [b])
-        }
-        return matcher.canEnd && byBytes.canEnd
-    }
-
     @Test func gbnfBasics() throws {
         let g = #"""
         root ::= greeting " " name ("!" | "?")?   # a comment
         greeting ::= "hi" | "hello"
         name ::= [A-Z] [a-z]{1,5}
         """#
-        #expect(try Self.accepts(g, "hi Ann"))
-        #expect(try Self.accepts(g, "hello Bob!"))
-        #expect(try !Self.accepts(g, "hello bob"))
-        #expect(try !Self.accepts(g, "hi Annabella"))
-        #expect(try !Self.accepts(g, "hi"))
+        #expect(try GrammarCheck.accepts(g, "hi Ann"))
+        #expect(try GrammarCheck.accepts(g, "hello Bob!"))
+        #expect(try !GrammarCheck.accepts(g, "hello bob"))
+        #expect(try !GrammarCheck.accepts(g, "hi Annabella"))
+        #expect(try !GrammarCheck.accepts(g, "hi"))
         let classes = #"root ::= [^a-c\n]+ "\x41" "é" [\u00e0-\u00ff] ."#
-        #expect(try Self.accepts(classes, "xyzAéü🦙"))
-        #expect(try !Self.accepts(classes, "abcAéü!"))
+        #expect(try GrammarCheck.accepts(classes, "xyzAéü🦙"))
+        #expect(try !GrammarCheck.accepts(classes, "abcAéü!"))
         let multiline = "root ::= \"a\"\n    | \"b\" item*\nitem ::= (\"x\"\n  \"y\")"
-        #expect(try Self.accepts(multiline, "bxyxy"))
+        #expect(try GrammarCheck.accepts(multiline, "bxyxy"))
     }
 
     @Test func badGrammarsAreClearErrors() {
@@ -53,12 +36,12 @@ import TestSupport
 
     @Test func anyJSONObject() throws {
         let g = JSONGrammar.anyObject
-        #expect(try Self.accepts(g, #"{"a": [1, -2.5e3, true, null, {"b": "x\"y\u00e9"}], "c": {}}"#))
-        #expect(try Self.accepts(g, "{\n  \"k\": \"v\"\n}"))
-        #expect(try !Self.accepts(g, #"{"a": 01}"#))
-        #expect(try !Self.accepts(g, #"{"a" 1}"#))
-        #expect(try !Self.accepts(g, #"[1, 2]"#))
-        #expect(try !Self.accepts(g, #"{"a": "line"#))
+        #expect(try GrammarCheck.accepts(g, #"{"a": [1, -2.5e3, true, null, {"b": "x\"y\u00e9"}], "c": {}}"#))
+        #expect(try GrammarCheck.accepts(g, "{\n  \"k\": \"v\"\n}"))
+        #expect(try !GrammarCheck.accepts(g, #"{"a": 01}"#))
+        #expect(try !GrammarCheck.accepts(g, #"{"a" 1}"#))
+        #expect(try !GrammarCheck.accepts(g, #"[1, 2]"#))
+        #expect(try !GrammarCheck.accepts(g, #"{"a": "line"#))
     }
 
     @Test func jsonSchemaGrammar() throws {
@@ -72,19 +55,19 @@ import TestSupport
          "$defs": {"tag": {"type": "string", "minLength": 1}}}
         """#
         let g = try JSONGrammar.grammar(schemaJSON: schema)
-        #expect(try Self.accepts(g, #"{"name": "Ann", "age": 31}"#))
-        #expect(try Self.accepts(g, #"{"name": "Ann", "age": -3, "role": "user", "tags": ["a", "b"]}"#))
-        #expect(try Self.accepts(g, #"{"name":"Ann","age":3,"tags":[]}"#))
-        #expect(try !Self.accepts(g, #"{"age": 31, "name": "Ann"}"#))              // order of properties
-        #expect(try !Self.accepts(g, #"{"name": "Ann"}"#))                         // a required one missing
-        #expect(try !Self.accepts(g, #"{"name": "Annabella!", "age": 1}"#))        // too long
-        #expect(try !Self.accepts(g, #"{"name": "A", "age": 1.5}"#))               // not an integer
-        #expect(try !Self.accepts(g, #"{"name": "A", "age": 1, "role": "root"}"#)) // not in the enum
-        #expect(try !Self.accepts(g, #"{"name": "A", "age": 1, "tags": ["", "b"]}"#))
-        #expect(try !Self.accepts(g, #"{"name": "A", "age": 1, "tags": ["a", "b", "c"]}"#))
+        #expect(try GrammarCheck.accepts(g, #"{"name": "Ann", "age": 31}"#))
+        #expect(try GrammarCheck.accepts(g, #"{"name": "Ann", "age": -3, "role": "user", "tags": ["a", "b"]}"#))
+        #expect(try GrammarCheck.accepts(g, #"{"name":"Ann","age":3,"tags":[]}"#))
+        #expect(try !GrammarCheck.accepts(g, #"{"age": 31, "name": "Ann"}"#))              // order of properties
+        #expect(try !GrammarCheck.accepts(g, #"{"name": "Ann"}"#))                         // a required one missing
+        #expect(try !GrammarCheck.accepts(g, #"{"name": "Annabella!", "age": 1}"#))        // too long
+        #expect(try !GrammarCheck.accepts(g, #"{"name": "A", "age": 1.5}"#))               // not an integer
+        #expect(try !GrammarCheck.accepts(g, #"{"name": "A", "age": 1, "role": "root"}"#)) // not in the enum
+        #expect(try !GrammarCheck.accepts(g, #"{"name": "A", "age": 1, "tags": ["", "b"]}"#))
+        #expect(try !GrammarCheck.accepts(g, #"{"name": "A", "age": 1, "tags": ["a", "b", "c"]}"#))
         let optional = try JSONGrammar.grammar(schemaJSON: #"{"type": "object", "properties": {"a": {"type": "boolean"}, "b": {"type": "null"}}}"#)
-        for text in ["{}", #"{"a": true}"#, #"{"b": null}"#, #"{"a": false, "b": null}"#] { #expect(try Self.accepts(optional, text), "\(text)") }
-        #expect(try !Self.accepts(optional, #"{"b": null, "a": true}"#))
+        for text in ["{}", #"{"a": true}"#, #"{"b": null}"#, #"{"a": false, "b": null}"#] { #expect(try GrammarCheck.accepts(optional, text), "\(text)") }
+        #expect(try !GrammarCheck.accepts(optional, #"{"b": null, "a": true}"#))
         #expect(throws: (any Error).self) { try JSONGrammar.grammar(schemaJSON: #"{"type": "object", "properties": {"x": {"$ref": "http://elsewhere"}}}"#) }
     }
 
@@ -107,9 +90,9 @@ import TestSupport
             if let low, let high { probes += (0..<20).map { _ in low + Int(rng.next() % UInt64(high - low + 1)) } }
             for n in probes {
                 let inside = n >= (low ?? .min) && n <= (high ?? .max)
-                #expect(try Self.accepts(g, String(n)) == inside, "\(n) in \(low.map(String.init) ?? "-inf")...\(high.map(String.init) ?? "inf")")
+                #expect(try GrammarCheck.accepts(g, String(n)) == inside, "\(n) in \(low.map(String.init) ?? "-inf")...\(high.map(String.init) ?? "inf")")
             }
-            #expect(try !Self.accepts(g, "007"))
+            #expect(try !GrammarCheck.accepts(g, "007"))
         }
         #expect(throws: (any Error).self) { try JSONGrammar.grammar(schemaJSON: #"{"type": "integer", "minimum": 5, "maximum": 4}"#) }
     }

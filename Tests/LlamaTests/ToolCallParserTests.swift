@@ -1,6 +1,7 @@
 import Jinja
 import Llama
 import Testing
+import TestSupport
 
 /// Model outputs in each family's tool-call format (as the families' chat templates tell the
 /// model to write them), with and without thinking, one and several calls, and the ways such
@@ -196,20 +197,20 @@ import Testing
             #expect(use.format.rawValue == format)
             let (grammar, triggers) = try #require(try use.grammar())
             #expect(triggers.isEmpty == (format == "generic"), "\(format)")
-            for text in good { #expect(try GrammarTests.accepts(grammar, text), "\(format): \(text)") }
-            for text in bad { #expect(try !GrammarTests.accepts(grammar, text), "\(format): \(text)") }
+            for text in good { #expect(try GrammarCheck.accepts(grammar, text), "\(format): \(text)") }
+            for text in bad { #expect(try !GrammarCheck.accepts(grammar, text), "\(format): \(text)") }
             // required: the same grammar from the first token; generic then has no plain answer.
             let required = try #require(try ToolUse(tools: tools, choice: .required, template: try ChatTemplate(jinja: source)).grammar())
             #expect(required.triggers.isEmpty)
-            if format == "generic" { #expect(try !GrammarTests.accepts(required.grammar, "{\"response\": \"Hello\"}")) }
+            if format == "generic" { #expect(try !GrammarCheck.accepts(required.grammar, "{\"response\": \"Hello\"}")) }
         }
         // A named function: only it; more calls than the cap: refused.
         let named = try #require(try ToolUse(tools: tools, choice: .function("get_time"), template: try ChatTemplate(jinja: "<|im_start|>")).grammar())
-        #expect(try !GrammarTests.accepts(named.grammar, "{\"tool_call\": {\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\"}}}"))
+        #expect(try !GrammarCheck.accepts(named.grammar, "{\"tool_call\": {\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\"}}}"))
         let nine = Array(repeating: "{\"name\": \"get_time\", \"arguments\": {}}", count: 9)
         let generic = try #require(try ToolUse(tools: tools, template: try ChatTemplate(jinja: "<|im_start|>")).grammar())
-        #expect(try GrammarTests.accepts(generic.grammar, "{\"tool_calls\": [" + nine.dropLast().joined(separator: ", ") + "]}"))
-        #expect(try !GrammarTests.accepts(generic.grammar, "{\"tool_calls\": [" + nine.joined(separator: ", ") + "]}"))
+        #expect(try GrammarCheck.accepts(generic.grammar, "{\"tool_calls\": [" + nine.dropLast().joined(separator: ", ") + "]}"))
+        #expect(try !GrammarCheck.accepts(generic.grammar, "{\"tool_calls\": [" + nine.joined(separator: ", ") + "]}"))
     }
 
     /// A template without tool syntax: the system message describes the tools and the answer;

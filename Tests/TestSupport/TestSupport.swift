@@ -65,3 +65,23 @@ public enum TemporaryFile {
         return path
     }
 }
+
+/// What a grammar accepts, as the matcher that constrains sampling sees it.
+public enum GrammarCheck {
+    /// Whether the whole of `text` is a sentence of `grammar`, fed one character at a time
+    /// (and also split at arbitrary byte boundaries, as tokens split text).
+    public static func accepts(_ grammar: String, _ text: String) throws -> Bool {
+        let matcher = GrammarMatcher(try Grammar(grammar))
+        for c in text.unicodeScalars {
+            let bytes = Array(String(c).utf8)
+            guard matcher.allows(bytes: bytes, isEndOfText: false) else { return false }
+            matcher.accept(bytes: bytes)
+        }
+        let byBytes = GrammarMatcher(try Grammar(grammar))
+        for b in Array(text.utf8) {
+            guard byBytes.allows(bytes: [b], isEndOfText: false) else { return false }
+            byBytes.accept(bytes: [b])
+        }
+        return matcher.canEnd && byBytes.canEnd
+    }
+}

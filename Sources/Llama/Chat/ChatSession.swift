@@ -68,11 +68,12 @@ public actor ChatSession {
     /// With tools, each answer may call them: the calls (`.toolCall`) run, their results
     /// (`.toolResult`, errors included) go back to the model, and it goes on, for at most
     /// `maxToolRounds` rounds (the round after must answer in text). `.text` is then the answer's
-    /// text without the call syntax, and `.reasoning` what it thought.
+    /// text without the call syntax, and `.reasoning` what it thought. An answer held to a
+    /// grammar (`parameters.grammar`) is not offered the tools.
     public func respond(to text: String, parameters override: GenerationParameters? = nil) -> AsyncThrowingStream<GenerationEvent, Error> {
         let parameters = override ?? self.parameters
         messages.append(.user(text))
-        if !tools.isEmpty {
+        if !tools.isEmpty && parameters.grammar == nil {
             return AsyncThrowingStream { continuation in
                 let task = Task { await self.answerWithTools(parameters, continuation) }
                 continuation.onTermination = { _ in task.cancel() }
