@@ -139,7 +139,7 @@ struct ChatCommand: AsyncParsableCommand {
                 }
             }
         }
-        for try await event in await chat.respond(to: text) {
+        for try await event in await chat.streamEvents(to: text) {
             switch event {
             case .text(let piece): show(pieces.add(piece))
             case .notice(let notice): Console.error("[\(notice)]")

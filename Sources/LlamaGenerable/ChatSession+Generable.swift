@@ -1,11 +1,9 @@
 import Foundation
 import Llama
 
-/// A typed answer: the value, the JSON it came from, and how the generation went.
-public struct Response<Content: Sendable>: Sendable {
-    public var content: Content
-    public var rawContent: GeneratedContent
-    public var summary: GenerationSummary?
+extension Response where Content: Generable {
+    /// The JSON the value came from.
+    public var rawContent: GeneratedContent { (try? GeneratedContent(json: text)) ?? content.generatedContent }
 }
 
 /// A moment in a streamed typed answer: what has arrived, as a partially filled value.
@@ -39,20 +37,14 @@ extension ChatSession {
     public func respond<Content: Generable>(to prompt: String, generating type: Content.Type = Content.self,
                                             includeSchemaInPrompt: Bool = true,
                                             parameters: GenerationParameters? = nil) async throws -> Response<Content> {
-        var raw = ""
-        var summary: GenerationSummary?
-        let events = try typedEvents(prompt, Content.self, includeSchemaInPrompt, parameters)
-        for try await event in events {
-            switch event {
-            case .text(let piece): raw += piece
-            case .finished(let s): summary = s
-            default: break
-            }
-        }
-        if let summary, summary.finishReason == .length { throw GenerableError.cutShort(tokens: summary.statistics.generatedTokens) }
+        let answer = try await respond(to: try typedPrompt(prompt, Content.self, includeSchemaInPrompt),
+                                       parameters: try typedParameters(Content.self, parameters))
+        let summary = answer.summary
+        if summary.finishReason == .length || summary.finishReason == .contextFull { throw GenerableError.cutShort(tokens: summary.statistics.generatedTokens) }
+        if summary.finishReason == .cancelled { throw CancellationError() }
         do {
-            let content = try GeneratedContent(json: raw)
-            return Response(content: try Content(content), rawContent: content, summary: summary)
+            let content = try Content(GeneratedContent(json: answer.text))
+            return Response(content: content, text: answer.text, reasoning: answer.reasoning, summary: summary)
         } catch {
             throw GenerableError.mismatch((error as? LocalizedError)?.errorDescription ?? "\(error)")
         }
@@ -66,7 +58,8 @@ extension ChatSession {
         -> AsyncThrowingStream<ResponseSnapshot<Content>, Error> {
         let events: AsyncThrowingStream<GenerationEvent, Error>
         do {
-            events = try typedEvents(prompt, Content.self, includeSchemaInPrompt, parameters)
+            events = streamEvents(to: try typedPrompt(prompt, Content.self, includeSchemaInPrompt),
+                                  parameters: try typedParameters(Content.self, parameters))
         } catch {
             return AsyncThrowingStream { $0.finish(throwing: error) }
         }
@@ -83,7 +76,7 @@ extension ChatSession {
                             last = content
                             continuation.yield(.init(content: partial, rawContent: content))
                         case .finished(let summary):
-                            if summary.finishReason == .length { throw GenerableError.cutShort(tokens: summary.statistics.generatedTokens) }
+                            if summary.finishReason == .length || summary.finishReason == .contextFull { throw GenerableError.cutShort(tokens: summary.statistics.generatedTokens) }
                             let whole = try GeneratedContent(json: raw)
                             _ = try Content(whole)
                             if whole != last { continuation.yield(.init(content: try Content.PartiallyGenerated(whole), rawContent: whole)) }
@@ -99,13 +92,14 @@ extension ChatSession {
         }
     }
 
-    private func typedEvents<Content: Generable>(_ prompt: String, _ type: Content.Type, _ includeSchemaInPrompt: Bool,
-                                                 _ override: GenerationParameters?) throws -> AsyncThrowingStream<GenerationEvent, Error> {
-        let schema = Content.generationSchema
+    private func typedParameters<Content: Generable>(_ type: Content.Type, _ override: GenerationParameters?) throws -> GenerationParameters {
         var step = override ?? parameters
-        step.grammar = try schema.grammar()
+        step.grammar = try Content.generationSchema.grammar()
         step.grammarTriggers = []
-        let text = includeSchemaInPrompt ? prompt + "\n\nAnswer in JSON that follows this schema:\n" + schema.description : prompt
-        return respond(to: text, parameters: step)
+        return step
+    }
+
+    private func typedPrompt<Content: Generable>(_ prompt: String, _ type: Content.Type, _ includeSchema: Bool) throws -> String {
+        includeSchema ? prompt + "\n\nAnswer in JSON that follows this schema:\n" + Content.generationSchema.description : prompt
     }
 }

@@ -64,8 +64,8 @@ public struct APIError: Error, HTTPResponseError, CustomStringConvertible {
         switch error {
         case let error as APIError:
             return error
-        case let error as LlamaContext.ContextFull:
-            return APIError(.badRequest, "the prompt is too long: it needs \(error.needed) positions but the context holds \(error.contextSize) per slot; shorten it or start the server with a larger context (-c)",
+        case LlamaError.contextFull(let needed, let available):
+            return APIError(.badRequest, "the prompt is too long: it needs \(needed) positions but the context holds \(available) per slot; shorten it or start the server with a larger context (-c)",
                             code: "context_length_exceeded")
         case let error as BatchScheduler.QueueFull:
             var busy = APIError(.serviceUnavailable, error.description, type: "server_error", code: "server_busy")
@@ -81,15 +81,15 @@ public struct APIError: Error, HTTPResponseError, CustomStringConvertible {
             case .contentTooLarge: return APIError(.contentTooLarge, "the request body is larger than the server accepts (--max-body)", code: "request_too_large")
             default: return APIError(error.status, error.body ?? error.status.reasonPhrase, type: error.status.code >= 500 ? "server_error" : "invalid_request_error")
             }
-        case let error as GrammarError:
-            return APIError(.badRequest, "the grammar does not parse: \(error)", param: "grammar")
+        case LlamaError.grammar(let reason):
+            return APIError(.badRequest, "the grammar does not parse: \(reason)", param: "grammar")
         case let error as GenerationError:
             if case .grammarTooExpensive = error { return APIError(.badRequest, error.description, param: "grammar") }
             return APIError(.internalServerError, error.description, type: "server_error")
         case is CancellationError:
             // The client left (or the server is stopping); nobody reads this answer.
             return APIError(HTTPResponse.Status(code: 499, reasonPhrase: "Client Closed Request"), "the request was cancelled", type: "server_error")
-        case let error as ModelError:
+        case let error as LlamaError:
             return APIError(.badRequest, error.description)
         default:
             return APIError(.internalServerError, "\(error)", type: "server_error")

@@ -135,10 +135,10 @@ struct Pet: Equatable {
             let c = response.content
             #expect((1...120).contains(c.age) && c.items.count <= 3 && c.name.count <= 16, "seed \(seed): \(response.rawContent)")
             #expect(c.items.allSatisfy { $0.count <= 16 } && (c.pet?.name.count ?? 0) <= 12)
-            #expect(response.summary?.finishReason == .stop)
+            #expect(response.summary.finishReason == .stop)
             names.insert(c.name)
             // The transcript holds the question and the JSON answer.
-            #expect(await chat.messages.last?.content == response.summary?.text)
+            #expect(await chat.messages.last?.content == response.summary.text)
         }
         #expect(names.count > 3, "the seeds should give different characters: \(names)")
     }

@@ -159,7 +159,7 @@ import TestSupport
     @Test func badRequestsAreRefusedAtOnce() throws {
         let scheduler = BatchScheduler(model: Self.model, configuration: .init(slots: 1, contextSize: 32))
         defer { scheduler.shutdown() }
-        #expect(throws: LlamaContext.ContextFull.self) { _ = try scheduler.submit(prompt: [TokenID](repeating: 1, count: 32), parameters: Self.greedy(1)) }
+        #expect(throws: LlamaError.self) { _ = try scheduler.submit(prompt: [TokenID](repeating: 1, count: 32), parameters: Self.greedy(1)) }
         #expect(throws: ModelError.self) { _ = try scheduler.submit(prompt: [], parameters: Self.greedy(1)) }
         #expect(throws: ModelError.self) { _ = try scheduler.submit(prompt: [1, 999_999], parameters: Self.greedy(1)) }
         var bad = Self.greedy(1)
@@ -214,6 +214,6 @@ import TestSupport
         let model = try LlamaModel.load(path: DefaultModel.locate())
         let context = LlamaContext(model: model, contextSize: 16, threads: 1)
         #expect(throws: ModelError.self) { _ = try context.embedding(of: []) }
-        #expect(throws: LlamaContext.ContextFull.self) { _ = try context.embedding(of: [TokenID](repeating: 1, count: 17)) }
+        #expect(throws: LlamaError.self) { _ = try context.embedding(of: [TokenID](repeating: 1, count: 17)) }
     }
 }

@@ -30,7 +30,7 @@ import TestSupport
         let questions = ["What is the capital of France?", "And of Italy?", "Name a famous dish from there."]
         var answers: [String] = []
         for (turn, question) in questions.enumerated() {
-            let (answer, finished) = try await Self.collect(await chat.respond(to: question))
+            let (answer, finished) = try await Self.collect(await chat.streamEvents(to: question))
             answers.append(answer)
             let summary = try #require(finished)
             if turn > 0 { #expect(summary.reusedPromptTokens > summary.statistics.promptTokens / 2, "turn \(turn) re-evaluated too much") }
@@ -87,7 +87,7 @@ import TestSupport
     @Test func twoSessionsShareOneModel() async throws {
         func ask(_ question: String) async throws -> String {
             let chat = ChatSession(model: Self.model, parameters: Self.greedy, contextSize: 512, threads: 1)
-            return try await Self.collect(await chat.respond(to: question)).0
+            return try await Self.collect(await chat.streamEvents(to: question)).0
         }
         let alone = (try await ask("What is the capital of France?"), try await ask("Write a haiku about the sea."))
         async let a = ask("What is the capital of France?")
@@ -117,7 +117,7 @@ import TestSupport
         let chat = ChatSession(model: Self.model, systemPrompt: "Be brief.", parameters: GenerationParameters(maxTokens: 16, sampler: .greedy), contextSize: 160, threads: 2)
         var notices: [String] = []
         for i in 0..<6 {
-            for try await event in await chat.respond(to: "Tell me fact number \(i) about the Moon.") {
+            for try await event in await chat.streamEvents(to: "Tell me fact number \(i) about the Moon.") {
                 if case .notice(let n) = event { notices.append(n) }
             }
         }
@@ -128,15 +128,15 @@ import TestSupport
 
     @Test func promptLongerThanTheContextIsAClearError() async throws {
         let chat = ChatSession(model: Self.model, contextSize: 64, threads: 2)
-        await #expect(throws: LlamaContext.ContextFull.self) {
-            _ = try await Self.collect(await chat.respond(to: String(repeating: "word ", count: 200)))
+        await #expect(throws: LlamaError.self) {
+            _ = try await Self.collect(await chat.streamEvents(to: String(repeating: "word ", count: 200)))
         }
         #expect(await chat.messages.isEmpty)
     }
 
     @Test func saveAndLoadRoundTrip() async throws {
         let chat = ChatSession(model: Self.model, systemPrompt: "S", parameters: GenerationParameters(maxTokens: 4, sampler: .greedy), contextSize: 256, threads: 2)
-        _ = try await Self.collect(await chat.respond(to: "Hi"))
+        _ = try await Self.collect(await chat.streamEvents(to: "Hi"))
         let path = TemporaryFile.path("chat.json")
         try await chat.save(to: path)
         let other = ChatSession(model: Self.model, contextSize: 256, threads: 2)
@@ -144,6 +144,6 @@ import TestSupport
         #expect(await other.messages == chat.messages)
         #expect(await other.systemPrompt == "S")
         try Data("not json".utf8).write(to: URL(fileURLWithPath: path))
-        await #expect(throws: ChatError.self) { try await other.load(from: path) }
+        await #expect(throws: LlamaError.self) { try await other.load(from: path) }
     }
 }

@@ -53,7 +53,7 @@ import TestSupport
 
     static func run(_ chat: ChatSession, _ question: String) async throws -> (text: String, calls: [ToolCall], results: [ToolResult], summary: GenerationSummary?) {
         var text = "", calls: [ToolCall] = [], results: [ToolResult] = [], summary: GenerationSummary?
-        for try await event in await chat.respond(to: question) {
+        for try await event in await chat.streamEvents(to: question) {
             switch event {
             case .text(let piece): text += piece
             case .toolCall(let call): calls.append(call)

@@ -45,7 +45,7 @@ import TestSupport
     }
 
     @Test func llama2ErrorsLikeTheOfficialTemplateOnRolesOutOfOrder() {
-        #expect(throws: ChatError.self) {
+        #expect(throws: LlamaError.self) {
             try ChatTemplate(format: .llama2).render([.user("a"), .user("b")], bos: "<s>", eos: "</s>")
         }
     }

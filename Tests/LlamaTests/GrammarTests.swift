@@ -25,13 +25,13 @@ import TestSupport
     }
 
     @Test func badGrammarsAreClearErrors() {
-        #expect(throws: GrammarError.self) { try Grammar("rot ::= \"a\"") }
-        #expect(throws: GrammarError.self) { try Grammar("root ::= undefined-rule") }
-        #expect(throws: GrammarError.self) { try Grammar("root ::= \"unterminated") }
-        #expect(throws: GrammarError.self) { try Grammar("root ::= [a-") }
-        #expect(throws: GrammarError.self) { try Grammar("root ::= root \"a\" | \"b\"") }
-        #expect(throws: GrammarError.self) { try Grammar("root ::= \"a\"{3,1}") }
-        #expect(throws: GrammarError.self) { try Grammar("root = \"a\"") }
+        #expect(throws: LlamaError.self) { try Grammar("rot ::= \"a\"") }
+        #expect(throws: LlamaError.self) { try Grammar("root ::= undefined-rule") }
+        #expect(throws: LlamaError.self) { try Grammar("root ::= \"unterminated") }
+        #expect(throws: LlamaError.self) { try Grammar("root ::= [a-") }
+        #expect(throws: LlamaError.self) { try Grammar("root ::= root \"a\" | \"b\"") }
+        #expect(throws: LlamaError.self) { try Grammar("root ::= \"a\"{3,1}") }
+        #expect(throws: LlamaError.self) { try Grammar("root = \"a\"") }
     }
 
     @Test func anyJSONObject() throws {

@@ -61,7 +61,7 @@ import TestSupport
 
     @Test func deeplyNestedGroups() {
         let source = "root ::= " + String(repeating: "(", count: 100_000) + "\"a\"" + String(repeating: ")", count: 100_000)
-        #expect(throws: GrammarError.self) { try Grammar(source) }
+        #expect(throws: LlamaError.self) { try Grammar(source) }
         // Nesting that real grammars use is fine.
         #expect(throws: Never.self) { try Grammar("root ::= " + String(repeating: "(", count: 50) + "\"a\"" + String(repeating: ")", count: 50)) }
     }
@@ -69,7 +69,7 @@ import TestSupport
     /// A 20k-character literal repeated 99,999 times would be 2 billion elements.
     @Test func repetitionThatWouldExhaustMemory() {
         let literal = String(repeating: "x", count: 20_000)
-        let time = Self.seconds { #expect(throws: GrammarError.self) { try Grammar("root ::= \"\(literal)\"{99999}") } }
+        let time = Self.seconds { #expect(throws: LlamaError.self) { try Grammar("root ::= \"\(literal)\"{99999}") } }
         #expect(time < 2)
         #expect(throws: Never.self) { try Grammar("root ::= [a-z]{0,500}") }
     }
@@ -83,7 +83,7 @@ import TestSupport
         #expect(time < 3, "\(time) s")
         // And a cycle through all of them is found.
         let cyclic = source.replacingOccurrences(of: "r20000 ::= \"y\"", with: "r20000 ::= r0 \"y\"")
-        #expect(throws: GrammarError.self) { try Grammar(cyclic) }
+        #expect(throws: LlamaError.self) { try Grammar(cyclic) }
     }
 
     /// A 20k-alternative root: masking the vocabulary for one token is bounded by the budget.
@@ -108,7 +108,7 @@ import TestSupport
                       #"{"type":"array","minItems":5,"maxItems":2}"#, #"{"type":"string","maxLength":"12"}"#,
                       #"{"type":"array","maxItems":9223372036854775807}"#])
     func schemaBoundsAreChecked(_ schema: String) {
-        #expect(throws: GrammarError.self) { try Grammar(try JSONGrammar.grammar(schemaJSON: schema)) }
+        #expect(throws: LlamaError.self) { try Grammar(try JSONGrammar.grammar(schemaJSON: schema)) }
     }
 
     /// 3000 optional properties made a grammar quadratic in their number (90 s, 4.5 GB).

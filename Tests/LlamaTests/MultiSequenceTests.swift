@@ -96,7 +96,7 @@ import TestSupport
         let context = LlamaContext(model: Self.model, contextSize: 8, threads: 2, sequences: 2)
         _ = try context.evaluate(batch: (0..<5).map { _ in .init(sequence: 1, token: 42, wantsLogits: false) })
         #expect(context.position(of: 1) == 5 && context.position(of: 0) == 0)
-        #expect(throws: LlamaContext.ContextFull.self) {
+        #expect(throws: LlamaError.self) {
             try context.evaluate(batch: (0..<4).map { _ in .init(sequence: 1, token: 42, wantsLogits: false) })
         }
         #expect(context.position(of: 1) == 5)  // a refused batch changes nothing

@@ -228,7 +228,7 @@ import TestSupport
         let none = ToolUse(tools: [ToolSpec(name: "get_time")], choice: .none, template: ChatTemplate(format: .chatml))
         #expect(none.messages([.user("Time?"), .assistant("", toolCalls: [ToolCall(id: "c1", name: "get_time", arguments: "{}")])]).last?.content == "(I called get_time with {}.)")
         #expect(ToolUse(tools: [], choice: .function("x"), template: ChatTemplate(format: .chatml)).isActive == false)
-        #expect(throws: ChatError.self) { try ToolUse(tools: [ToolSpec(name: "a")], choice: .function("b"), template: ChatTemplate(format: .chatml)).validate() }
+        #expect(throws: LlamaError.self) { try ToolUse(tools: [ToolSpec(name: "a")], choice: .function("b"), template: ChatTemplate(format: .chatml)).validate() }
     }
 
     @Test func formatsFromTemplates() {

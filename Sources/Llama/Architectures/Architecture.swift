@@ -58,7 +58,7 @@ public enum Architectures {
     static func unit(for file: GGUFFile) throws(ModelError) -> any Architecture.Type {
         let name = file.string("general.architecture") ?? "llama"
         guard let unit = unit(named: name) else {
-            throw ModelError("\(file.path): architecture '\(name)' is not supported (supported: \(names.joined(separator: ", ")))")
+            throw LlamaError.unsupportedArchitecture("\(file.path): architecture '\(name)' is not supported (supported: \(names.joined(separator: ", ")))")
         }
         return unit
     }

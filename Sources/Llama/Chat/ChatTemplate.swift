@@ -147,7 +147,7 @@ public struct ChatTemplate: Sendable {
             for (i, message) in dialog.enumerated() {
                 let expected = i % 2 == 0 ? "user" : "assistant"
                 guard message.role == expected else {
-                    throw ChatError("Llama 2 chat needs the roles to alternate user/assistant/user/... after an optional system message; message \(i + 1) is '\(message.role)'")
+                    throw LlamaError.template("Llama 2 chat needs the roles to alternate user/assistant/user/... after an optional system message; message \(i + 1) is '\(message.role)'")
                 }
                 let text = message.content.strippingWhitespace
                 out += i % 2 == 0 ? "\(bos)[INST] \(text) [/INST]" : " \(text) \(eos)"
@@ -180,10 +180,6 @@ public struct ChatTemplate: Sendable {
     }
 }
 
-public struct ChatError: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ description: String) { self.description = description }
-}
 
 extension String {
     /// Python's `str.strip()`: Unicode whitespace off both ends.

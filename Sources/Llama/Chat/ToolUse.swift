@@ -35,12 +35,12 @@ public struct ToolUse: Sendable {
     }
 
     /// A choice of a function that is not among the tools, or a tool without a name.
-    public func validate() throws(ChatError) {
+    public func validate() throws(LlamaError) {
         if case .function(let name) = choice, !tools.contains(where: { $0.name == name }) {
-            throw ChatError("tool_choice names the function '\(name)', which is not among the tools")
+            throw LlamaError.template("tool_choice names the function '\(name)', which is not among the tools")
         }
-        if choice == .required, tools.isEmpty { throw ChatError("tool_choice 'required' needs at least one tool") }
-        for tool in tools where tool.name.isEmpty { throw ChatError("every tool needs a name") }
+        if choice == .required, tools.isEmpty { throw LlamaError.template("tool_choice 'required' needs at least one tool") }
+        for tool in tools where tool.name.isEmpty { throw LlamaError.template("every tool needs a name") }
     }
 
     /// Whether the answer may hold calls (there are tools and the choice is not `none`).

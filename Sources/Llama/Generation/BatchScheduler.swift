@@ -7,7 +7,52 @@ import Tokenizers
 /// (continuous batching). Requests join and leave between steps. A slot keeps the tokens of its
 /// last request, and a new request goes to the free slot that shares the longest prefix with it,
 /// which is then not evaluated again.
-public final class BatchScheduler: @unchecked Sendable {
+public final class BatchScheduler: Sendable {
+    private let engine: BatchEngine
+
+    public var model: LlamaModel { engine.model }
+    public var configuration: Configuration { engine.configuration }
+    /// Positions each slot holds.
+    public var contextSize: Int { engine.contextSize }
+    /// How the slots' KV caches store keys and values, and the bytes they take together.
+    public var kvCache: LlamaContext.KVCacheTypes { engine.kvCache }
+    public var kvCacheBytes: Int { engine.kvCacheBytes }
+    public var currentStatus: Status { engine.currentStatus }
+
+    public init(model: LlamaModel, configuration: Configuration = Configuration()) {
+        engine = BatchEngine(model: model, configuration: configuration)
+    }
+
+    /// Dropping the scheduler shuts its thread down once its requests have ended (each request
+    /// keeps it alive until then, so a stream may be read after the last use of the scheduler).
+    deinit { engine.shutdown() }
+
+    /// Takes the KV caches' memory now (`LlamaContext.commitMemory`).
+    public func commitMemory() { engine.commitMemory() }
+
+    /// Queues a generation after `prompt` (BOS included where the model wants it). Throws at once
+    /// for an empty or too long prompt, a grammar that does not parse, or a full queue. The stream
+    /// yields text, then `.finished`; dropping it or cancelling its task frees the slot at the
+    /// next step.
+    /// `cancellation` lets a caller stop it from elsewhere, e.g. when its client disconnects (one
+    /// cancellation may serve several requests).
+    public func submit(prompt: [TokenID], parameters: GenerationParameters, startOfAnswer: Bool = false,
+                       cancellation: Cancellation = Cancellation()) throws -> AsyncThrowingStream<GenerationEvent, Error> {
+        try engine.submit(prompt: prompt, parameters: parameters, startOfAnswer: startOfAnswer, cancellation: cancellation, owner: self)
+    }
+
+    /// Queues the answer to a conversation, rendered with `template` (default: the model's own).
+    public func submit(messages: [ChatMessage], parameters: GenerationParameters, template: ChatTemplate? = nil,
+                       cancellation: Cancellation = Cancellation()) throws -> AsyncThrowingStream<GenerationEvent, Error> {
+        let prompt = try model.chatPromptTokens(messages, template: template)
+        return try submit(prompt: prompt, parameters: parameters, startOfAnswer: true, cancellation: cancellation)
+    }
+
+    /// Ends every request (queued or running) with `ShutDown` and stops the thread.
+    public func shutdown() { engine.shutdown() }
+}
+
+extension BatchScheduler {
     public struct Configuration: Sendable {
         /// Generations that run at the same time.
         public var slots: Int
@@ -40,7 +85,7 @@ public final class BatchScheduler: @unchecked Sendable {
     /// The scheduler stopped before the request finished.
     public struct ShutDown: Error, CustomStringConvertible {
         public init() {}
-        public var description: String { "the server is shutting down" }
+        public var description: String { "the scheduler was shut down before the request finished" }
     }
 
     /// Counts since start, and the state now, for metrics.
@@ -58,11 +103,20 @@ public final class BatchScheduler: @unchecked Sendable {
         /// Wall time of steps that generated at least one token.
         public var generatingSeconds: Double = 0
     }
+}
 
-    public let model: LlamaModel
-    public let configuration: Configuration
+/// The scheduler's state and its thread (which holds it until shutdown, so the public handle
+/// above can shut it down when it is dropped).
+final class BatchEngine: @unchecked Sendable {
+    typealias Configuration = BatchScheduler.Configuration
+    typealias QueueFull = BatchScheduler.QueueFull
+    typealias ShutDown = BatchScheduler.ShutDown
+    typealias Status = BatchScheduler.Status
+
+    let model: LlamaModel
+    let configuration: Configuration
     /// Positions each slot holds.
-    public let contextSize: Int
+    let contextSize: Int
     private let context: LlamaContext
 
     // Shared with submitting threads, under `condition`.
@@ -80,13 +134,13 @@ public final class BatchScheduler: @unchecked Sendable {
     private var logits: [Float] = []
 
     /// How the slots' KV caches store keys and values, and the bytes they take together.
-    public var kvCache: LlamaContext.KVCacheTypes { context.kvCache }
-    public var kvCacheBytes: Int { context.kvCacheBytes }
+    var kvCache: LlamaContext.KVCacheTypes { context.kvCache }
+    var kvCacheBytes: Int { context.kvCacheBytes }
 
     /// Takes the KV caches' memory now (`LlamaContext.commitMemory`).
-    public func commitMemory() { context.commitMemory() }
+    func commitMemory() { context.commitMemory() }
 
-    public init(model: LlamaModel, configuration: Configuration = Configuration()) {
+    init(model: LlamaModel, configuration: Configuration = Configuration()) {
         self.model = model
         self.configuration = configuration
         context = LlamaContext(model: model, contextSize: configuration.contextSize, batchSize: configuration.batchSize,
@@ -100,16 +154,10 @@ public final class BatchScheduler: @unchecked Sendable {
         thread.start()
     }
 
-    /// Queues a generation after `prompt` (BOS included where the model wants it). Throws at once
-    /// for an empty or too long prompt, a grammar that does not parse, or a full queue. The stream
-    /// yields text, then `.finished`; dropping it or cancelling its task frees the slot at the
-    /// next step.
-    /// `cancellation` lets a caller stop it from elsewhere, e.g. when its client disconnects (one
-    /// cancellation may serve several requests).
-    public func submit(prompt: [TokenID], parameters: GenerationParameters, startOfAnswer: Bool = false,
-                       cancellation: Cancellation = Cancellation()) throws -> AsyncThrowingStream<GenerationEvent, Error> {
+    func submit(prompt: [TokenID], parameters: GenerationParameters, startOfAnswer: Bool,
+                cancellation: Cancellation, owner: AnyObject) throws -> AsyncThrowingStream<GenerationEvent, Error> {
         guard !prompt.isEmpty else { throw ModelError("the prompt is empty; give at least one token (such as BOS)") }
-        guard prompt.count < contextSize else { throw LlamaContext.ContextFull(needed: prompt.count + 1, contextSize: contextSize) }
+        guard prompt.count < contextSize else { throw LlamaError.contextFull(needed: prompt.count + 1, available: contextSize) }
         let vocabulary = model.configuration.vocabularySize
         if let bad = prompt.first(where: { $0 < 0 || Int($0) >= vocabulary }) {
             throw ModelError("token id \(bad) is outside the vocabulary of \(vocabulary)")
@@ -119,7 +167,7 @@ public final class BatchScheduler: @unchecked Sendable {
         // The job's own flag: its stream ending cancels only it, while the caller's cancellation
         // (which may be shared by several jobs) cancels them all.
         let own = Cancellation()
-        let job = Job(prompt: prompt, state: state, continuation: continuation, cancelled: own)
+        let job = Job(prompt: prompt, state: state, continuation: continuation, cancelled: own, owner: owner)
         continuation.onTermination = { _ in own.cancel() }
         cancellation.whenCancelled { own.cancel() }
         own.whenCancelled { [weak self] in self?.wake() }
@@ -134,11 +182,9 @@ public final class BatchScheduler: @unchecked Sendable {
         return stream
     }
 
-    public var currentStatus: Status { condition.withLock { status } }
+    var currentStatus: Status { condition.withLock { status } }
 
-    /// Ends every request (queued or running) with `ShutDown` and stops the thread. The thread
-    /// keeps the scheduler alive until then.
-    public func shutdown() {
+    func shutdown() {
         condition.withLock {
             running = false
             condition.signal()
@@ -155,11 +201,15 @@ public final class BatchScheduler: @unchecked Sendable {
         var state: GenerationState
         let continuation: AsyncThrowingStream<GenerationEvent, Error>.Continuation
         let cancelled: Cancellation
+        /// The public scheduler, kept alive while the request lives.
+        let owner: AnyObject
         var reused = 0
         var admitted = Date()
         var promptDone: Date?
 
-        init(prompt: [TokenID], state: GenerationState, continuation: AsyncThrowingStream<GenerationEvent, Error>.Continuation, cancelled: Cancellation) {
+        init(prompt: [TokenID], state: GenerationState, continuation: AsyncThrowingStream<GenerationEvent, Error>.Continuation, cancelled: Cancellation,
+             owner: AnyObject) {
+            self.owner = owner
             self.cancelled = cancelled
             self.prompt = prompt
             self.state = state

@@ -21,12 +21,12 @@ public struct Grammar: Sendable {
     let ruleNames: [String]
     let root: Int
 
-    public init(_ source: String) throws(GrammarError) {
+    public init(_ source: String) throws(LlamaError) {
         var parser = GBNFParser(source)
         try parser.parse()
-        guard let root = parser.ids["root"] else { throw GrammarError("the grammar has no 'root' rule") }
+        guard let root = parser.ids["root"] else { throw LlamaError.grammar("the grammar has no 'root' rule") }
         for (name, id) in parser.ids where parser.rules[id] == nil {
-            throw GrammarError("rule '\(name)' is used but never defined")
+            throw LlamaError.grammar("rule '\(name)' is used but never defined")
         }
         rules = parser.rules.map { $0! }
         ruleNames = parser.names
@@ -37,7 +37,7 @@ public struct Grammar: Sendable {
     /// Rules that can start with themselves without consuming a character would expand forever.
     /// One depth-first walk over "may begin with" edges (linear in the grammar's size): a rule met
     /// again while it is still on the walk's path is on a left-recursive cycle.
-    private func checkLeftRecursion() throws(GrammarError) {
+    private func checkLeftRecursion() throws(LlamaError) {
         // nullable[r]: r can match the empty string. An alternative is nullable when it has no
         // character element and all its rules are nullable; a worklist counts down the rules each
         // alternative still waits for.
@@ -90,7 +90,7 @@ public struct Grammar: Sendable {
                 if next < edges[r].count {
                     path[path.count - 1].next += 1
                     let s = edges[r][next]
-                    if state[s] == 1 { throw GrammarError("rule '\(ruleNames[s])' is left-recursive, which this grammar engine cannot run") }
+                    if state[s] == 1 { throw LlamaError.grammar("rule '\(ruleNames[s])' is left-recursive, which this grammar engine cannot run") }
                     if state[s] == 0 {
                         state[s] = 1
                         path.append((s, 0))
@@ -104,10 +104,6 @@ public struct Grammar: Sendable {
     }
 }
 
-public struct GrammarError: Error, CustomStringConvertible, Equatable {
-    public let description: String
-    public init(_ description: String) { self.description = description }
-}
 
 /// GBNF text to rules. Repetitions and groups become generated rules, as llama.cpp does.
 /// The grammar comes from requests, so its size after expansion is bounded: groups nest at most
@@ -130,7 +126,7 @@ struct GBNFParser {
     init(_ source: String) { text = source.unicodeScalars.map(\.value) }
 
     /// Counts `count` more elements against the size limit.
-    mutating func grow(_ count: Int) throws(GrammarError) {
+    mutating func grow(_ count: Int) throws(LlamaError) {
         let (total, overflow) = size.addingReportingOverflow(count)
         guard !overflow, total <= Self.maxElements, names.count <= Self.maxRules else {
             throw error("the grammar is too large once its repetitions are expanded (limits: \(Self.maxElements) elements, \(Self.maxRules) rules)")
@@ -179,19 +175,19 @@ struct GBNFParser {
         if j < text.count, text[j] == 124 { i = j }
     }
 
-    mutating func name() throws(GrammarError) -> String {
+    mutating func name() throws(LlamaError) -> String {
         let start = i
         while let c = peek(), isNameCharacter(c) { i += 1 }
         guard i > start else { throw error("expected a rule name") }
         return String(String.UnicodeScalarView(text[start..<i].compactMap(Unicode.Scalar.init)))
     }
 
-    func error(_ message: String) -> GrammarError {
+    func error(_ message: String) -> LlamaError {
         let line = text[..<min(i, text.count)].filter { $0 == 10 }.count + 1
-        return GrammarError("grammar line \(line): \(message)")
+        return LlamaError.grammar("grammar line \(line): \(message)")
     }
 
-    mutating func parse() throws(GrammarError) {
+    mutating func parse() throws(LlamaError) {
         while true {
             skipSpace(newlines: true)
             guard peek() != nil else { break }
@@ -208,7 +204,7 @@ struct GBNFParser {
         }
     }
 
-    mutating func alternatives(nested: Bool, ruleName: String) throws(GrammarError) -> [[Grammar.Element]] {
+    mutating func alternatives(nested: Bool, ruleName: String) throws(LlamaError) -> [[Grammar.Element]] {
         var result = [try sequence(nested: nested, ruleName: ruleName)]
         while peek() == 124 {  // '|'
             i += 1
@@ -218,7 +214,7 @@ struct GBNFParser {
         return result
     }
 
-    mutating func sequence(nested: Bool, ruleName: String) throws(GrammarError) -> [Grammar.Element] {
+    mutating func sequence(nested: Bool, ruleName: String) throws(LlamaError) -> [Grammar.Element] {
         var elements: [Grammar.Element] = []
         var lastStart = 0  // where the last item (for a repetition operator) begins
         while let c = peek() {
@@ -330,7 +326,7 @@ struct GBNFParser {
         return elements
     }
 
-    mutating func integer() throws(GrammarError) -> Int {
+    mutating func integer() throws(LlamaError) -> Int {
         var value = 0, digits = 0
         while let c = peek(), c >= 48 && c <= 57 {
             value = value * 10 + Int(c - 48)
@@ -343,7 +339,7 @@ struct GBNFParser {
     }
 
     /// One character of a literal or class, with escapes.
-    mutating func character() throws(GrammarError) -> UInt32 {
+    mutating func character() throws(LlamaError) -> UInt32 {
         guard let c = peek() else { throw error("unexpected end of the grammar") }
         i += 1
         guard c == 92 else { return c }  // '\'
@@ -371,7 +367,7 @@ struct GBNFParser {
 
     /// item{min,max} as elements: min copies, then nested optional copies (or a star rule).
     /// Counted against the size limit before anything is built.
-    mutating func repeated(_ item: [Grammar.Element], min: Int, max: Int?, _ base: String) throws(GrammarError) -> [Grammar.Element] {
+    mutating func repeated(_ item: [Grammar.Element], min: Int, max: Int?, _ base: String) throws(LlamaError) -> [Grammar.Element] {
         let copies = (max ?? min) + 1  // at most 100,000 each: integer() bounds them
         let (needed, overflow) = copies.multipliedReportingOverflow(by: item.count + 1)
         try grow(overflow ? Int.max : needed)

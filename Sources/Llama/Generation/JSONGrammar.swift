@@ -77,18 +77,18 @@ public enum JSONGrammar {
         }
 
         mutating func rule(for schema: JinjaValue, depth: Int) throws -> String {
-            guard depth < 32 else { throw GrammarError("the JSON schema nests too deeply (or refers to itself)") }
+            guard depth < 32 else { throw LlamaError.grammar("the JSON schema nests too deeply (or refers to itself)") }
             if case .bool(true) = schema { return "json-value" }
             guard case .object = schema else {
-                if case .bool(false) = schema { throw GrammarError("a JSON schema of `false` matches nothing") }
-                throw GrammarError("a JSON schema must be an object, not \(schema.text)")
+                if case .bool(false) = schema { throw LlamaError.grammar("a JSON schema of `false` matches nothing") }
+                throw LlamaError.grammar("a JSON schema must be an object, not \(schema.text)")
             }
             if case .string(let ref) = schema["$ref"] {
                 return try reference(ref, depth: depth)
             }
             if schema["const"].isDefinedValue { return Self.jsonLiteral(schema["const"]) }
             if case .array(let options) = schema["enum"] {
-                guard !options.isEmpty else { throw GrammarError("an empty enum matches nothing") }
+                guard !options.isEmpty else { throw LlamaError.grammar("an empty enum matches nothing") }
                 return "(" + options.map(Self.jsonLiteral).joined(separator: " | ") + ")"
             }
             for key in ["anyOf", "oneOf"] {
@@ -171,7 +171,7 @@ public enum JSONGrammar {
                 }
                 return "\"{\" ws \(body) ws \"}\""
             default:
-                throw GrammarError("JSON schema type '\(type)' is not supported")
+                throw LlamaError.grammar("JSON schema type '\(type)' is not supported")
             }
         }
 
@@ -182,13 +182,13 @@ public enum JSONGrammar {
                 let value = schema[key]
                 guard value.isDefinedValue, value != .none else { return nil }
                 guard let n = value.intValue, n >= 0, n <= Self.maxCount else {
-                    throw GrammarError("\(key) in a JSON schema must be a whole number from 0 to \(Self.maxCount), not \(value.jsonText)")
+                    throw LlamaError.grammar("\(key) in a JSON schema must be a whole number from 0 to \(Self.maxCount), not \(value.jsonText)")
                 }
                 return n
             }
             let low = try count(minimumKey) ?? 0
             let high = try count(maximumKey)
-            if let high, high < low { throw GrammarError("\(maximumKey) (\(high)) is smaller than \(minimumKey) (\(low)) in a JSON schema") }
+            if let high, high < low { throw LlamaError.grammar("\(maximumKey) (\(high)) is smaller than \(minimumKey) (\(low)) in a JSON schema") }
             return (low, high)
         }
 
@@ -201,14 +201,14 @@ public enum JSONGrammar {
                 switch value {
                 case .int(let i): number = Double(i)
                 case .double(let d) where d.isFinite: number = roundingUp ? d.rounded(.up) : d.rounded(.down)
-                default: throw GrammarError("\(key) in a JSON schema must be a number, not \(value.jsonText)")
+                default: throw LlamaError.grammar("\(key) in a JSON schema must be a number, not \(value.jsonText)")
                 }
                 return Int(max(-Self.integerLimit, min(Self.integerLimit, number)))
             }
             let low = try bound("minimum", roundingUp: true), high = try bound("maximum", roundingUp: false)
             if low == nil, high == nil { return "json-integer" }
             let lo = low ?? -Int(Self.integerLimit), hi = high ?? Int(Self.integerLimit)
-            guard lo <= hi else { throw GrammarError("maximum (\(hi)) is smaller than minimum (\(lo)) in a JSON schema") }
+            guard lo <= hi else { throw LlamaError.grammar("maximum (\(hi)) is smaller than minimum (\(lo)) in a JSON schema") }
             var options: [String] = []
             if lo < 0 { options.append("\"-\" ( " + Self.naturals(max(1, -hi), -lo).joined(separator: " | ") + " )") }
             if hi >= 0 { options += Self.naturals(max(0, lo), hi) }
@@ -259,10 +259,10 @@ public enum JSONGrammar {
 
         mutating func reference(_ ref: String, depth: Int) throws -> String {
             if let name = references[ref] { return name }
-            guard ref.hasPrefix("#/") else { throw GrammarError("only local references (#/$defs/...) are supported, not '\(ref)'") }
+            guard ref.hasPrefix("#/") else { throw LlamaError.grammar("only local references (#/$defs/...) are supported, not '\(ref)'") }
             var target = root
             for part in ref.dropFirst(2).split(separator: "/") { target = target[String(part)] }
-            guard target.isDefinedValue else { throw GrammarError("the reference '\(ref)' points nowhere") }
+            guard target.isDefinedValue else { throw LlamaError.grammar("the reference '\(ref)' points nowhere") }
             let name = "\(prefix)ref-\(references.count)"
             references[ref] = name
             extraRules.append("\(name) ::= " + (try rule(for: target, depth: depth + 1)))

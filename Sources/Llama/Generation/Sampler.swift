@@ -34,6 +34,29 @@ public struct SamplerSettings: Sendable, Codable, Equatable {
 
     public init() {}
 
+    /// Every setting by name; the ones left out keep their defaults.
+    ///
+    ///     SamplerSettings(temperature: 0.2, topK: 20, seed: 42)
+    public init(temperature: Float = 0.8, topK: Int = 40, topP: Float = 0.95, minP: Float = 0.05, repeatPenalty: Float = 1.0,
+                repeatLastN: Int = 64, frequencyPenalty: Float = 0, presencePenalty: Float = 0, typicalP: Float = 1,
+                logitBias: [TokenID: Float] = [:], mirostat: Int = 0, mirostatTau: Float = 5, mirostatEta: Float = 0.1,
+                seed: UInt64? = nil) {
+        self.temperature = temperature
+        self.topK = topK
+        self.topP = topP
+        self.minP = minP
+        self.repeatPenalty = repeatPenalty
+        self.repeatLastN = repeatLastN
+        self.frequencyPenalty = frequencyPenalty
+        self.presencePenalty = presencePenalty
+        self.typicalP = typicalP
+        self.logitBias = logitBias
+        self.mirostat = mirostat
+        self.mirostatTau = mirostatTau
+        self.mirostatEta = mirostatEta
+        if let seed { self.seed = seed }
+    }
+
     /// Refuses settings that would make sampling meaningless or crash it (NaN, infinities,
     /// negative counts), naming the setting.
     public func validate() throws(ModelError) {

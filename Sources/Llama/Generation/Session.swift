@@ -28,11 +28,20 @@ public struct GenerationParameters: Sendable {
     /// the model and this many most likely alternatives.
     public var logprobs: Int? = nil
 
-    public init(maxTokens: Int = -1, sampler: SamplerSettings = SamplerSettings(), stop: [String] = [], grammar: String? = nil) {
+    /// Every parameter by name; the ones left out keep their defaults.
+    public init(maxTokens: Int = -1, sampler: SamplerSettings = SamplerSettings(), stop: [String] = [], grammar: String? = nil,
+                grammarTriggers: [String] = [], keptSpecialTokens: Set<TokenID> = [], reasoningBudget: Int? = nil,
+                startsInReasoning: Bool = false, stopTokens: Set<TokenID>? = nil, logprobs: Int? = nil) {
         self.maxTokens = maxTokens
         self.sampler = sampler
         self.stop = stop
         self.grammar = grammar
+        self.grammarTriggers = grammarTriggers
+        self.keptSpecialTokens = keptSpecialTokens
+        self.reasoningBudget = reasoningBudget
+        self.startsInReasoning = startsInReasoning
+        self.stopTokens = stopTokens
+        self.logprobs = logprobs
     }
 }
 
@@ -58,6 +67,15 @@ public struct GenerationSummary: Sendable {
     public var reusedPromptTokens: Int
     /// The stop string that ended the generation, if one did.
     public var stopSequence: String? = nil
+
+    public init(statistics: GenerationStatistics = GenerationStatistics(), finishReason: FinishReason, text: String,
+                reusedPromptTokens: Int = 0, stopSequence: String? = nil) {
+        self.statistics = statistics
+        self.finishReason = finishReason
+        self.text = text
+        self.reusedPromptTokens = reusedPromptTokens
+        self.stopSequence = stopSequence
+    }
 }
 
 /// A generated token and how likely the model found it (natural log of its probability, from the
@@ -138,7 +156,7 @@ public final class Session: @unchecked Sendable {
         defer { lock.unlock() }
         guard !prompt.isEmpty else { throw ModelError("the prompt is empty; give at least one token (such as BOS)") }
         guard prompt.count < context.contextSize else {
-            throw LlamaContext.ContextFull(needed: prompt.count + 1, contextSize: context.contextSize)
+            throw LlamaError.contextFull(needed: prompt.count + 1, available: context.contextSize)
         }
         var state = try GenerationState(model: model, parameters: parameters, startOfAnswer: startOfAnswer)
         var stats = GenerationStatistics()

@@ -9,13 +9,13 @@ enum Llama2cCheckpoint {
     static func load(mapping: MappedFile, tokenizerPath: String) throws -> LlamaModel {
         let path = mapping.path
         let bytes = mapping.bytes
-        guard bytes.count >= 28 else { throw ModelError("\(path): too short for a llama2.c checkpoint (and not GGUF)") }
+        guard bytes.count >= 28 else { throw LlamaError.notAModel(path: path, reason: "too short for a llama2.c checkpoint, and not GGUF") }
         let header = (0..<7).map { Int(Int32(littleEndian: bytes.loadUnaligned(fromByteOffset: 4 * $0, as: Int32.self))) }
         let (dim, hidden, layers, heads, kvHeads, signedVocab, seqLen) = (header[0], header[1], header[2], header[3], header[4], header[5], header[6])
         let vocab = abs(signedVocab), shared = signedVocab > 0
         guard [dim, hidden, layers, heads, kvHeads, vocab, seqLen].allSatisfy({ $0 > 0 && $0 < 1 << 20 }),
               dim % heads == 0, heads % kvHeads == 0 else {
-            throw ModelError("\(path): not a GGUF file, and its header \(header) is not a llama2.c checkpoint's")
+            throw LlamaError.notAModel(path: path, reason: "not a GGUF file, and its header \(header) is not a llama2.c checkpoint's")
         }
         let headSize = dim / heads, kvDim = kvHeads * headSize
         let config = LlamaConfiguration(embeddingLength: dim, feedForwardLength: hidden, layerCount: layers,
@@ -26,7 +26,7 @@ enum Llama2cCheckpoint {
         func take(_ count: Int) throws -> UnsafeRawPointer {
             let size = count * 4
             guard offset + size <= bytes.count else {
-                throw ModelError("\(path): at byte \(offset): checkpoint is truncated (needs \(size) more bytes, \(bytes.count - offset) left)")
+                throw LlamaError.truncated(path: path, reason: "at byte \(offset): the checkpoint needs \(size) more bytes, \(bytes.count - offset) are left")
             }
             defer { offset += size }
             return bytes.baseAddress! + offset
@@ -56,7 +56,7 @@ enum Llama2cCheckpoint {
         do {
             tokenizer = try Tokenizer(.llama2c(contentsOf: tokenizerPath))
         } catch {
-            throw ModelError("\(path) is a llama2.c checkpoint and needs its tokenizer: \(error.description). Name it with --tokenizer FILE.")
+            throw ModelError("\(path) is a llama2.c checkpoint and needs its tokenizer: \(error.description). Give the path of its tokenizer.bin as the tokenizer.")
         }
         guard tokenizer.vocabularySize == vocab else {
             throw ModelError("\(tokenizerPath) has \(tokenizer.vocabularySize) tokens but the checkpoint \(path) has \(vocab)")

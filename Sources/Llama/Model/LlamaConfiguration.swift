@@ -211,7 +211,3 @@ public struct MetadataReader {
     }
 }
 
-public struct ModelError: Error, CustomStringConvertible, Sendable {
-    public let description: String
-    public init(_ description: String) { self.description = description }
-}

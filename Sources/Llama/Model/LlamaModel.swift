@@ -49,14 +49,24 @@ public final class LlamaModel: @unchecked Sendable {
     /// tokenizer.bin; by default the `tokenizer.bin` beside it). With `progress`, the weights are
     /// also read into memory once (so the first token does not wait on the disk), and `progress`
     /// hears the fraction done, from 0 to 1.
-    public static func load(path: String, tokenizer tokenizerPath: String? = nil, progress: ((Double) -> Void)? = nil) throws -> LlamaModel {
+    /// Errors are `LlamaError`s: `.cannotRead`, `.notAModel`, `.truncated`, `.invalidModel`,
+    /// `.unsupportedArchitecture` or `.unsupportedType`.
+    public static func load(path: String, tokenizer tokenizerPath: String? = nil, progress: ((Double) -> Void)? = nil) throws(LlamaError) -> LlamaModel {
+        do {
+            return try open(path: path, tokenizer: tokenizerPath, progress: progress)
+        } catch {
+            throw LlamaError.loading(error, path: path)
+        }
+    }
+
+    private static func open(path: String, tokenizer tokenizerPath: String?, progress: ((Double) -> Void)?) throws -> LlamaModel {
         let mapping = try MappedFile(path: path)
         let magic = mapping.count >= 4 ? Array(UnsafeRawBufferPointer(rebasing: mapping.bytes[0..<4])) : []
         if magic == GGUFFile.magic {
             let file = try GGUFFile(mapping: mapping)
             // Before loading: the regrouping in `load` releases pages that a later touch would read back.
             if let progress { touch(mapping.bytes, progress: progress) }
-            return try load(gguf: file)
+            return try bind(file)
         }
         let tokenizerFile = tokenizerPath ?? (URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("tokenizer.bin").path)
         return try Llama2cCheckpoint.load(mapping: mapping, tokenizerPath: tokenizerFile)
@@ -106,7 +116,15 @@ public final class LlamaModel: @unchecked Sendable {
         progress(1)
     }
 
-    public static func load(gguf file: GGUFFile) throws -> LlamaModel {
+    public static func load(gguf file: GGUFFile) throws(LlamaError) -> LlamaModel {
+        do {
+            return try bind(file)
+        } catch {
+            throw LlamaError.loading(error, path: file.path)
+        }
+    }
+
+    private static func bind(_ file: GGUFFile) throws -> LlamaModel {
         let config = try LlamaConfiguration(gguf: file)
         let unit = try Architectures.unit(for: file)
         let tokenizer = try Tokenizer(gguf: file)

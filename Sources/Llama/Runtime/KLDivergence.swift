@@ -232,7 +232,7 @@ extension LlamaContext {
                              progress: (_ chunk: Int, _ of: Int, _ partial: KLDivergenceResult, _ seconds: Double) -> Void = { _, _, _, _ in }) throws -> KLDivergenceResult {
         let n = base.contextSize
         guard n == contextSize else {
-            throw ModelError("the logits file was made with a context of \(n) but this run uses \(contextSize); run with -c \(n)")
+            throw ModelError("the logits file was made with a context of \(n) but this run uses \(contextSize); use a context size of \(n)")
         }
         let vocab = model.configuration.vocabularySize
         guard base.vocabularySize == vocab else {

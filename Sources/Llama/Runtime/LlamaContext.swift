@@ -29,13 +29,6 @@ public final class LlamaContext: @unchecked Sendable {
     /// The logits of the last `evaluate` call's selected rows.
     public var logits: [Float] { lock.withLock { lastLogits } }
 
-    public struct ContextFull: Error, CustomStringConvertible {
-        public let needed: Int
-        public let contextSize: Int
-        public var description: String {
-            "the text needs \(needed) positions but the context holds \(contextSize); use a larger context (-c) or a shorter prompt"
-        }
-    }
 
     /// How cached keys or values are stored, as llama.cpp's `--cache-type-k/-v`.
     public enum KVCacheType: String, Sendable, CaseIterable {
@@ -234,7 +227,7 @@ public final class LlamaContext: @unchecked Sendable {
             guard caches.indices.contains(entry.sequence) else { throw ModelError("sequence \(entry.sequence) is outside the context's \(caches.count)") }
             guard entry.token >= 0, Int(entry.token) < vocab else { throw ModelError("token id \(entry.token) is outside the vocabulary of \(vocab)") }
             needed[entry.sequence] += 1
-            guard needed[entry.sequence] <= contextSize else { throw ContextFull(needed: needed[entry.sequence], contextSize: contextSize) }
+            guard needed[entry.sequence] <= contextSize else { throw LlamaError.contextFull(needed: needed[entry.sequence], available: contextSize) }
         }
         out.removeAll(keepingCapacity: true)
         var start = 0
@@ -262,7 +255,7 @@ public final class LlamaContext: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         guard positions[0] + tokens.count <= contextSize else {
-            throw ContextFull(needed: positions[0] + tokens.count, contextSize: contextSize)
+            throw LlamaError.contextFull(needed: positions[0] + tokens.count, available: contextSize)
         }
         let vocab = model.configuration.vocabularySize
         for token in tokens where token < 0 || Int(token) >= vocab {
@@ -321,7 +314,7 @@ public final class LlamaContext: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         guard !tokens.isEmpty else { throw ModelError("there is nothing to embed; the text has no tokens") }
-        guard tokens.count <= contextSize else { throw ContextFull(needed: tokens.count, contextSize: contextSize) }
+        guard tokens.count <= contextSize else { throw LlamaError.contextFull(needed: tokens.count, available: contextSize) }
         let c = model.configuration
         for token in tokens where token < 0 || Int(token) >= c.vocabularySize {
             throw ModelError("token id \(token) is outside the vocabulary of \(c.vocabularySize)")
@@ -389,5 +382,29 @@ public final class LlamaContext: @unchecked Sendable {
                 if let cap = c.finalLogitSoftCap { Ops.softCap(logits.baseAddress!, count: logits.count, cap: cap) }
             }
         }
+    }
+}
+
+extension LlamaModel {
+    /// How many tokens `text` takes, BOS included where the model adds it.
+    public func tokenCount(of text: String) -> Int {
+        tokenizer.encode(text, addSpecial: true, parseSpecial: false).count
+    }
+
+    /// The embedding of `text` (see `LlamaContext.embedding(of:)`), in a context made for it.
+    public func embedding(of text: String, pooling: LlamaContext.Pooling = .mean, normalize: Bool = true) throws -> [Float] {
+        try embeddings(of: [text], pooling: pooling, normalize: normalize)[0]
+    }
+
+    /// The embeddings of several texts, one context reused for all of them.
+    public func embeddings(of texts: [String], pooling: LlamaContext.Pooling = .mean, normalize: Bool = true) throws -> [[Float]] {
+        let tokens = texts.map { tokenizer.encode($0, addSpecial: true, parseSpecial: false) }
+        let longest = tokens.map(\.count).max() ?? 0
+        guard longest <= configuration.contextLength else {
+            throw LlamaError.contextFull(needed: longest, available: configuration.contextLength)
+        }
+        let context = LlamaContext(model: self, contextSize: max(1, longest), batchSize: max(1, min(512, longest)),
+                                   threads: SystemInfo.physicalCores)
+        return try tokens.map { try context.embedding(of: $0, pooling: pooling, normalize: normalize) }
     }
 }
