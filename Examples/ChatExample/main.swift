@@ -13,7 +13,7 @@ var parameters = GenerationParameters(maxTokens: 128)
 parameters.sampler.temperature = 0.7
 let chat = ChatSession(model: model, systemPrompt: "You are a helpful assistant.", parameters: parameters)
 
-for try await event in await chat.respond(to: question) {
+for try await event in await chat.streamEvents(to: question) {
     switch event {
     case .text(let piece): print(piece, terminator: "")
     case .notice(let notice): print("[\(notice)]")

@@ -140,3 +140,19 @@ extension GeneratedContent: Generable {
     public init(_ content: GeneratedContent) throws { self = content }
     public var generatedContent: GeneratedContent { self }
 }
+
+// MARK: - Tools with generable arguments
+
+/// A tool whose `Arguments` are `@Generable` needs no hand-written schema: its parameters are
+/// the type's schema, and calls are read with the type's own conversion.
+///
+///     struct Weather: Tool {
+///         @Generable struct Arguments { @Guide(description: "A city") var city: String }
+///         let name = "get_weather"
+///         let description = "The current weather in a city."
+///         func call(arguments: Arguments) async throws -> String { "18 °C in \(arguments.city)" }
+///     }
+extension Tool where Arguments: Generable {
+    public var parameters: JinjaValue { Arguments.generationSchema.json }
+    public func decodeArguments(_ json: String) throws -> Arguments { try Arguments(GeneratedContent(json: json)) }
+}

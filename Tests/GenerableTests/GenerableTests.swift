@@ -32,6 +32,17 @@ struct Pet: Equatable {
     @Generable enum Kind: Equatable { case cat, dog, owl }
 }
 
+/// A tool whose arguments are @Generable: no schema by hand.
+struct Forecast: Tool {
+    @Generable struct Arguments {
+        @Guide(description: "A city", .maximumLength(30)) var city: String
+        @Guide(description: "Days ahead", .range(1...7)) var days: Int
+    }
+    let name = "get_forecast"
+    let description = "The weather forecast for a city, some days ahead."
+    func call(arguments: Arguments) async throws -> String { "sunny in \(arguments.city) for \(arguments.days) days" }
+}
+
 /// `@Generable` types: the schema the macro derives, the grammar it gives, conversion from whole
 /// and partial JSON, and typed answers from the default model (whole and streamed).
 @Suite struct GenerableTests {
@@ -118,6 +129,26 @@ struct Pet: Equatable {
     }
 
     static let model: LlamaModel = try! LlamaModel.load(path: DefaultModel.locate())
+
+    /// A tool with @Generable arguments: its parameters are the type's schema, the model's calls
+    /// hold to it (days within 1...7), and they convert.
+    @Test func toolsTakeGenerableArguments() async throws {
+        #expect(Forecast().parameters == Forecast.Arguments.generationSchema.json)
+        #expect(try Forecast().decodeArguments(#"{"city": "Oslo", "days": 3}"#).days == 3)
+        #expect(throws: (any Error).self) { try Forecast().decodeArguments(#"{"city": "Oslo"}"#) }
+        var called = 0
+        for seed in UInt64(1)...4 {
+            var sampler = SamplerSettings(temperature: 0.8, seed: seed)
+            sampler.topK = 40
+            let chat = ChatSession(model: Self.model, parameters: GenerationParameters(maxTokens: 200, sampler: sampler), contextSize: 4096,
+                                   tools: [Forecast()])
+            await chat.setMaxToolRounds(1)
+            let answer = try await chat.respond(to: "What will the weather be in Oslo in 3 days? Use get_forecast.")
+            #expect(answer.toolResults.allSatisfy { !$0.isError }, "seed \(seed): \(answer.toolResults)")
+            called += answer.toolCalls.count
+        }
+        #expect(called > 0, "no seed called the tool")
+    }
 
     static func chat(seed: UInt64) -> ChatSession {
         var sampler = SamplerSettings()

@@ -13,8 +13,9 @@ import Jinja
 ///     }
 ///     let chat = ChatSession(model: model, tools: [Weather()])
 public protocol Tool: Sendable {
-    /// The arguments, decoded from the JSON object the model writes.
-    associatedtype Arguments: Decodable & Sendable
+    /// The arguments, from the JSON object the model writes: `Decodable` (or, with
+    /// `LlamaGenerable`, `@Generable`, which also gives `parameters`).
+    associatedtype Arguments: Sendable
     /// What the model reads back: text as it is; anything `Encodable` as JSON; else its description.
     associatedtype Output: Sendable
 
@@ -23,7 +24,16 @@ public protocol Tool: Sendable {
     /// JSON Schema of `Arguments` (an object). The model's calls are held to it by a grammar.
     var parameters: JinjaValue { get }
 
+    /// The arguments read from the JSON text of a call.
+    func decodeArguments(_ json: String) throws -> Arguments
+
     func call(arguments: Arguments) async throws -> Output
+}
+
+extension Tool where Arguments: Decodable {
+    public func decodeArguments(_ json: String) throws -> Arguments {
+        try JSONDecoder().decode(Arguments.self, from: Data(json.utf8))
+    }
 }
 
 /// What a tool answered to one call (an error is answered too: the model reads it and may try again).
@@ -40,12 +50,15 @@ extension Tool {
     /// Decodes the model's arguments and runs the call. Arguments that do not decode and errors
     /// the tool throws become the result, for the model to read.
     func run(_ call: ToolCall) async -> ToolResult {
+        let arguments: Arguments
         do {
-            let arguments = try JSONDecoder().decode(Arguments.self, from: Data(call.arguments.utf8))
+            arguments = try decodeArguments(call.arguments)
+        } catch {
+            return ToolResult(callID: call.id, name: name, output: "Error: the arguments \(call.arguments) do not fit \(name): \(error)", isError: true)
+        }
+        do {
             let output = try await self.call(arguments: arguments)
             return ToolResult(callID: call.id, name: name, output: Self.text(output), isError: false)
-        } catch let error as DecodingError {
-            return ToolResult(callID: call.id, name: name, output: "Error: the arguments \(call.arguments) do not fit \(name): \(error)", isError: true)
         } catch {
             return ToolResult(callID: call.id, name: name, output: "Error: \(error.localizedDescription)", isError: true)
         }
