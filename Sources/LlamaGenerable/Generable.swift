@@ -113,9 +113,14 @@ extension Array: ConvertibleToGeneratedContent where Element: ConvertibleToGener
 extension Array: Generable where Element: Generable {
     public typealias PartiallyGenerated = [Element.PartiallyGenerated]
     public static var generationSchema: GenerationSchema {
-        GenerationSchema(json: ["type": "array", "items": Element.generationSchema.json])
+        GenerationSchema(json: ["type": "array", "items": GenerationSchema.Property.nested(Element.self)])
     }
 }
+
+/// Types that wrap another generable type (arrays, optionals): a recursion is the wrapped type's.
+protocol GenerableContainer {}
+extension Array: GenerableContainer {}
+extension Optional: GenerableContainer {}
 
 extension Optional: ConvertibleFromGeneratedContent where Wrapped: ConvertibleFromGeneratedContent {
     public init(_ content: GeneratedContent) throws {
@@ -130,7 +135,7 @@ extension Optional: ConvertibleToGeneratedContent where Wrapped: ConvertibleToGe
 extension Optional: Generable where Wrapped: Generable {
     public typealias PartiallyGenerated = Wrapped.PartiallyGenerated?
     public static var generationSchema: GenerationSchema {
-        GenerationSchema(json: ["anyOf": [Wrapped.generationSchema.json, ["type": "null"]]])
+        GenerationSchema(json: ["anyOf": [GenerationSchema.Property.nested(Wrapped.self), ["type": "null"]]])
     }
 }
 

@@ -27,7 +27,12 @@ public struct GenerationSchema: Sendable, CustomStringConvertible {
     }
 
     /// The grammar that holds a model to the schema.
-    public func grammar() throws -> String { try JSONGrammar.grammar(schema: json) }
+    public func grammar() throws -> String {
+        if let name = Self.recursiveType(in: json) {
+            throw LlamaError.grammar("\(name) contains itself; a @Generable type cannot be recursive (a grammar would not end)")
+        }
+        return try JSONGrammar.grammar(schema: json)
+    }
 
     public var description: String { json.jsonText }
 
@@ -56,15 +61,34 @@ public struct GenerationSchema: Sendable, CustomStringConvertible {
             self.isOptional = isOptional
         }
 
-        /// A nested type's schema. A type that contains itself would nest forever: past a
-        /// bound its schema becomes `false`, which the grammar refuses with a clear error.
+        /// A nested type's schema. A type that contains itself would nest forever: where a type
+        /// comes round again, a marker stands in, and `grammar()` refuses it by name.
         static func nested<Value: Generable>(_ type: Value.Type) -> JinjaValue {
-            guard GenerationSchema.depth < 32 else { return false }
-            return GenerationSchema.$depth.withValue(GenerationSchema.depth + 1) { Value.generationSchema.json }
+            if Value.self is any GenerableContainer.Type { return Value.generationSchema.json }  // arrays, optionals: their element counts
+            let id = ObjectIdentifier(Value.self)
+            guard !GenerationSchema.building.contains(id) else { return [GenerationSchema.recursionKey: .string("\(Value.self)")] }
+            return GenerationSchema.$building.withValue(GenerationSchema.building + [id]) { Value.generationSchema.json }
         }
     }
 
-    @TaskLocal static var depth = 0
+    /// The named types whose schemas are being built, outermost first.
+    @TaskLocal static var building: [ObjectIdentifier] = []
+    static let recursionKey = "x-recursive-type"
+
+    /// The name of a type that contains itself, if the schema has one.
+    static func recursiveType(in value: JinjaValue) -> String? {
+        switch value {
+        case .object(let pairs):
+            for (key, item) in pairs {
+                if key == recursionKey, case .string(let name) = item { return name }
+                if let name = recursiveType(in: item) { return name }
+            }
+        case .array(let items):
+            for item in items { if let name = recursiveType(in: item) { return name } }
+        default: break
+        }
+        return nil
+    }
 }
 
 /// Bounds on a generated property, written in `@Guide(...)`: they go into the schema, and

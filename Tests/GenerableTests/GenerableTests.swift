@@ -32,6 +32,13 @@ struct Pet: Equatable {
     @Generable enum Kind: Equatable { case cat, dog, owl }
 }
 
+/// A type that contains itself (twice: building its schema must not branch without end).
+@Generable struct Tree {
+    var label: String
+    var left: [Tree]
+    var right: [Tree]
+}
+
 /// A tool whose arguments are @Generable: no schema by hand.
 struct Forecast: Tool {
     @Generable struct Arguments {
@@ -78,6 +85,12 @@ struct Forecast: Tool {
                     #"{"name": "Bo", "age": 5, "role": "hero", "items": [], "isBrave": true, "pet": {"name": "X", "kind": "cow"}}"#,
                     #"{"name": "Bo", "age": 5, "role": "hero", "isBrave": true}"#] {                     // items missing
             #expect(try !GrammarCheck.accepts(grammar, bad), "\(bad)")
+        }
+    }
+
+    @Test func recursiveTypesAreRefusedByName() {
+        #expect(throws: LlamaError.grammar("Tree contains itself; a @Generable type cannot be recursive (a grammar would not end)")) {
+            try Tree.generationSchema.grammar()
         }
     }
 
