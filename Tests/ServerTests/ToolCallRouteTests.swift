@@ -167,3 +167,40 @@ import TestSupport
         }
     }
 }
+
+/// Thinking, live: the default model under a thinking template (Qwen3.5's, ChatML like its own, whose prompt
+/// ends inside `<think>`), so what it writes first is its reasoning; the budget closes the block.
+@Suite struct LiveReasoningTests {
+    static let template = try! ChatTemplate(jinja: String(contentsOfFile: Fixtures.projectRoot + "/Tests/JinjaTests/Templates/Qwen3.5-4B.jinja", encoding: .utf8))
+    static let engine = makeEngine(model: RouteTests.model, configuration: { var c = RouteTests.configuration(); c.chatTemplate = template; return c }())
+
+    static func ask(_ extra: String, budget: Int?) async throws -> (reasoning: String?, content: String?, completion: Int) {
+        var configuration = RouteTests.configuration()
+        configuration.chatTemplate = template
+        configuration.reasoningBudget = budget
+        return try await RouteTests.withApp(configuration, engine: engine) { client in
+            let response = try await RouteTests.post(client, "/v1/chat/completions",
+                                                      #"{"messages": [{"role": "user", "content": "Is 17 a prime number?"}], "max_tokens": 64, "temperature": 0.8, "seed": 3\#(extra)}"#)
+            #expect(response.status == .ok, "\(String(buffer: response.body))")
+            let object = try RouteTests.object(response)
+            let message = try #require(((object["choices"] as? [[String: Any]])?.first)?["message"] as? [String: Any])
+            let usage = try #require(object["usage"] as? [String: Any])
+            return (message["reasoning_content"] as? String, message["content"] as? String, usage["completion_tokens"] as? Int ?? 0)
+        }
+    }
+
+    @Test func theBudgetEndsThinkingAndTheAnswerFollows() async throws {
+        let free = try await Self.ask("", budget: nil)
+        #expect(free.reasoning?.isEmpty == false, "the text before </think> is reasoning: \(free)")
+        #expect(free.content?.contains("<think>") != true && free.content?.contains("</think>") != true)
+
+        let cut = try await Self.ask("", budget: 6)
+        let reasoning = try #require(cut.reasoning)
+        // Six tokens of thinking, then the block is closed for the model, which goes on to answer.
+        #expect(RouteTests.model.tokenizer.encode(reasoning, addSpecial: false).count <= 8, "\(reasoning)")
+        #expect(cut.content?.isEmpty == false, "an answer after the cut: \(cut)")
+
+        let kept = try await Self.ask(#", "reasoning_format": "none""#, budget: nil)
+        #expect(kept.reasoning == nil && kept.content?.isEmpty == false)
+    }
+}
