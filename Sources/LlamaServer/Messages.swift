@@ -26,6 +26,13 @@ extension Routes {
 
     /// Reads and checks a Messages request (`counting`: for count_tokens, which needs no max_tokens).
     func anthropicRequest(_ fields: JSONFields, counting: Bool) throws -> AnthropicRequest {
+        try Self.anthropicRequest(fields, counting: counting, template: engine.chatTemplate, reasoningBudget: reasoningBudget,
+                                  keptSpecialTokens: model.specialTokens(ToolUse.formatTags))
+    }
+
+    /// The same, apart from a running server (its template, budget and the model's format tags).
+    static func anthropicRequest(_ fields: JSONFields, counting: Bool, template: ChatTemplate, reasoningBudget: Int?,
+                                 keptSpecialTokens: Set<TokenID>) throws -> AnthropicRequest {
         var request = AnthropicRequest(model: try fields.string("model"), messages: [])
         if !counting {
             guard let maxTokens = try fields.integer("max_tokens", atLeast: 1) else {
@@ -144,7 +151,7 @@ extension Routes {
                 parallel = !(try object.bool("disable_parallel_tool_use") ?? false)
             }
             if !specs.isEmpty {
-                let use = ToolUse(tools: specs, choice: choice, parallel: parallel, template: engine.chatTemplate)
+                let use = ToolUse(tools: specs, choice: choice, parallel: parallel, template: template)
                 do { try use.validate() } catch { throw APIError.badRequest(error.description, param: "tool_choice") }
                 do {
                     if let grammar = try use.grammar() {
@@ -162,7 +169,7 @@ extension Routes {
         } else {
             request.parameters.reasoningBudget = reasoningBudget
         }
-        request.parameters.keptSpecialTokens = model.specialTokens(ToolUse.formatTags)
+        request.parameters.keptSpecialTokens = keptSpecialTokens
         return request
     }
 

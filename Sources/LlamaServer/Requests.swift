@@ -360,9 +360,13 @@ func embeddingInputs(_ fields: JSONFields, tokenizer: Tokenizer, maxInputs: Int 
     }
 }
 
-/// Every route's request decoding at once, for fuzzing: a body is read as a chat, completion and
-/// embeddings request would read it. Throws what the first decoder refuses with (as a 400).
+/// Every route's request decoding at once, for fuzzing: a body is read as a chat, completion,
+/// embeddings and Anthropic Messages request would read it. Throws what the first decoder
+/// refuses with (as a 400).
 public enum RequestDecoding {
+    /// The template Messages requests are prepared with (their tools go through `ToolUse`).
+    static let template = ChatTemplate(format: .chatml)
+
     public static func decodeAll(body: String, tokenizer: Tokenizer, vocabularySize: Int) throws {
         let fields = try JSONFields(body: body)
         var errors: [Error] = []
@@ -378,6 +382,9 @@ public enum RequestDecoding {
         attempt { _ = try chatMessages(fields) }
         attempt { _ = try completionPrompt(fields, tokenizer: tokenizer) }
         attempt { _ = try embeddingInputs(fields, tokenizer: tokenizer, maxInputs: InferenceEngine.maxEmbeddingInputs) }
+        for counting in [false, true] {  // /v1/messages and /v1/messages/count_tokens
+            attempt { _ = try Routes.anthropicRequest(fields, counting: counting, template: template, reasoningBudget: nil, keptSpecialTokens: []) }
+        }
         for error in errors where !(error is APIError) { throw error }
     }
 }
