@@ -21,4 +21,18 @@ static inline int llk_block_bytes(int type) {
 // The 256-value "K" types: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
 static inline int llk_is_k_type(int type) { return type >= 10 && type <= 14; }
 
+#if defined(__aarch64__)
+#include <arm_neon.h>
+// acc + the sums of 4 products of signed bytes, per 32-bit lane: SDOT where the CPU has it
+// (ARMv8.2 dot product: every Apple M chip), else widening multiplies and pairwise adds.
+static inline int32x4_t llk_neon_dot(int32x4_t acc, int8x16_t a, int8x16_t b) {
+#if defined(__ARM_FEATURE_DOTPROD)
+    return vdotq_s32(acc, a, b);
+#else
+    const int16x8_t lo = vmull_s8(vget_low_s8(a), vget_low_s8(b)), hi = vmull_high_s8(a, b);
+    return vpadalq_s16(vpadalq_s16(acc, lo), hi);
+#endif
+}
+#endif
+
 #endif

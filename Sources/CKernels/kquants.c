@@ -14,6 +14,8 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define LLK_X86 1
+#elif defined(__aarch64__)
+#define LLK_NEON 1
 #endif
 
 int llk_isa_id(void);
@@ -238,6 +240,103 @@ static float dot_k_scalar(int type, const uint8_t *row, const q8k_block *a, int6
 }
 
 // ---------------------------------------------------------------------------------------------
+// NEON: the scalar steps with the unpacking and the sub-block sums in vectors (SDOT). A row's
+// block is unpacked once for up to 16 tokens. Same integers, same float steps: the same results.
+
+#if LLK_NEON
+static void unpack_k_neon(int type, const uint8_t *p, uint8_t *u) {
+    const uint8x16_t low4 = vdupq_n_u8(0x0F), three = vdupq_n_u8(3), one = vdupq_n_u8(1);
+    if (type == TYPE_Q2_K || type == TYPE_Q3_K) {
+        const uint8_t *qs = p + (type == TYPE_Q2_K ? 16 : 32), *hm = p;
+        for (int n = 0; n < 2; n++)
+            for (int o = 0; o < 32; o += 16) {
+                const uint8x16_t q = vld1q_u8(qs + 32 * n + o);
+                const uint8x16_t h = type == TYPE_Q3_K ? vld1q_u8(hm + o) : vdupq_n_u8(0);
+                for (int j = 0; j < 4; j++) {
+                    uint8x16_t v = vandq_u8(vshlq_u8(q, vdupq_n_s8((int8_t)(-2 * j))), three);
+                    if (type == TYPE_Q3_K) v = vorrq_u8(v, vshlq_n_u8(vandq_u8(vshlq_u8(h, vdupq_n_s8((int8_t)(-(4 * n + j)))), one), 2));
+                    vst1q_u8(u + 128 * n + 32 * j + o, v);
+                }
+            }
+        return;
+    }
+    if (type == TYPE_Q6_K) {
+        const uint8_t *ql = p, *qh = p + 128;
+        for (int n = 0; n < 2; n++, ql += 64, qh += 32, u += 128)
+            for (int o = 0; o < 32; o += 16) {
+                const uint8x16_t a = vld1q_u8(ql + o), b = vld1q_u8(ql + 32 + o), h = vld1q_u8(qh + o);
+                vst1q_u8(u + o, vorrq_u8(vandq_u8(a, low4), vshlq_n_u8(vandq_u8(h, three), 4)));
+                vst1q_u8(u + 32 + o, vorrq_u8(vandq_u8(b, low4), vshlq_n_u8(vandq_u8(vshrq_n_u8(h, 2), three), 4)));
+                vst1q_u8(u + 64 + o, vorrq_u8(vshrq_n_u8(a, 4), vshlq_n_u8(vandq_u8(vshrq_n_u8(h, 4), three), 4)));
+                vst1q_u8(u + 96 + o, vorrq_u8(vshrq_n_u8(b, 4), vshlq_n_u8(vshrq_n_u8(h, 6), 4)));
+            }
+        return;
+    }
+    const int five = type == TYPE_Q5_K;
+    const uint8_t *qh = p + 16, *qs = p + (five ? 48 : 16);
+    for (int k = 0; k < 4; k++, qs += 32)
+        for (int o = 0; o < 32; o += 16) {
+            const uint8x16_t q = vld1q_u8(qs + o);
+            uint8x16_t lo = vandq_u8(q, low4), hi = vshrq_n_u8(q, 4);
+            if (five) {
+                const uint8x16_t h = vld1q_u8(qh + o);
+                lo = vorrq_u8(lo, vshlq_n_u8(vandq_u8(vshlq_u8(h, vdupq_n_s8((int8_t)(-2 * k))), one), 4));
+                hi = vorrq_u8(hi, vshlq_n_u8(vandq_u8(vshlq_u8(h, vdupq_n_s8((int8_t)(-(2 * k + 1)))), one), 4));
+            }
+            vst1q_u8(u + 64 * k + o, lo);
+            vst1q_u8(u + 64 * k + 32 + o, hi);
+        }
+}
+
+// Sum over `n` values (a multiple of 16) of unpacked weight x activation (both fit in int8).
+static inline int dot_u8_s8_neon(const uint8_t *u, const int8_t *q, int n) {
+    int32x4_t acc = vdupq_n_s32(0);
+    for (int j = 0; j < n; j += 16) acc = llk_neon_dot(acc, vreinterpretq_s8_u8(vld1q_u8(u + j)), vld1q_s8(q + j));
+    return vaddvq_s32(acc);
+}
+
+// One block of a row times one token, from its unpacked values: dot_k_scalar's block step.
+static inline float block_k_neon(int type, const uint8_t *row, const uint8_t *u, const q8k_block *a) {
+    if (type != TYPE_Q4_K && type != TYPE_Q5_K) {
+        k16_scales s;
+        k16_scales_of(type, row, &s);
+        int sum = 0, off = 0;
+        for (int g = 0; g < 16; g++) {
+            sum += s.sc[g] * dot_u8_s8_neon(u + 16 * g, a->q + 16 * g, 16);
+            off += s.off[g] * a->sums[g];
+        }
+        if (type == TYPE_Q2_K) return (s.d * a->d) * (float)sum - (s.dmin * a->d) * (float)off;
+        return (s.d * a->d) * (float)(sum - off);
+    }
+    uint8_t sc[8], mn[8];
+    scales_and_mins(row + 4, sc, mn);
+    int sum = 0, mins = 0;
+    for (int g = 0; g < 8; g++) {
+        sum += sc[g] * dot_u8_s8_neon(u + 32 * g, a->q + 32 * g, 32);
+        mins += mn[g] * (a->sums[2 * g] + a->sums[2 * g + 1]);
+    }
+    return (load_half(row) * a->d) * (float)sum - (load_half(row + 2) * a->d) * (float)mins;
+}
+
+static void rows_k_neon(int type, const uint8_t *w, int64_t row_bytes, int64_t rows, const q8k_block *a, int64_t tokens,
+                        int64_t blocks, float *out, int64_t out_stride) {
+    const int bytes = kblock_bytes(type);
+    uint8_t u[256] __attribute__((aligned(16)));
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t t0 = 0; t0 < tokens; t0 += 16) {
+            const int64_t n = tokens - t0 < 16 ? tokens - t0 : 16;
+            float total[16] = {0};
+            for (int64_t b = 0; b < blocks; b++) {
+                const uint8_t *block = w + r * row_bytes + b * bytes;
+                unpack_k_neon(type, block, u);
+                for (int64_t t = 0; t < n; t++) total[t] += block_k_neon(type, block, u, a + (t0 + t) * blocks + b);
+            }
+            for (int64_t t = 0; t < n; t++) out[(t0 + t) * out_stride + r] = total[t];
+        }
+}
+#endif
+
+// ---------------------------------------------------------------------------------------------
 // AVX2 (also the path on AVX-512 machines): 32 values per step; unsigned values x signed
 // activations into 16-bit pair sums (no overflow: at most 2 x 63 x 128), then multiplied by the
 // sub-block scales into 32-bit sums.
@@ -417,6 +516,12 @@ void llk_qk_matmul(int type, const void *weights, int64_t row_bytes, int64_t row
     const int isa = llk_isa_id();
     if (isa == 1 || isa == 2) {
         rows_k_avx2(type, w, row_bytes, rows, a, tokens, blocks, out, out_stride);
+        return;
+    }
+#endif
+#if LLK_NEON
+    if (llk_isa_id() == 3) {
+        rows_k_neon(type, w, row_bytes, rows, a, tokens, blocks, out, out_stride);
         return;
     }
 #endif

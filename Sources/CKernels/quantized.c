@@ -4,7 +4,7 @@
 // (Q4_1, Q5_1) add offset x (half-precision activation block sum), as llama.cpp does.
 //
 // Code paths: AVX-512 VNNI (64 values per instruction, and a register-tiled matrix product over
-// repacked weights for batches), AVX2 (sign trick with maddubs), and portable scalar code.
+// repacked weights for batches), AVX2 (sign trick with maddubs), NEON (SDOT), and portable scalar code.
 
 #include "CKernels.h"
 #include "blocks.h"
@@ -16,6 +16,8 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define LLK_X86 1
+#elif defined(__aarch64__)
+#define LLK_NEON 1
 #endif
 
 int llk_isa_id(void);  // kernels.c: 0 scalar, 1 avx2, 2 avx512, 3 neon
@@ -181,6 +183,54 @@ static float dot_row_scalar(int type, const uint8_t *row, const uint8_t *token, 
     }
     return total;
 }
+
+// ---------------------------------------------------------------------------------------------
+// NEON: a block's 32 signed values (stored value - bias) in two registers, multiplied with the
+// activations by SDOT. Same integers, same float steps as the scalar code: the same results.
+
+#if LLK_NEON
+static inline void unpack_neon(int type, const uint8_t *p, int8x16_t *lo, int8x16_t *hi) {
+    if (type == TYPE_Q8_0) {  // stored signed: value + 128 - 128
+        *lo = vld1q_s8((const int8_t *)p + 2);
+        *hi = vld1q_s8((const int8_t *)p + 18);
+        return;
+    }
+    const int header = type == TYPE_Q4_0 ? 2 : type == TYPE_Q4_1 ? 4 : type == TYPE_Q5_0 ? 6 : 8;
+    const uint8x16_t qs = vld1q_u8(p + header), low4 = vdupq_n_u8(0x0F);
+    uint8x16_t l = vandq_u8(qs, low4), h = vshrq_n_u8(qs, 4);
+    if (type == TYPE_Q5_0 || type == TYPE_Q5_1) {
+        // Bit j of the 32 high bits goes to value j as 16: spread byte j/8 to lane j, test bit j%8.
+        const uint8_t *qh = p + header - 4;
+        static const uint8_t spread_lo[16] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
+        static const uint8_t bits[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+        uint8_t q4[16] = {qh[0], qh[1], qh[2], qh[3]};
+        const uint8x16_t bytes = vld1q_u8(q4), bit = vld1q_u8(bits), sixteen = vdupq_n_u8(16);
+        const uint8x16_t idx = vld1q_u8(spread_lo);
+        l = vorrq_u8(l, vandq_u8(vtstq_u8(vqtbl1q_u8(bytes, idx), bit), sixteen));
+        h = vorrq_u8(h, vandq_u8(vtstq_u8(vqtbl1q_u8(bytes, vaddq_u8(idx, vdupq_n_u8(2))), bit), sixteen));
+    }
+    const int8x16_t bias = vdupq_n_s8((int8_t)weight_bias(type));
+    *lo = vsubq_s8(vreinterpretq_s8_u8(l), bias);
+    *hi = vsubq_s8(vreinterpretq_s8_u8(h), bias);
+}
+
+static float dot_row_neon(int type, const uint8_t *row, const uint8_t *token, int64_t blocks) {
+    const q8_pair *pairs = (const q8_pair *)token;
+    const float *sums = (const float *)(pairs + pairs_of(blocks));
+    const int bytes = block_bytes(type), offset = has_offset(type);
+    float total = 0;
+    for (int64_t b = 0; b < blocks; b++) {
+        const uint8_t *p = row + b * bytes;
+        int8x16_t lo, hi;
+        unpack_neon(type, p, &lo, &hi);
+        const int8_t *q = pairs[b / 2].q + 32 * (b & 1);
+        const int sum = vaddvq_s32(llk_neon_dot(llk_neon_dot(vdupq_n_s32(0), lo, vld1q_s8(q)), hi, vld1q_s8(q + 16)));
+        total += (load_half(p) * pairs[b / 2].d[8 * (b & 1)]) * (float)sum;
+        if (offset) total += load_half(p + 2) * sums[b];
+    }
+    return total;
+}
+#endif
 
 // ---------------------------------------------------------------------------------------------
 // AVX2: one block per 256-bit register, signed products by the sign trick (no VNNI needed).
@@ -484,6 +534,14 @@ void llk_q8_matmul(int type, const void *weights, int64_t row_bytes, int64_t row
     }
 #endif
     (void)scratch;
+#if LLK_NEON
+    if (llk_isa_id() == 3) {
+        for (int64_t t = 0; t < tokens; t++)
+            for (int64_t r = 0; r < rows; r++)
+                out[t * out_stride + r] = dot_row_neon(type, w + r * row_bytes, a + t * token_bytes, blocks);
+        return;
+    }
+#endif
     for (int64_t t = 0; t < tokens; t++)
         for (int64_t r = 0; r < rows; r++)
             out[t * out_stride + r] = dot_row_scalar(type, w + r * row_bytes, a + t * token_bytes, blocks);
