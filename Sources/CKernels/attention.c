@@ -15,6 +15,9 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define LLK_X86 1
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+#define LLK_NEON 1
 #endif
 
 int llk_isa_id(void);
@@ -299,7 +302,59 @@ ATTR_ATT static void blend_avx2(float *o, float a, const float *p, float b, int 
 }
 #endif
 
-// The steps of one path: AVX2 where the CPU has it and rows are whole vectors, else scalar.
+// ---------------------------------------------------------------------------------------------
+// The steps, NEON (head sizes a multiple of 4). The exponentials are the scalar ones.
+
+#if LLK_NEON
+static void load_neon(int type, const uint8_t *row, float *f, int n) {
+    if (type != TYPE_F16) {
+        load_scalar(type, row, f, n);
+        return;
+    }
+    for (int i = 0; i < n; i += 4) vst1q_f32(f + i, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(row + 2 * i)))));
+}
+
+// Four rows at a time (the tile has zero rows up to a multiple of 8).
+static void scores_neon(const float *tile, int m, const float *q, int n, float scale, float *s) {
+    for (int k0 = 0; k0 < m; k0 += 4) {
+        float32x4_t acc[4];
+        for (int k = 0; k < 4; k++) acc[k] = vdupq_n_f32(0);
+        for (int j = 0; j < n; j += 4) {
+            const float32x4_t qv = vld1q_f32(q + j);
+            for (int k = 0; k < 4; k++) acc[k] = vfmaq_f32(acc[k], vld1q_f32(tile + (k0 + k) * n + j), qv);
+        }
+        for (int k = 0; k < 4 && k0 + k < m; k++) s[k0 + k] = vaddvq_f32(acc[k]) * scale;
+    }
+}
+
+static float max_neon(const float *s, int n) {
+    float32x4_t top4 = vdupq_n_f32(-INFINITY);
+    int i = 0;
+    for (; i + 4 <= n; i += 4) top4 = vmaxq_f32(top4, vld1q_f32(s + i));
+    const float rest = max_scalar(s + i, n - i), top = vmaxvq_f32(top4);
+    return rest > top ? rest : top;
+}
+
+static void accumulate_neon(const float *w, int m, const float *tile, int n, float *o) {
+    for (int c = 0; c < n; c += 16) {
+        const int lanes = n - c >= 16 ? 4 : (n - c) / 4;
+        float32x4_t acc[4];
+        for (int l = 0; l < lanes; l++) acc[l] = vld1q_f32(o + c + 4 * l);
+        for (int i = 0; i < m; i++) {
+            const float32x4_t wi = vdupq_n_f32(w[i]);
+            for (int l = 0; l < lanes; l++) acc[l] = vfmaq_f32(acc[l], wi, vld1q_f32(tile + i * n + c + 4 * l));
+        }
+        for (int l = 0; l < lanes; l++) vst1q_f32(o + c + 4 * l, acc[l]);
+    }
+}
+
+static void blend_neon(float *o, float a, const float *p, float b, int n) {
+    const float32x4_t a4 = vdupq_n_f32(a), b4 = vdupq_n_f32(b);
+    for (int j = 0; j < n; j += 4) vst1q_f32(o + j, vfmaq_f32(vmulq_f32(vld1q_f32(p + j), b4), vld1q_f32(o + j), a4));
+}
+#endif
+
+// The steps of one path: AVX2 or NEON where the CPU has it and rows are whole vectors, else scalar.
 typedef struct {
     void (*load)(int type, const uint8_t *row, float *f, int n);
     void (*scores)(const float *tile, int m, const float *q, int n, float scale, float *s);
@@ -314,6 +369,9 @@ static steps steps_for(int head_size) {
     const int isa = llk_isa_id();
     if ((isa == 1 || isa == 2) && head_size % 8 == 0)
         return (steps){load_avx2, scores_avx2, max_avx2, exp_avx2, accumulate_avx2, blend_avx2};
+#elif LLK_NEON
+    if (llk_isa_id() == 3 && head_size % 4 == 0)
+        return (steps){load_neon, scores_neon, max_neon, exp_scalar, accumulate_neon, blend_neon};
 #endif
     (void)head_size;
     return (steps){load_scalar, scores_scalar, max_scalar, exp_scalar, accumulate_scalar, blend_scalar};
@@ -406,6 +464,14 @@ ATTR_ATT static void attend_span_avx2(const llk_attention_job *j, int64_t index,
 }
 #endif
 
+#if LLK_NEON
+static void attend_span_neon(const llk_attention_job *j, int64_t index, float *out, int64_t out_stride, float *state,
+                             int64_t state_stride) {
+    const steps f = {load_neon, scores_neon, max_neon, exp_scalar, accumulate_neon, blend_neon};
+    attend_span_with(&f, j, index, out, out_stride, state, state_stride);
+}
+#endif
+
 static void attend_span_scalar(const llk_attention_job *j, int64_t index, float *out, int64_t out_stride, float *state,
                                int64_t state_stride) {
     const steps f = {load_scalar, scores_scalar, max_scalar, exp_scalar, accumulate_scalar, blend_scalar};
@@ -417,6 +483,11 @@ static void attend_span(const steps *f, const llk_attention_job *j, int64_t inde
 #if LLK_X86
     if (f->load == load_avx2) {
         attend_span_avx2(j, index, out, out_stride, state, state_stride);
+        return;
+    }
+#elif LLK_NEON
+    if (f->load == load_neon) {
+        attend_span_neon(j, index, out, out_stride, state, state_stride);
         return;
     }
 #endif

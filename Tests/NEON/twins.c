@@ -106,6 +106,35 @@ static void check_floats(void) {
     printf("f32   neon = scalar (dot, gemm) to rounding\n");
 }
 
+// Attention over an F16 cache of more than one span, NEON against scalar (to rounding).
+static void check_attention(void) {
+    const int head_sizes[] = {64, 12, 10};  // 10: not a multiple of 4, the scalar steps on both
+    for (int hi = 0; hi < 3; hi++) {
+        const int hs = head_sizes[hi], tokens = 3, heads = 2;
+        const int64_t capacity = 400, lengths[3] = {300, 257, 1};
+        uint16_t *keys = malloc(sizeof(uint16_t) * (size_t)(capacity * hs)), *values = malloc(sizeof(uint16_t) * (size_t)(capacity * hs));
+        for (int64_t i = 0; i < capacity * hs; i++) keys[i] = float_to_half(uniform()), values[i] = float_to_half(uniform());
+        float *q = malloc(sizeof(float) * (size_t)(tokens * heads * hs));
+        for (int i = 0; i < tokens * heads * hs; i++) q[i] = uniform() * 2;
+        float *want = malloc(sizeof(float) * (size_t)(tokens * heads * hs)), *got = malloc(sizeof(float) * (size_t)(tokens * heads * hs));
+        float *scratch = malloc(sizeof(float) * (size_t)llk_attention_scratch_floats(tokens, heads, hs));
+        llk_attention_job job = {q, heads * hs, tokens, heads, hs, lengths, keys, values, 1, 1, 2 * hs, 2 * hs, capacity, 0,
+                                 1.0f / sqrtf((float)hs), hi == 1 ? 30.0f : 0, scratch};
+        llk_force_scalar(1);
+        llk_attention(&job, want, heads * hs);
+        llk_force_scalar(0);
+        llk_attention(&job, got, heads * hs);
+        for (int i = 0; i < tokens * heads * hs; i++)
+            if (!(fabsf(got[i] - want[i]) <= 1e-5f * (1 + fabsf(want[i])))) {
+                fprintf(stderr, "attention head size %d, output %d: neon %g, scalar %g\n", hs, i, got[i], want[i]);
+                failures++;
+                break;
+            }
+        free(keys), free(values), free(q), free(want), free(got), free(scratch);
+    }
+    printf("attention neon = scalar to rounding (F16 cache, 2 spans, soft cap)\n");
+}
+
 int main(void) {
     printf("path: %s\n", llk_isa());
     if (strcmp(llk_isa(), "neon") != 0) { fprintf(stderr, "not running the NEON path\n"); return 1; }
@@ -114,6 +143,7 @@ int main(void) {
         {10, "Q2_K"}, {11, "Q3_K"}, {12, "Q4_K"}, {13, "Q5_K"}, {14, "Q6_K"}};
     for (int i = 0; i < 10; i++) check_type(types[i].type, types[i].name);
     check_floats();
+    check_attention();
     if (failures) { fprintf(stderr, "%d mismatches\n", failures); return 1; }
     return 0;
 }
