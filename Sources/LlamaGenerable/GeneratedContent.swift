@@ -1,4 +1,5 @@
 import Foundation
+import Jinja
 
 /// A JSON value a model wrote, as Foundation Models names it: whole, or the part that has arrived
 /// of a streamed one (`isComplete` false on every value still open).
@@ -59,37 +60,21 @@ public struct GeneratedContent: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// The value as JSON text (keys in the order written).
-    public var jsonString: String {
+    public var jsonString: String { jinjaValue.jsonText }
+
+    /// The value as the JSON value templates and schemas use.
+    public var jinjaValue: JinjaValue {
         switch kind {
-        case .null: return "null"
-        case .bool(let b): return b ? "true" : "false"
-        case .number(let n):
-            if n.rounded() == n, abs(n) < 1e15 { return String(Int64(n)) }
-            return n.isFinite ? "\(n)" : "null"
-        case .string(let s): return Self.quoted(s)
-        case .array(let items): return "[" + items.map(\.jsonString).joined(separator: ", ") + "]"
-        case .structure(let properties, let keys):
-            return "{" + keys.map { Self.quoted($0) + ": " + (properties[$0]?.jsonString ?? "null") }.joined(separator: ", ") + "}"
+        case .null: return .none
+        case .bool(let b): return .bool(b)
+        case .number(let n): return n.rounded() == n && abs(n) < 9e15 ? .int(Int(n)) : .double(n)
+        case .string(let s): return .string(s)
+        case .array(let items): return .array(items.map(\.jinjaValue))
+        case .structure(let properties, let keys): return .object(keys.map { ($0, properties[$0]?.jinjaValue ?? .none) })
         }
     }
 
     public var description: String { jsonString + (isComplete ? "" : " (incomplete)") }
-
-    static func quoted(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
 
     /// Generated content that does not have the shape a Swift type needs.
     public struct Mismatch: LocalizedError, Sendable {
@@ -224,11 +209,18 @@ struct JSONReader {
                         if partial { index = bytes.count; return (String(decoding: out, as: UTF8.self), false) }
                         try ended()
                     }
-                    guard let code = UInt32(String(decoding: bytes[index..<index + 4], as: UTF8.self), radix: 16) else {
-                        throw fail("a bad \\u escape")
-                    }
+                    guard var code = hex4(at: index) else { throw fail("a bad \\u escape") }
                     index += 4
-                    // Surrogate halves become U+FFFD; the grammar's models rarely write them.
+                    // A surrogate pair (\ud83e\udd89) is one character; a lone half becomes U+FFFD.
+                    if partial, (0xD800..<0xDC00).contains(code), index + 6 > bytes.count {
+                        index = bytes.count  // the low half may still come
+                        return (String(decoding: out, as: UTF8.self), false)
+                    }
+                    if (0xD800..<0xDC00).contains(code), index + 6 <= bytes.count, bytes[index] == UInt8(ascii: "\\"),
+                       bytes[index + 1] == UInt8(ascii: "u"), let low = hex4(at: index + 2), (0xDC00..<0xE000).contains(low) {
+                        code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                        index += 6
+                    }
                     out += Array(String(Unicode.Scalar(code).map(Character.init) ?? "\u{FFFD}").utf8)
                 default: throw fail("a bad escape")
                 }
@@ -236,6 +228,17 @@ struct JSONReader {
             default: out.append(byte)
             }
         }
+    }
+
+    /// The four hex digits at `position`, if there are.
+    func hex4(at position: Int) -> UInt32? {
+        guard position + 4 <= bytes.count else { return nil }
+        var value: UInt32 = 0
+        for byte in bytes[position..<position + 4] {
+            guard let digit = Character(Unicode.Scalar(byte)).hexDigitValue else { return nil }
+            value = value << 4 | UInt32(digit)
+        }
+        return value
     }
 
     mutating func array(depth: Int) throws -> GeneratedContent {

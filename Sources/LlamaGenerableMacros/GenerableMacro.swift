@@ -156,18 +156,7 @@ public struct GenerableMacro: ExtensionMacro {
         return list.filter { $0.label == nil }.map(\.expression.trimmedDescription)
     }
 
-    static func literal(_ text: String) -> String {
-        var out = "\""
-        for c in text {
-            switch c {
-            case "\\": out += "\\\\"
-            case "\"": out += "\\\""
-            case "\n": out += "\\n"
-            default: out.append(c)
-            }
-        }
-        return out + "\""
-    }
+    static func literal(_ text: String) -> String { StringLiteralExprSyntax(content: text).description }
 
     /// A name usable as an identifier (keywords in backticks).
     static func escaped(_ name: String) -> String {
