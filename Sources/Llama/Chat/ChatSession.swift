@@ -144,6 +144,10 @@ public actor ChatSession {
     /// answer, and the question is taken back); `lastSummary` tells how an answer ended.
     public func streamEvents(to text: String, parameters override: GenerationParameters? = nil) -> AsyncThrowingStream<GenerationEvent, Error> {
         let parameters = override ?? self.parameters
+        if Task.isCancelled {  // cancelled before it began: the exchange does not happen
+            lastSummary = GenerationSummary(finishReason: .cancelled, text: "")
+            return AsyncThrowingStream { $0.finish() }
+        }
         messages.append(.user(text))
         if !tools.isEmpty && parameters.grammar == nil {
             return AsyncThrowingStream { continuation in
