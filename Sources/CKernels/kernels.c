@@ -16,7 +16,7 @@
 // Dispatch.
 
 enum { ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_AVX512 = 2, ISA_NEON = 3 };
-static _Thread_local int forced_scalar = 0;  // per thread: a test forcing scalar code affects nothing else
+static _Thread_local int forced = -1;  // per thread: a test forcing a path affects nothing else
 static _Atomic int detected = -1;
 
 static int best_path(void) {
@@ -44,7 +44,7 @@ static int capped_path(const char *name) {
 }
 
 static int isa(void) {
-    if (forced_scalar) return ISA_SCALAR;
+    if (forced >= 0) return forced;
     if (detected < 0) detected = capped_path(getenv("LLAMA_CPU_PATH"));
     return detected;
 }
@@ -63,7 +63,9 @@ const char *llk_set_path(const char *name) {
     return llk_isa();
 }
 
-void llk_force_scalar(int scalar) { forced_scalar = scalar; }
+void llk_force_scalar(int scalar) { forced = scalar ? ISA_SCALAR : -1; }
+
+void llk_force_path(const char *name) { forced = name ? capped_path(name) : -1; }
 
 int llk_isa_id(void) { return isa(); }
 

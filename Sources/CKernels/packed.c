@@ -388,133 +388,91 @@ ATTR_X8 static inline void duplicate_scales(__m256i pair, __m256i *even, __m256i
     *odd = _mm256_shufflehi_epi16(_mm256_shufflelo_epi16(pair, 0xF5), 0xF5);   // lanes 1,1,3,3
 }
 
-ATTR_X8 __attribute__((always_inline)) static inline void decode_k(const int type, const uint8_t *g, decoded_k *out) {
-    const __m256i low4 = _mm256_set1_epi8(0x0F);
+// Loops whose index picks shift counts: unrolled, so every count is an immediate.
+#define UNROLL _Pragma("clang loop unroll(full)")
+
+// Where run j of a packed super block (values 4j..4j+3 of each row) lives: its value bits are
+// (v >> vshift) & vmask, and, where there is a high-bit run (h > 0), ((h >> hshift) & hmask) << hleft
+// on top. Offsets are from the super block's start.
+typedef struct {
+    int v, vshift, vmask, h, hshift, hmask, hleft;
+} k_run_bits;
+
+static inline k_run_bits k_run_bits_of(const int type, const int j) {
+    if (type == TYPE_Q2_K || type == TYPE_Q3_K) {
+        // Value 128n + 32m + 4k + i: bits 2m of packed run 8n + k (Q3_K: the third bit is bit
+        // 4n + m of high-bit run k).
+        const int n = j / 32, m = j / 8 % 4, k = j % 8, low = type == TYPE_Q2_K ? 160 : 144;
+        return (k_run_bits){low + 32 * (8 * n + k), 2 * m, 3, type == TYPE_Q3_K ? low + 512 + 32 * k : 0, 4 * n + m, 1, 2};
+    }
+    if (type == TYPE_Q6_K) {
+        // Run 32n + 8m + k: the low nibbles of packed run 16n + k (m 0) or 16n + k + 8 (m 1), their
+        // high nibbles for m 2 and 3; bits 2m, 2m + 1 of high run 8n + k on top.
+        const int n = j / 32, m = j / 8 % 4, k = j % 8;
+        return (k_run_bits){144 + 32 * (16 * n + k + 8 * (m & 1)), m < 2 ? 0 : 4, 15, 144 + 1024 + 32 * (8 * n + k), 2 * m, 3, 4};
+    }
+    // Q4_K, Q5_K: run 16c + k is the low nibbles of packed run 8c + k, run 16c + 8 + k their high
+    // nibbles (Q5_K: bit 2c or 2c + 1 of high-bit run k on top).
+    const int c = j / 16, upper = j / 8 % 2, k = j % 8;
+    return (k_run_bits){160 + 32 * (8 * c + k), 4 * upper, 15, type == TYPE_Q5_K ? 160 + 1024 + 32 * k : 0, 2 * c + upper, 1, 4};
+}
+
+// Run j decoded straight from the group.
+ATTR_X8 __attribute__((always_inline)) static inline __m256i k_run(const int type, const uint8_t *g, const int j) {
+    const k_run_bits w = k_run_bits_of(type, j);
+    __m256i r = _mm256_and_si256(_mm256_srli_epi16(_mm256_loadu_si256((const __m256i *)(g + w.v)), w.vshift), _mm256_set1_epi8((char)w.vmask));
+    if (w.h) {
+        const __m256i h = _mm256_and_si256(_mm256_srli_epi16(_mm256_loadu_si256((const __m256i *)(g + w.h)), w.hshift), _mm256_set1_epi8((char)w.hmask));
+        r = _mm256_or_si256(r, _mm256_slli_epi16(h, w.hleft));
+    }
+    return r;
+}
+
+// The scales, biases and float scales of a packed super block (all of decode_k but the runs).
+ATTR_X8 __attribute__((always_inline)) static inline void decode_k_consts(const int type, const uint8_t *g, decoded_k *out) {
     // The next super block of the group is read next: ask for it now.
     const int gbytes = group_block_bytes(type);
     for (int off = 0; off < gbytes; off += 64) _mm_prefetch((const char *)g + gbytes + off, _MM_HINT_T0);
-    if (type == TYPE_Q2_K || type == TYPE_Q3_K) {
-        out->d = halves8(g);
-        if (type == TYPE_Q2_K) {
-            out->dmin = halves8(g + 16);
-            for (int p = 0; p < 8; p++) {
-                const __m256i pair = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * p)));
-                duplicate_scales(_mm256_and_si256(pair, _mm256_set1_epi16(0xF)), &out->scales[2 * p], &out->scales[2 * p + 1]);
-                out->bias[p] = _mm256_srli_epi16(pair, 4);  // the mins
-            }
-        } else {
-            for (int p = 0; p < 8; p++) {
-                const __m256i pair = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(g + 16 + 16 * p)));
-                duplicate_scales(pair, &out->scales[2 * p], &out->scales[2 * p + 1]);
-                out->bias[p] = _mm256_slli_epi16(pair, 2);  // the values are stored plus 4
-            }
+    out->d = halves8(g);
+    if (type == TYPE_Q2_K) {
+        out->dmin = halves8(g + 16);
+        for (int p = 0; p < 8; p++) {
+            const __m256i pair = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * p)));
+            duplicate_scales(_mm256_and_si256(pair, _mm256_set1_epi16(0xF)), &out->scales[2 * p], &out->scales[2 * p + 1]);
+            out->bias[p] = _mm256_srli_epi16(pair, 4);  // the mins
         }
-        // Value 128n + 32j + 4k + i: bits 2j of packed run 8n + k (Q3_K: the third bit is bit
-        // 4n + j of high-bit run k).
-        const uint8_t *low = g + (type == TYPE_Q2_K ? 160 : 144), *high = low + 512;
-        const __m256i three = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
-        for (int n = 0; n < 2; n++)
-            for (int k = 0; k < 8; k++) {
-                const __m256i v = _mm256_loadu_si256((const __m256i *)(low + 32 * (8 * n + k)));
-                const __m256i h = type == TYPE_Q3_K ? _mm256_loadu_si256((const __m256i *)(high + 32 * k)) : _mm256_setzero_si256();
-                for (int j = 0; j < 4; j++) {
-                    __m256i r = _mm256_and_si256(_mm256_srli_epi16(v, 2 * j), three);
-                    if (type == TYPE_Q3_K) r = _mm256_or_si256(r, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4 * n + j), one), 2));
-                    out->runs[32 * n + 8 * j + k] = r;
-                }
-            }
-        return;
-    }
-    if (type == TYPE_Q6_K) {
-        out->d = halves8(g);
+    } else if (type == TYPE_Q3_K || type == TYPE_Q6_K) {
         for (int p = 0; p < 8; p++) {
             const __m256i pair = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(g + 16 + 16 * p)));
             duplicate_scales(pair, &out->scales[2 * p], &out->scales[2 * p + 1]);
-            out->bias[p] = _mm256_slli_epi16(pair, 5);  // the values are stored plus 32
-        }
-        const uint8_t *low = g + 144, *high = g + 144 + 1024;
-        const __m256i m2 = _mm256_set1_epi8(0x30);
-        for (int n = 0; n < 2; n++)
-            for (int k = 0; k < 8; k++) {
-                const __m256i a = _mm256_loadu_si256((const __m256i *)(low + 32 * (16 * n + k)));
-                const __m256i b = _mm256_loadu_si256((const __m256i *)(low + 32 * (16 * n + k + 8)));
-                const __m256i h = _mm256_loadu_si256((const __m256i *)(high + 32 * (8 * n + k)));
-                __m256i *r = out->runs + 32 * n + k;
-                r[0] = _mm256_or_si256(_mm256_and_si256(a, low4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m2));
-                r[8] = _mm256_or_si256(_mm256_and_si256(b, low4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m2));
-                r[16] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), low4), _mm256_and_si256(h, m2));
-                r[24] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), low4), _mm256_and_si256(_mm256_srli_epi16(h, 2), m2));
-            }
-        return;
-    }
-    out->d = halves8(g);
-    out->dmin = halves8(g + 16);
-    for (int p = 0; p < 4; p++) {
-        __m256i even, odd;
-        duplicate_scales(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * p))), &even, &odd);
-        out->scales[4 * p] = out->scales[4 * p + 1] = even;
-        out->scales[4 * p + 2] = out->scales[4 * p + 3] = odd;
-        duplicate_scales(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(g + 96 + 16 * p))), &even, &odd);
-        out->bias[2 * p] = even;
-        out->bias[2 * p + 1] = odd;
-    }
-    const uint8_t *runs = g + 160;
-    const int five = type == TYPE_Q5_K;
-    const __m256i one = _mm256_set1_epi8(1);
-    for (int c = 0; c < 4; c++)
-        for (int k = 0; k < 8; k++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(runs + 32 * (8 * c + k)));
-            __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
-            if (five) {
-                const __m256i h = _mm256_loadu_si256((const __m256i *)(runs + 1024 + 32 * k));
-                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2 * c), one), 4));
-                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2 * c + 1), one), 4));
-            }
-            out->runs[16 * c + k] = lo;
-            out->runs[16 * c + 8 + k] = hi;
-        }
-}
-
-// One decoded super block times TT tokens, added into acc (one float lane per row).
-ATTR_X8 __attribute__((always_inline)) static inline void k_tile(const int type, const int TT, const decoded_k *dk,
-                                                                  const q8k_block *const a[4], __m256 acc[4]) {
-    __m256i isum[4], bsum[4];
-    for (int t = 0; t < TT; t++) isum[t] = bsum[t] = _mm256_setzero_si256();
-    if (type == TYPE_Q4_K) {
-        // 4-bit values: the pair sums of a whole 32-value sub-block (at most 8 x 2 x 15 x 127) fit int16.
-        for (int h = 0; h < 16; h += 2) {
-            const __m256i *run = dk->runs + 4 * h;
-            for (int t = 0; t < TT; t++) {
-                const int8_t *q = a[t]->q + 16 * h;
-                __m256i s = _mm256_maddubs_epi16(run[0], bcast4(q));
-                for (int j = 1; j < 8; j++) s = _mm256_add_epi16(s, _mm256_maddubs_epi16(run[j], bcast4(q + 4 * j)));
-                isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(s, dk->scales[h]));
-            }
-        }
-    } else if (type != TYPE_Q6_K) {
-        // 2, 3 and 5-bit values: four pair sums of at most 2 x 31 x 128 fit int16.
-        for (int h = 0; h < 16; h++) {
-            const __m256i *run = dk->runs + 4 * h;
-            for (int t = 0; t < TT; t++) {
-                const int8_t *q = a[t]->q + 16 * h;
-                const __m256i s = _mm256_add_epi16(
-                    _mm256_add_epi16(_mm256_maddubs_epi16(run[0], bcast4(q)), _mm256_maddubs_epi16(run[1], bcast4(q + 4))),
-                    _mm256_add_epi16(_mm256_maddubs_epi16(run[2], bcast4(q + 8)), _mm256_maddubs_epi16(run[3], bcast4(q + 12))));
-                isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(s, dk->scales[h]));
-            }
+            // The values are stored plus 4 (Q3_K) or plus 32 (Q6_K).
+            out->bias[p] = type == TYPE_Q3_K ? _mm256_slli_epi16(pair, 2) : _mm256_slli_epi16(pair, 5);
         }
     } else {
-        for (int h = 0; h < 16; h++) {
-            const __m256i *run = dk->runs + 4 * h;
-            for (int t = 0; t < TT; t++) {
-                const int8_t *q = a[t]->q + 16 * h;
-                // 6-bit values: two pair sums of at most 2 x 63 x 127 fit int16, not four.
-                const __m256i s0 = _mm256_add_epi16(_mm256_maddubs_epi16(run[0], bcast4(q)), _mm256_maddubs_epi16(run[1], bcast4(q + 4)));
-                const __m256i s1 = _mm256_add_epi16(_mm256_maddubs_epi16(run[2], bcast4(q + 8)), _mm256_maddubs_epi16(run[3], bcast4(q + 12)));
-                isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(_mm256_madd_epi16(s0, dk->scales[h]), _mm256_madd_epi16(s1, dk->scales[h])));
-            }
+        out->dmin = halves8(g + 16);
+        for (int p = 0; p < 4; p++) {
+            __m256i even, odd;
+            duplicate_scales(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * p))), &even, &odd);
+            out->scales[4 * p] = out->scales[4 * p + 1] = even;
+            out->scales[4 * p + 2] = out->scales[4 * p + 3] = odd;
+            duplicate_scales(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(g + 96 + 16 * p))), &even, &odd);
+            out->bias[2 * p] = even;
+            out->bias[2 * p + 1] = odd;
         }
     }
+}
+
+// A whole super block decoded, for prompts whose tokens meet it many times.
+ATTR_X8 __attribute__((always_inline)) static inline void decode_k(const int type, const uint8_t *g, decoded_k *out) {
+    decode_k_consts(type, g, out);
+    UNROLL for (int j = 0; j < 64; j++) out->runs[j] = k_run(type, g, j);
+}
+
+// A super block's end for TT tokens: the biases against the tokens' sums, then the float steps.
+ATTR_X8 __attribute__((always_inline)) static inline void k_finish(const int type, const int TT, const decoded_k *dk,
+                                                                    const q8k_block *const a[4], const __m256i isum[4], __m256 acc[4]) {
+    __m256i bsum[4];
+    for (int t = 0; t < TT; t++) bsum[t] = _mm256_setzero_si256();
     for (int p = 0; p < 8; p++)
         for (int t = 0; t < TT; t++) {
             int32_t s;
@@ -533,6 +491,56 @@ ATTR_X8 __attribute__((always_inline)) static inline void k_tile(const int type,
     }
 }
 
+// One super block times TT tokens, added into acc (one float lane per row). Its runs come from
+// dk, or when `g` is given, are decoded from the group as they are used (generation, where each
+// run meets one to four tokens: no round trip through memory).
+ATTR_X8 __attribute__((always_inline)) static inline void k_tile(const int type, const int TT, const decoded_k *dk,
+                                                                  const uint8_t *g, const q8k_block *const a[4], __m256 acc[4]) {
+#define RUNS(h, n)                                                  \
+    __m256i run[n];                                                 \
+    for (int j = 0; j < (n); j++) run[j] = g ? k_run(type, g, 4 * (h) + j) : dk->runs[4 * (h) + j]
+    __m256i isum[4];
+    for (int t = 0; t < TT; t++) isum[t] = _mm256_setzero_si256();
+    if (type == TYPE_Q4_K) {
+        // 4-bit values: the pair sums of a whole 32-value sub-block (at most 8 x 2 x 15 x 127) fit int16.
+        UNROLL for (int h = 0; h < 16; h += 2) {
+            RUNS(h, 8);
+            for (int t = 0; t < TT; t++) {
+                const int8_t *q = a[t]->q + 16 * h;
+                __m256i s = _mm256_maddubs_epi16(run[0], bcast4(q));
+                for (int j = 1; j < 8; j++) s = _mm256_add_epi16(s, _mm256_maddubs_epi16(run[j], bcast4(q + 4 * j)));
+                isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(s, dk->scales[h]));
+            }
+        }
+    } else if (type != TYPE_Q6_K) {
+        // 2, 3 and 5-bit values: four pair sums of at most 2 x 31 x 128 fit int16.
+        UNROLL for (int h = 0; h < 16; h++) {
+            RUNS(h, 4);
+            for (int t = 0; t < TT; t++) {
+                const int8_t *q = a[t]->q + 16 * h;
+                const __m256i s = _mm256_add_epi16(
+                    _mm256_add_epi16(_mm256_maddubs_epi16(run[0], bcast4(q)), _mm256_maddubs_epi16(run[1], bcast4(q + 4))),
+                    _mm256_add_epi16(_mm256_maddubs_epi16(run[2], bcast4(q + 8)), _mm256_maddubs_epi16(run[3], bcast4(q + 12))));
+                isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(s, dk->scales[h]));
+            }
+        }
+    } else {
+        UNROLL for (int h = 0; h < 16; h++) {
+            RUNS(h, 4);
+            for (int t = 0; t < TT; t++) {
+                const int8_t *q = a[t]->q + 16 * h;
+                // 6-bit values: two pair sums of at most 2 x 63 x 127 fit int16, not four.
+                const __m256i s0 = _mm256_add_epi16(_mm256_maddubs_epi16(run[0], bcast4(q)), _mm256_maddubs_epi16(run[1], bcast4(q + 4)));
+                const __m256i s1 = _mm256_add_epi16(_mm256_maddubs_epi16(run[2], bcast4(q + 8)), _mm256_maddubs_epi16(run[3], bcast4(q + 12)));
+                isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(_mm256_madd_epi16(s0, dk->scales[h]), _mm256_madd_epi16(s1, dk->scales[h])));
+            }
+        }
+    }
+#undef RUNS
+    k_finish(type, TT, dk, a, isum, acc);
+}
+
+
 ATTR_X8 __attribute__((always_inline)) static inline void k_groups_typed(
     const int type, const uint8_t *packed, int64_t groups, int64_t blocks, const q8k_block *acts, int64_t tokens,
     float *out, int64_t out_stride) {
@@ -540,18 +548,19 @@ ATTR_X8 __attribute__((always_inline)) static inline void k_groups_typed(
     const int gbytes = group_block_bytes(type);
     decoded_k dk __attribute__((aligned(32)));
     if (tokens <= 4) {
-        // Generation: the group is read once, every super block decoded once for the few tokens.
+        // Generation: the group is read once, each run decoded in registers for the few tokens.
         for (int64_t gi = 0; gi < groups; gi++) {
             __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
             for (int64_t b = 0; b < blocks; b++) {
-                decode_k(type, packed + gi * group_bytes + b * gbytes, &dk);
+                const uint8_t *g = packed + gi * group_bytes + b * gbytes;
+                decode_k_consts(type, g, &dk);
                 const q8k_block *a[4];
                 for (int t = 0; t < 4; t++) a[t] = acts + (t < tokens ? t : 0) * blocks + b;
                 switch (tokens) {
-                case 1: k_tile(type, 1, &dk, a, acc); break;
-                case 2: k_tile(type, 2, &dk, a, acc); break;
-                case 3: k_tile(type, 3, &dk, a, acc); break;
-                default: k_tile(type, 4, &dk, a, acc); break;
+                case 1: k_tile(type, 1, &dk, g, a, acc); break;
+                case 2: k_tile(type, 2, &dk, g, a, acc); break;
+                case 3: k_tile(type, 3, &dk, g, a, acc); break;
+                default: k_tile(type, 4, &dk, g, a, acc); break;
                 }
             }
             for (int64_t t = 0; t < tokens; t++) _mm256_storeu_ps(out + t * out_stride + 8 * gi, acc[t]);
@@ -576,10 +585,10 @@ ATTR_X8 __attribute__((always_inline)) static inline void k_groups_typed(
                         acc[j] = _mm256_loadu_ps(out + tj * out_stride + 8 * gi);
                     }
                     switch (tt) {
-                    case 1: k_tile(type, 1, &dk, a, acc); break;
-                    case 2: k_tile(type, 2, &dk, a, acc); break;
-                    case 3: k_tile(type, 3, &dk, a, acc); break;
-                    default: k_tile(type, 4, &dk, a, acc); break;
+                    case 1: k_tile(type, 1, &dk, NULL, a, acc); break;
+                    case 2: k_tile(type, 2, &dk, NULL, a, acc); break;
+                    case 3: k_tile(type, 3, &dk, NULL, a, acc); break;
+                    default: k_tile(type, 4, &dk, NULL, a, acc); break;
                     }
                     for (int j = 0; j < tt; j++) _mm256_storeu_ps(out + (t + j) * out_stride + 8 * gi, acc[j]);
                 }
@@ -737,6 +746,84 @@ ATTR_VNNI __attribute__((always_inline)) static inline void k_groups_vnni_typed(
     }
 }
 
+// --- AVX-512 VNNI generation for the K types: a zmm holds two neighbouring runs of one group
+// (one 64-byte load: runs 2i and 2i + 1, 8 rows each), met by up to 4 tokens through vpdpbusd
+// (weights the unsigned side; each token's two activation words spread over the halves). The
+// halves are added at the super block's end: the integer sums equal k_tile's, and k_finish does
+// the rest: same results. ---
+
+ATTR_VNNI __attribute__((always_inline)) static inline __m512i k_run_pair(const int type, const uint8_t *g, const int i) {
+    const k_run_bits w = k_run_bits_of(type, 2 * i);  // run 2i + 1 is 32 bytes on, with the same bits
+    __m512i r = _mm512_and_si512(_mm512_srli_epi16(_mm512_loadu_si512(g + w.v), w.vshift), _mm512_set1_epi8((char)w.vmask));
+    if (w.h) r = _mm512_or_si512(r, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(_mm512_loadu_si512(g + w.h), w.hshift), _mm512_set1_epi8((char)w.hmask)), w.hleft));
+    return r;
+}
+
+ATTR_VNNI __attribute__((always_inline)) static inline void k_gen_tile(const int type, const int TT, const uint8_t *g,
+                                                                        const q8k_block *const a[4], __m256 acc[4]) {
+    decoded_k dk;  // its runs stay unused
+    decode_k_consts(type, g, &dk);
+    const int per_scale = type == TYPE_Q4_K || type == TYPE_Q5_K ? 8 : 4;  // runs that share one scale
+    __m512i isum[4];
+    for (int t = 0; t < TT; t++) isum[t] = _mm512_setzero_si512();
+    UNROLL for (int j0 = 0; j0 < 64; j0 += per_scale) {
+        // Row r's scale in lanes r and 8 + r (dk holds it twice in int16 lanes 2r, 2r + 1).
+        const __m256i sc = _mm256_srai_epi32(_mm256_slli_epi32(dk.scales[j0 / 4], 16), 16);
+        const __m512i scale = _mm512_inserti64x4(_mm512_castsi256_si512(sc), sc, 1);
+        __m512i s[4];
+        for (int t = 0; t < TT; t++) s[t] = _mm512_setzero_si512();
+        UNROLL for (int i = j0 / 2; i < (j0 + per_scale) / 2; i++) {
+            const __m512i run = k_run_pair(type, g, i);
+            // Activation words 2i (lanes 0-7) and 2i + 1 (lanes 8-15).
+            const __m512i pick = _mm512_set_epi32(2 * i + 1, 2 * i + 1, 2 * i + 1, 2 * i + 1, 2 * i + 1, 2 * i + 1, 2 * i + 1, 2 * i + 1,
+                                                  2 * i, 2 * i, 2 * i, 2 * i, 2 * i, 2 * i, 2 * i, 2 * i);
+            for (int t = 0; t < TT; t++) {
+                const __m512i words = _mm512_loadu_si512(a[t]->q + 64 * (i / 8));
+                s[t] = _mm512_dpbusd_epi32(s[t], run, _mm512_permutexvar_epi32(_mm512_and_si512(pick, _mm512_set1_epi32(15)), words));
+            }
+        }
+        for (int t = 0; t < TT; t++) isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s[t], scale));
+    }
+    __m256i folded[4];
+    for (int t = 0; t < TT; t++) folded[t] = _mm256_add_epi32(_mm512_castsi512_si256(isum[t]), _mm512_extracti64x4_epi64(isum[t], 1));
+    k_finish(type, TT, &dk, a, folded, acc);
+}
+
+// Generation (1..4 tokens) on AVX-512 VNNI, group by group as k_groups_typed.
+ATTR_VNNI __attribute__((always_inline)) static inline void k_gen_vnni_typed(
+    const int type, const uint8_t *packed, int64_t groups, int64_t blocks, const q8k_block *acts, int64_t tokens,
+    float *out, int64_t out_stride) {
+    const int64_t group_bytes = llk_x8_group_bytes(type, blocks);
+    const int gbytes = group_block_bytes(type);
+    for (int64_t gi = 0; gi < groups; gi++) {
+        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        for (int64_t b = 0; b < blocks; b++) {
+            const uint8_t *g = packed + gi * group_bytes + b * gbytes;
+            const q8k_block *a[4];
+            for (int t = 0; t < 4; t++) a[t] = acts + (t < tokens ? t : 0) * blocks + b;
+            switch (tokens) {
+            case 1: k_gen_tile(type, 1, g, a, acc); break;
+            case 2: k_gen_tile(type, 2, g, a, acc); break;
+            case 3: k_gen_tile(type, 3, g, a, acc); break;
+            default: k_gen_tile(type, 4, g, a, acc); break;
+            }
+        }
+        for (int64_t t = 0; t < tokens; t++) _mm256_storeu_ps(out + t * out_stride + 8 * gi, acc[t]);
+    }
+}
+
+ATTR_VNNI static void k_gen_vnni(int type, const uint8_t *packed, int64_t groups, int64_t blocks, const q8k_block *acts,
+                                 int64_t tokens, float *out, int64_t out_stride) {
+    switch (type) {
+    case TYPE_Q2_K: k_gen_vnni_typed(TYPE_Q2_K, packed, groups, blocks, acts, tokens, out, out_stride); return;
+    case TYPE_Q3_K: k_gen_vnni_typed(TYPE_Q3_K, packed, groups, blocks, acts, tokens, out, out_stride); return;
+    case TYPE_Q4_K: k_gen_vnni_typed(TYPE_Q4_K, packed, groups, blocks, acts, tokens, out, out_stride); return;
+    case TYPE_Q5_K: k_gen_vnni_typed(TYPE_Q5_K, packed, groups, blocks, acts, tokens, out, out_stride); return;
+    case TYPE_Q6_K: k_gen_vnni_typed(TYPE_Q6_K, packed, groups, blocks, acts, tokens, out, out_stride); return;
+    default: return;
+    }
+}
+
 ATTR_VNNI static void k_groups_vnni(int type, const uint8_t *packed, int64_t groups, int64_t blocks, const k_tile16 *tiles,
                                     int64_t tokens, float *out, int64_t out_stride) {
     switch (type) {
@@ -778,7 +865,9 @@ void llk_x8_matmul(int type, const void *packed, int64_t groups, const void *act
 #if LLK_X86
     const int isa = llk_isa_id();
     if (isa == 1 || isa == 2) {
-        if (llk_is_k_type(type)) k_groups(type, p, groups, blocks, (const void *)activations, tokens, out, out_stride);
+        if (llk_is_k_type(type) && tokens <= 4 && isa == 2 && llk_has_vnni())
+            k_gen_vnni(type, p, groups, blocks, (const void *)activations, tokens, out, out_stride);
+        else if (llk_is_k_type(type)) k_groups(type, p, groups, blocks, (const void *)activations, tokens, out, out_stride);
         else legacy_groups(type, p, groups, blocks, (const uint8_t *)activations, tokens, out, out_stride);
         return;
     }

@@ -132,6 +132,29 @@ import Testing
         }
     }
 
+    /// On AVX-512 VNNI the K types' generation kernel (1 to 4 tokens, two runs per zmm) gives the
+    /// very numbers of the AVX2 kernel: the same integer sums, the same float steps.
+    @Test(.enabled(if: llk_x8_tiled(12, 8) != 0, "needs AVX-512 VNNI"), arguments: kTypes)
+    func vnniGenerationEqualsTheAVX2Products(typeName: String) throws {
+        let type = try #require(GGMLType(name: typeName))
+        let id = Int32(type.id)
+        for (blocks, tokens) in [(1, 1), (3, 2), (2, 3), (5, 4), (8, 1)] {
+            let columns = blocks * type.blockSize, rows = 24
+            let weights = try Self.weights(type, rows: rows, columns: columns, seed: UInt64(blocks * 7 + tokens))
+            var x = VectorKernelTests.randomFloats(columns * tokens, seed: UInt64(tokens + 3))
+            for i in stride(from: 0, to: x.count, by: 43) { x[i] *= 30 }
+            let (prepared, _) = Self.prepare(type, x, tokens: tokens, blocks: blocks)
+            let packed = Self.regroup(id, weights, rows: rows, blocks: blocks)
+            var vnni = [Float](repeating: .nan, count: rows * tokens), avx2 = vnni
+            llk_x8_matmul(id, packed, Int64(rows / 8), prepared, Int64(tokens), Int64(blocks), &vnni, Int64(rows))
+            llk_force_path("avx2")
+            llk_x8_matmul(id, packed, Int64(rows / 8), prepared, Int64(tokens), Int64(blocks), &avx2, Int64(rows))
+            llk_force_path(nil)
+            #expect(!vnni.contains { $0.isNaN })
+            #expect(vnni == avx2, "\(typeName) blocks \(blocks) tokens \(tokens)")
+        }
+    }
+
     /// On AVX-512 VNNI the row kernels for 2 to 7 tokens (one per sequence in a server's step) give
     /// each token exactly what the one-token kernel gives, so batching never changes a sequence.
     @Test(.enabled(if: llk_x8_tiled(12, 8) != 0, "needs AVX-512 VNNI"), arguments: ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"])

@@ -16,6 +16,10 @@ const char *llk_isa(void);
 /// Forces a code path on the calling thread only (for tests): 0 = best available, 1 = scalar.
 void llk_force_scalar(int scalar);
 
+/// Forces a named path ("avx2", "avx512", ...; capped at what the CPU has) on the calling thread
+/// only, for tests comparing paths; NULL returns it to the process's path.
+void llk_force_path(const char *name);
+
 /// sum(a[i] * b[i]).
 float llk_dot_f32(const float *a, const float *b, int64_t n);
 
