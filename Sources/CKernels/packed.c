@@ -422,17 +422,20 @@ ATTR_X8 __attribute__((always_inline)) static inline __m256i k_run(const int typ
     const k_run_bits w = k_run_bits_of(type, j);
     __m256i r = _mm256_and_si256(_mm256_srli_epi16(_mm256_loadu_si256((const __m256i *)(g + w.v)), w.vshift), _mm256_set1_epi8((char)w.vmask));
     if (w.h) {
-        const __m256i h = _mm256_and_si256(_mm256_srli_epi16(_mm256_loadu_si256((const __m256i *)(g + w.h)), w.hshift), _mm256_set1_epi8((char)w.hmask));
-        r = _mm256_or_si256(r, _mm256_slli_epi16(h, w.hleft));
+        // Moved by hleft - hshift in 16-bit lanes, then masked: no bit of the next byte lands inside the mask.
+        const __m256i h = _mm256_loadu_si256((const __m256i *)(g + w.h));
+        const __m256i moved = w.hleft >= w.hshift ? _mm256_slli_epi16(h, w.hleft - w.hshift) : _mm256_srli_epi16(h, w.hshift - w.hleft);
+        r = _mm256_or_si256(r, _mm256_and_si256(moved, _mm256_set1_epi8((char)(w.hmask << w.hleft))));
     }
     return r;
 }
 
 // The scales, biases and float scales of a packed super block (all of decode_k but the runs).
 ATTR_X8 __attribute__((always_inline)) static inline void decode_k_consts(const int type, const uint8_t *g, decoded_k *out) {
-    // The next super block of the group is read next: ask for it now.
-    const int gbytes = group_block_bytes(type);
-    for (int off = 0; off < gbytes; off += 64) _mm_prefetch((const char *)g + gbytes + off, _MM_HINT_T0);
+    // Groups are read in order, so ask for the super block about 8 KB on now: from memory, one
+    // block ahead leaves a single core waiting (measured: 28 GB/s for Q4_K, 38-42 GB/s at 8 KB).
+    const int gbytes = group_block_bytes(type), ahead = 8192 / gbytes * gbytes;
+    for (int off = 0; off < gbytes; off += 64) _mm_prefetch((const char *)g + ahead + off, _MM_HINT_T0);
     out->d = halves8(g);
     if (type == TYPE_Q2_K) {
         out->dmin = halves8(g + 16);
@@ -755,7 +758,11 @@ ATTR_VNNI __attribute__((always_inline)) static inline void k_groups_vnni_typed(
 ATTR_VNNI __attribute__((always_inline)) static inline __m512i k_run_pair(const int type, const uint8_t *g, const int i) {
     const k_run_bits w = k_run_bits_of(type, 2 * i);  // run 2i + 1 is 32 bytes on, with the same bits
     __m512i r = _mm512_and_si512(_mm512_srli_epi16(_mm512_loadu_si512(g + w.v), w.vshift), _mm512_set1_epi8((char)w.vmask));
-    if (w.h) r = _mm512_or_si512(r, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(_mm512_loadu_si512(g + w.h), w.hshift), _mm512_set1_epi8((char)w.hmask)), w.hleft));
+    if (w.h) {  // as in k_run
+        const __m512i h = _mm512_loadu_si512(g + w.h);
+        const __m512i moved = w.hleft >= w.hshift ? _mm512_slli_epi16(h, w.hleft - w.hshift) : _mm512_srli_epi16(h, w.hshift - w.hleft);
+        r = _mm512_or_si512(r, _mm512_and_si512(moved, _mm512_set1_epi8((char)(w.hmask << w.hleft))));
+    }
     return r;
 }
 
