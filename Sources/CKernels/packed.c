@@ -267,7 +267,7 @@ ATTR_X8 __attribute__((always_inline)) static inline void legacy_tile(
         const uint8_t *g = group + b * gbytes;
         // Generation reads each group once, from memory: ask for the blocks ahead.
         if (stream)
-            for (int off = 0; off < gbytes; off += 64) _mm_prefetch((const char *)g + 4 * gbytes + off, _MM_HINT_T0);
+            for (int off = 0; off < gbytes; off += 64) _mm_prefetch((const char *)g + LLK_PREFETCH_AHEAD / gbytes * gbytes + off, _MM_HINT_T0);
         __m256i isum[4];
         if (type == TYPE_Q8_0) {
             for (int t = 0; t < TT; t++) isum[t] = _mm256_setzero_si256();
@@ -432,9 +432,8 @@ ATTR_X8 __attribute__((always_inline)) static inline __m256i k_run(const int typ
 
 // The scales, biases and float scales of a packed super block (all of decode_k but the runs).
 ATTR_X8 __attribute__((always_inline)) static inline void decode_k_consts(const int type, const uint8_t *g, decoded_k *out) {
-    // Groups are read in order, so ask for the super block about 8 KB on now: from memory, one
-    // block ahead leaves a single core waiting (measured: 28 GB/s for Q4_K, 38-42 GB/s at 8 KB).
-    const int gbytes = group_block_bytes(type), ahead = 8192 / gbytes * gbytes;
+    // Groups are read in order: ask for the super block LLK_PREFETCH_AHEAD on.
+    const int gbytes = group_block_bytes(type), ahead = LLK_PREFETCH_AHEAD / gbytes * gbytes;
     for (int off = 0; off < gbytes; off += 64) _mm_prefetch((const char *)g + ahead + off, _MM_HINT_T0);
     out->d = halves8(g);
     if (type == TYPE_Q2_K) {

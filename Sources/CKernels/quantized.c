@@ -326,7 +326,7 @@ ATTR_VNNI __attribute__((always_inline)) static inline float dot_row_vnni_typed(
     const int64_t full = blocks / 2;
     for (int64_t p = 0; p < full; p++) {
         const uint8_t *b0 = row + 2 * p * bytes, *b1 = b0 + bytes;
-        _mm_prefetch((const char *)b0 + 16 * bytes, _MM_HINT_T0);
+        _mm_prefetch((const char *)b0 + LLK_PREFETCH_AHEAD, _MM_HINT_T0);
         const q8_pair *a = &pairs[p];
         const __m512i lanes = _mm512_dpbusd_epi32(_mm512_loadu_si512(a->init), unpack_pair_vnni(type, b0, b1), _mm512_loadu_si512(a->q));
         const __m512 scale = _mm512_mul_ps(pair_scales(b0, b1), _mm512_loadu_ps(a->d));
@@ -363,7 +363,7 @@ ATTR_VNNI __attribute__((always_inline)) static inline void row_tokens_vnni_type
     }
     for (int64_t p = 0; p < npairs; p++) {
         const uint8_t *b0 = row + 2 * p * bytes, *b1 = p < full ? b0 + bytes : NULL;
-        _mm_prefetch((const char *)b0 + 16 * bytes, _MM_HINT_T0);
+        _mm_prefetch((const char *)b0 + LLK_PREFETCH_AHEAD, _MM_HINT_T0);
         const __m512i w = unpack_pair_vnni(type, b0, b1);
         const __m512 dw = pair_scales(b0, b1);
         const int k = p < full ? (int)(p & 1) : 0;
