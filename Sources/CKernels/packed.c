@@ -60,10 +60,7 @@ int llk_x8_supports(int type) { return row_block_bytes(type) != 0; }
 int llk_x8_preferred(int type) {
     if (!llk_x8_supports(type) || getenv("LLAMA_NO_REGROUP")) return 0;
     const int isa = llk_isa_id();
-    if (isa == 1) return 1;
-    // On AVX-512 VNNI the 32-value types have their own register-tiled kernels (quantized.c).
-    if (isa == 2) return llk_is_k_type(type) || !llk_has_vnni();
-    return 0;
+    return isa == 1 || isa == 2;
 }
 
 int64_t llk_x8_group_bytes(int type, int64_t blocks) { return blocks * group_block_bytes(type); }

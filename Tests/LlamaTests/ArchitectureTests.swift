@@ -89,9 +89,14 @@ import TestSupport
         // own variation between batch sizes and thread counts.
         // (Over two chunks llama.cpp moves by itself too, between batch sizes and with flash
         // attention off; the bound is 1%, or twice llama.cpp's own move if that is larger.)
+        // A variant worse than a uniform guess (perplexity above its vocabulary: gemma2 and gemma3
+        // here, near 2e8 and 2e15) scores its tokens deep in the tail, where float error moves the
+        // log-probabilities most; its perplexity ratio reflects the kernels' rounding, not the
+        // model (measured: 0.7% on one path, 1.4% on another). Its closeness is judged by the KL
+        // divergence and the top tokens below.
         let own = max(abs(g.self_perplexity / g.perplexity - 1), abs(g.fa_off_perplexity / g.perplexity - 1))
         let bound = max(0.01, 2 * own)
-        #expect(abs(perplexity / g.perplexity - 1) < bound, "\(variant): PPL \(perplexity) vs llama.cpp \(g.perplexity) (\(g.self_perplexity) with -ub 32 -t 1)")
+        #expect(g.perplexity > Double(g.vocab) || abs(perplexity / g.perplexity - 1) < bound, "\(variant): PPL \(perplexity) vs llama.cpp \(g.perplexity) (\(g.self_perplexity) with -ub 32 -t 1)")
         #expect(meanKLD < max(3 * max(g.self_kld, g.fa_off_kld), 0.003), "\(variant): KLD \(meanKLD) vs llama.cpp's own \(g.self_kld), \(g.fa_off_kld)")
         #expect(top >= g.self_same_top - 0.04, "\(variant): same top \(top) vs llama.cpp's own \(g.self_same_top)")
         print("\(variant): PPL \(perplexity) (llama.cpp \(g.perplexity)), KLD \(meanKLD) (llama.cpp self \(g.self_kld)), same top \(top) (\(g.self_same_top))")

@@ -96,15 +96,23 @@ import TestSupport
     }
 
     @Test func toolErrorsGoBackToTheModel() async throws {
-        let chat = ChatSession(model: Self.model, parameters: Self.parameters(seed: 3), contextSize: 4096, tools: [Broken()])
-        await chat.setMaxToolRounds(1)
-        let (text, calls, results, _) = try await Self.run(chat, "What is the weather in Paris?")
-        #expect(!calls.isEmpty)
-        #expect(results.allSatisfy { $0.isError && $0.output.contains("the service is down") })
-        let transcript = await chat.messages
-        #expect(transcript.contains { $0.role == "tool" && $0.content.contains("the service is down") })
-        // One round of calls, then text.
-        #expect(calls.count <= ToolUse.maxParallelCalls)
-        #expect(!text.isEmpty)
+        // The first seed whose answer calls the tool (which seed does depends on the kernels'
+        // rounding, as with any sampled answer of a 135M model).
+        var called = false
+        for seed in UInt64(1)...6 where !called {
+            let chat = ChatSession(model: Self.model, parameters: Self.parameters(seed: seed), contextSize: 4096, tools: [Broken()])
+            await chat.setMaxToolRounds(1)
+            let (text, calls, results, _) = try await Self.run(chat, "What is the weather in Paris? Use get_weather.")
+            guard !calls.isEmpty else { continue }
+            called = true
+            #expect(results.count == calls.count)
+            #expect(results.allSatisfy { $0.isError && $0.output.contains("the service is down") })
+            let transcript = await chat.messages
+            #expect(transcript.contains { $0.role == "tool" && $0.content.contains("the service is down") })
+            // One round of calls, then text.
+            #expect(calls.count <= ToolUse.maxParallelCalls)
+            #expect(!text.isEmpty)
+        }
+        #expect(called, "no seed called the tool")
     }
 }
