@@ -227,12 +227,6 @@ typedef struct {
     int8_t q[256];
 } q8k_block;
 
-// ---------------------------------------------------------------------------------------------
-// AVX2 kernels.
-
-#if LLK_X86
-#define ATTR_X8 __attribute__((target("avx2,fma,f16c")))
-
 // The layout of llk_q8_prepare (quantized.c): pairs of blocks, then the float sums, then the
 // int32 bias sums.
 typedef struct {
@@ -241,6 +235,11 @@ typedef struct {
     float d[16];
 } q8_pair;
 
+// ---------------------------------------------------------------------------------------------
+// AVX2 kernels.
+
+#if LLK_X86
+#define ATTR_X8 __attribute__((target("avx2,fma,f16c")))
 
 ATTR_X8 static inline __m256i bcast4(const int8_t *p) {
     int32_t v;
@@ -622,39 +621,90 @@ typedef struct {
     float d[16];
 } k_tile16;
 
-int64_t llk_x8_tiles_bytes(int64_t blocks, int64_t tokens) {
-    return (tokens + 15) / 16 * blocks * (int64_t)sizeof(k_tile16);
+// The same for the 32-value types, per block: the weights are the signed side here too (Q4_0 and
+// Q5_0 values before their offset, which the token's bias sum carries, as in legacy_tile).
+typedef struct {
+    uint8_t q[8][64];   // k-group j: token t's 4 values (+128) at bytes 4t..4t+3
+    int32_t bias[16];   // Q4_0, Q5_0: the token's bias sum for the block (llk_q8_prepare)
+    float d[16];
+    float sums[16];     // Q4_1, Q5_1: the token's scaled sum, for the rows' offsets
+} q8_tile16;
+
+int64_t llk_x8_tiles_bytes(int type, int64_t blocks, int64_t tokens) {
+    return (tokens + 15) / 16 * blocks * (int64_t)(llk_is_k_type(type) ? sizeof(k_tile16) : sizeof(q8_tile16));
 }
 
-void llk_x8_interleave(const void *activations, int64_t tokens, int64_t blocks, int64_t first_tile, int64_t end_tile,
-                       void *tiles) {
-    const q8k_block *acts = (const q8k_block *)activations;
-    for (int64_t c = first_tile; c < end_tile; c++)
-        for (int64_t b = 0; b < blocks; b++) {
-            k_tile16 *o = (k_tile16 *)tiles + c * blocks + b;
-            for (int t = 0; t < 16; t++) {
-                const int64_t token = 16 * c + t;
-                if (token >= tokens) {  // padding: zero activations and scale, so the lane adds 0
-                    for (int j = 0; j < 64; j++) memset(o->q[j] + 4 * t, 0x80, 4);
-                    for (int p = 0; p < 8; p++) o->bsum[p][t] = 0;
-                    o->d[t] = 0;
-                    continue;
-                }
-                const q8k_block *x = acts + token * blocks + b;
-                for (int j = 0; j < 64; j++) {
-                    uint32_t v;
-                    memcpy(&v, x->q + 4 * j, 4);
-                    v ^= 0x80808080u;
-                    memcpy(o->q[j] + 4 * t, &v, 4);
-                }
-                for (int p = 0; p < 8; p++) memcpy(&o->bsum[p][t], x->sums + 2 * p, 4);
-                o->d[t] = x->d;
+// 4 bytes of values shifted by +128 into the unsigned side.
+static void put_shifted(uint8_t *dst, const int8_t *src) {
+    uint32_t v;
+    memcpy(&v, src, 4);
+    v ^= 0x80808080u;
+    memcpy(dst, &v, 4);
+}
+
+static void interleave_k(const q8k_block *acts, int64_t tokens, int64_t blocks, int64_t c, k_tile16 *tiles) {
+    for (int64_t b = 0; b < blocks; b++) {
+        k_tile16 *o = tiles + c * blocks + b;
+        for (int t = 0; t < 16; t++) {
+            const int64_t token = 16 * c + t;
+            if (token >= tokens) {  // padding: zero activations and scale, so the lane adds 0
+                for (int j = 0; j < 64; j++) memset(o->q[j] + 4 * t, 0x80, 4);
+                for (int p = 0; p < 8; p++) o->bsum[p][t] = 0;
+                o->d[t] = 0;
+                continue;
             }
+            const q8k_block *x = acts + token * blocks + b;
+            for (int j = 0; j < 64; j++) put_shifted(o->q[j] + 4 * t, x->q + 4 * j);
+            for (int p = 0; p < 8; p++) memcpy(&o->bsum[p][t], x->sums + 2 * p, 4);
+            o->d[t] = x->d;
         }
+    }
+}
+
+// The prepared tokens of llk_q8_prepare: pairs of blocks, then the float sums, then the bias sums.
+static void interleave_legacy(const uint8_t *acts, int64_t tokens, int64_t blocks, int64_t c, q8_tile16 *tiles) {
+    const int64_t npairs = (blocks + 1) / 2, token_bytes = llk_q8_token_bytes(blocks);
+    for (int64_t b = 0; b < blocks; b++) {
+        q8_tile16 *o = tiles + c * blocks + b;
+        for (int t = 0; t < 16; t++) {
+            const int64_t token = 16 * c + t;
+            if (token >= tokens) {
+                for (int j = 0; j < 8; j++) memset(o->q[j] + 4 * t, 0x80, 4);
+                o->bias[t] = 0, o->d[t] = 0, o->sums[t] = 0;
+                continue;
+            }
+            const q8_pair *pair = (const q8_pair *)(acts + token * token_bytes) + b / 2;
+            const float *sums = (const float *)((const q8_pair *)(acts + token * token_bytes) + npairs);
+            for (int j = 0; j < 8; j++) put_shifted(o->q[j] + 4 * t, pair->q + 32 * (b & 1) + 4 * j);
+            memcpy(&o->bias[t], (const int32_t *)(sums + 2 * npairs) + b, 4);
+            o->d[t] = pair->d[8 * (b & 1)];
+            o->sums[t] = sums[b];
+        }
+    }
+}
+
+void llk_x8_interleave(int type, const void *activations, int64_t tokens, int64_t blocks, int64_t first_tile,
+                       int64_t end_tile, void *tiles) {
+    for (int64_t c = first_tile; c < end_tile; c++) {
+        if (llk_is_k_type(type)) interleave_k((const q8k_block *)activations, tokens, blocks, c, (k_tile16 *)tiles);
+        else interleave_legacy((const uint8_t *)activations, tokens, blocks, c, (q8_tile16 *)tiles);
+    }
 }
 
 #if LLK_X86
 #define ATTR_VNNI __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")))
+
+// A group's sums for tiles c0..c0+cn (row r: lanes = tokens) into out, token by token.
+ATTR_VNNI static void store_tile_sums(__m512 sums[][8], int64_t c0, int64_t cn, int64_t tokens, float *out, int64_t out_stride) {
+    for (int64_t c = 0; c < cn; c++) {
+        float lanes[8][16];
+        for (int r = 0; r < 8; r++) _mm512_storeu_ps(lanes[r], sums[c][r]);
+        for (int t = 0; t < 16 && 16 * (c0 + c) + t < tokens; t++) {
+            float *o = out + (16 * (c0 + c) + t) * out_stride;
+            for (int r = 0; r < 8; r++) o[r] = lanes[r][t];
+        }
+    }
+}
 
 // What the tiles read of one decoded super block of a group besides its runs.
 typedef struct {
@@ -733,14 +783,7 @@ ATTR_VNNI __attribute__((always_inline)) static inline void k_groups_vnni_typed(
                 k_rowconsts(&dk, &rc);
                 for (int64_t c = 0; c < cn; c++) k_vnni_tile(type, &dk, &rc, tiles + (c0 + c) * blocks + b, sums[c]);
             }
-            for (int64_t c = 0; c < cn; c++) {
-                float lanes[8][16];
-                for (int r = 0; r < 8; r++) _mm512_storeu_ps(lanes[r], sums[c][r]);
-                for (int t = 0; t < 16 && 16 * (c0 + c) + t < tokens; t++) {
-                    float *o = out + (16 * (c0 + c) + t) * out_stride + 8 * gi;
-                    for (int r = 0; r < 8; r++) o[r] = lanes[r][t];
-                }
-            }
+            store_tile_sums(sums, c0, cn, tokens, out + 8 * gi, out_stride);
         }
     }
 }
@@ -840,9 +883,110 @@ ATTR_VNNI static void k_groups_vnni(int type, const uint8_t *packed, int64_t gro
 }
 #endif
 
+#if LLK_X86
+// --- AVX-512 VNNI prompt tiles for the 32-value types: 8 rows x 16 tokens per block, as the K
+// types' tiles. Per block the integer sum equals legacy_tile's, and the float steps are its
+// steps in its order: same results. ---
+
+// One block of a group, decoded: run j, row r (values 4j..4j+3, signed) at runs[8j + r].
+typedef struct {
+    int32_t runs[64];
+    int32_t corr[8];  // 128 x the row's value sum: what the +128 of the activations adds
+    float d[8], m[8];
+} legacy_decoded;
+
+ATTR_VNNI static void decode_legacy(int type, const uint8_t *g, legacy_decoded *out) {
+    const int header = type == TYPE_Q4_1 || type == TYPE_Q5_1 ? 4 : 2;
+    for (int r = 0; r < 8; r++) {
+        out->d[r] = load_half(g + 2 * r);
+        out->m[r] = header == 4 ? load_half(g + 16 + 2 * r) : 0;
+    }
+    uint8_t *runs = (uint8_t *)out->runs;
+    if (type == TYPE_Q8_0) {
+        memcpy(runs, g + 16, 256);
+    } else {
+        const int five = type == TYPE_Q5_0 || type == TYPE_Q5_1;
+        const uint8_t *packed = g + 8 * header + (five ? 32 : 0);
+        // Packed run k: row r's bytes 4k..4k+3, values 4k+i (low nibbles) and 16+4k+i (high).
+        const __m256i low4 = _mm256_set1_epi8(0x0F);
+        for (int k = 0; k < 4; k++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(packed + 32 * k));
+            _mm256_storeu_si256((__m256i *)(runs + 32 * k), _mm256_and_si256(v, low4));
+            _mm256_storeu_si256((__m256i *)(runs + 32 * (k + 4)), _mm256_and_si256(_mm256_srli_epi16(v, 4), low4));
+        }
+        if (five) {
+            // Bits 4j..4j+3 of a row's high bits, one per byte, as the fifth bit of run j.
+            static const uint32_t spread[16] = {
+                0x00000000, 0x00000010, 0x00001000, 0x00001010, 0x00100000, 0x00100010, 0x00101000, 0x00101010,
+                0x10000000, 0x10000010, 0x10001000, 0x10001010, 0x10100000, 0x10100010, 0x10101000, 0x10101010};
+            for (int r = 0; r < 8; r++) {
+                uint32_t high;
+                memcpy(&high, g + 8 * header + 4 * r, 4);
+                for (int j = 0; j < 8; j++) out->runs[8 * j + r] |= (int32_t)spread[(high >> (4 * j)) & 0xF];
+            }
+        }
+    }
+    __m256i sum = _mm256_setzero_si256();
+    for (int j = 0; j < 8; j++) sum = _mm256_dpbusd_epi32(sum, _mm256_set1_epi8(1), _mm256_loadu_si256((const __m256i *)(runs + 32 * j)));
+    _mm256_storeu_si256((__m256i *)out->corr, _mm256_slli_epi32(sum, 7));
+}
+
+ATTR_VNNI __attribute__((always_inline)) static inline void legacy_vnni_tile(const int type, const legacy_decoded *w,
+                                                                              const q8_tile16 *a, __m512 facc[8]) {
+    __m512i acc[8];
+    for (int r = 0; r < 8; r++) acc[r] = _mm512_setzero_si512();
+    for (int j = 0; j < 8; j++) {
+        const __m512i q = _mm512_loadu_si512(a->q[j]);
+        for (int r = 0; r < 8; r++) acc[r] = _mm512_dpbusd_epi32(acc[r], q, _mm512_set1_epi32(w->runs[8 * j + r]));
+    }
+    const __m512 da = _mm512_loadu_ps(a->d);
+    for (int r = 0; r < 8; r++) {
+        __m512i isum = _mm512_sub_epi32(acc[r], _mm512_set1_epi32(w->corr[r]));
+        if (type == TYPE_Q4_0 || type == TYPE_Q5_0) isum = _mm512_add_epi32(isum, _mm512_loadu_si512(a->bias));
+        facc[r] = _mm512_add_ps(facc[r], _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(w->d[r]), da), _mm512_cvtepi32_ps(isum)));
+        if (type == TYPE_Q4_1 || type == TYPE_Q5_1)
+            facc[r] = _mm512_add_ps(facc[r], _mm512_mul_ps(_mm512_set1_ps(w->m[r]), _mm512_loadu_ps(a->sums)));
+    }
+}
+
+ATTR_VNNI __attribute__((always_inline)) static inline void legacy_groups_vnni_typed(
+    const int type, const uint8_t *packed, int64_t groups, int64_t blocks, const q8_tile16 *tiles, int64_t tokens,
+    float *out, int64_t out_stride) {
+    enum { CHUNK = 16 };  // tiles (256 tokens) whose sums stay on the stack while a group is decoded
+    const int64_t group_bytes = llk_x8_group_bytes(type, blocks), ntiles = (tokens + 15) / 16;
+    const int gbytes = group_block_bytes(type);
+    legacy_decoded w __attribute__((aligned(64)));
+    __m512 sums[CHUNK][8];
+    for (int64_t c0 = 0; c0 < ntiles; c0 += CHUNK) {
+        const int64_t cn = ntiles - c0 < CHUNK ? ntiles - c0 : CHUNK;
+        for (int64_t gi = 0; gi < groups; gi++) {
+            for (int64_t c = 0; c < cn; c++)
+                for (int r = 0; r < 8; r++) sums[c][r] = _mm512_setzero_ps();
+            for (int64_t b = 0; b < blocks; b++) {
+                decode_legacy(type, packed + gi * group_bytes + b * gbytes, &w);
+                for (int64_t c = 0; c < cn; c++) legacy_vnni_tile(type, &w, tiles + (c0 + c) * blocks + b, sums[c]);
+            }
+            store_tile_sums(sums, c0, cn, tokens, out + 8 * gi, out_stride);
+        }
+    }
+}
+
+ATTR_VNNI static void legacy_groups_vnni(int type, const uint8_t *packed, int64_t groups, int64_t blocks,
+                                         const q8_tile16 *tiles, int64_t tokens, float *out, int64_t out_stride) {
+    switch (type) {
+    case TYPE_Q4_0: legacy_groups_vnni_typed(TYPE_Q4_0, packed, groups, blocks, tiles, tokens, out, out_stride); return;
+    case TYPE_Q4_1: legacy_groups_vnni_typed(TYPE_Q4_1, packed, groups, blocks, tiles, tokens, out, out_stride); return;
+    case TYPE_Q5_0: legacy_groups_vnni_typed(TYPE_Q5_0, packed, groups, blocks, tiles, tokens, out, out_stride); return;
+    case TYPE_Q5_1: legacy_groups_vnni_typed(TYPE_Q5_1, packed, groups, blocks, tiles, tokens, out, out_stride); return;
+    case TYPE_Q8_0: legacy_groups_vnni_typed(TYPE_Q8_0, packed, groups, blocks, tiles, tokens, out, out_stride); return;
+    default: return;
+    }
+}
+#endif
+
 int llk_x8_tiled(int type, int64_t tokens) {
 #if LLK_X86
-    return llk_is_k_type(type) && tokens >= 8 && llk_has_vnni();
+    return llk_x8_supports(type) && tokens >= 8 && llk_has_vnni();
 #else
     (void)type, (void)tokens;
     return 0;
@@ -852,8 +996,9 @@ int llk_x8_tiled(int type, int64_t tokens) {
 void llk_x8_matmul_tiled(int type, const void *packed, int64_t groups, const void *tiles, int64_t tokens, int64_t blocks,
                          float *out, int64_t out_stride) {
 #if LLK_X86
-    if (llk_x8_tiled(type, tokens))
-        k_groups_vnni(type, (const uint8_t *)packed, groups, blocks, (const k_tile16 *)tiles, tokens, out, out_stride);
+    if (!llk_x8_tiled(type, tokens)) return;
+    if (llk_is_k_type(type)) k_groups_vnni(type, (const uint8_t *)packed, groups, blocks, (const k_tile16 *)tiles, tokens, out, out_stride);
+    else legacy_groups_vnni(type, (const uint8_t *)packed, groups, blocks, (const q8_tile16 *)tiles, tokens, out, out_stride);
 #else
     (void)type, (void)packed, (void)groups, (void)tiles, (void)tokens, (void)blocks, (void)out, (void)out_stride;
 #endif

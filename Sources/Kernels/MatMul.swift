@@ -239,11 +239,11 @@ public enum MatMul {
             // AVX-512 VNNI prompt tiles: the tokens interleaved 16 at a time first.
             var tiles: SendablePointer<UInt8>?
             if llk_x8_tiled(type, Int64(tokens)) != 0 {
-                let bytes = Int(llk_x8_tiles_bytes(blocks, Int64(tokens)))
+                let bytes = Int(llk_x8_tiles_bytes(type, blocks, Int64(tokens)))
                 let buffer = SendablePointer(UnsafeMutableRawPointer(workspace.tiles.ensure((bytes + 3) / 4)).assumingMemoryBound(to: UInt8.self))
                 let count = (tokens + 15) / 16, parts = min(threads, count)
                 pool.run(parts) { part in
-                    llk_x8_interleave(activations.pointer, Int64(tokens), blocks, Int64(count * part / parts),
+                    llk_x8_interleave(type, activations.pointer, Int64(tokens), blocks, Int64(count * part / parts),
                                       Int64(count * (part + 1) / parts), buffer.pointer)
                 }
                 tiles = buffer

@@ -104,10 +104,10 @@ import Testing
         }
     }
 
-    /// The AVX-512 VNNI prompt tiles (K types, 8 or more tokens) give the very numbers of the x8
-    /// products: the same integer sums, the same float steps. Ragged token counts (a partly
+    /// The AVX-512 VNNI prompt tiles (8 or more tokens) give the very numbers of the x8 products:
+    /// the same integer sums, the same float steps. Ragged token counts (a partly
     /// filled tile of 16, more than one stack chunk of 256) and block counts.
-    @Test(.enabled(if: llk_x8_tiled(12, 8) != 0, "needs AVX-512 VNNI"), arguments: kTypes)
+    @Test(.enabled(if: llk_x8_tiled(12, 8) != 0, "needs AVX-512 VNNI"), arguments: types)
     func vnniTilesEqualTheRegroupedProducts(typeName: String) throws {
         let type = try #require(GGMLType(name: typeName))
         let id = Int32(type.id)
@@ -119,11 +119,11 @@ import Testing
             let (prepared, _) = Self.prepare(type, x, tokens: tokens, blocks: blocks)
             let packed = Self.regroup(id, weights, rows: rows, blocks: blocks)
             #expect(llk_x8_tiled(id, Int64(tokens)) != 0)
-            var tiles = [UInt8](repeating: 0xAB, count: Int(llk_x8_tiles_bytes(Int64(blocks), Int64(tokens))))
+            var tiles = [UInt8](repeating: 0xAB, count: Int(llk_x8_tiles_bytes(id, Int64(blocks), Int64(tokens))))
             let count = Int64((tokens + 15) / 16)
             // In two parts, as two threads would.
-            llk_x8_interleave(prepared, Int64(tokens), Int64(blocks), 0, count / 2, &tiles)
-            llk_x8_interleave(prepared, Int64(tokens), Int64(blocks), count / 2, count, &tiles)
+            llk_x8_interleave(id, prepared, Int64(tokens), Int64(blocks), 0, count / 2, &tiles)
+            llk_x8_interleave(id, prepared, Int64(tokens), Int64(blocks), count / 2, count, &tiles)
             var tiled = [Float](repeating: .nan, count: rows * tokens), regrouped = tiled
             llk_x8_matmul_tiled(id, packed, Int64(rows / 8), tiles, Int64(tokens), Int64(blocks), &tiled, Int64(rows))
             llk_x8_matmul(id, packed, Int64(rows / 8), prepared, Int64(tokens), Int64(blocks), &regrouped, Int64(rows))

@@ -105,14 +105,14 @@ void llk_x8_matmul(int type, const void *packed, int64_t groups, const void *act
                    int64_t blocks, float *out, int64_t out_stride);
 
 /// Whether a batch of `tokens` tokens times regrouped `type` rows takes the AVX-512 VNNI tiles
-/// (the K types, 8 or more tokens): then the prepared tokens are interleaved 16 at a time
+/// (8 or more tokens): then the prepared tokens are interleaved 16 at a time
 /// (llk_x8_interleave, tiles first..<end of ceil(tokens / 16)) into llk_x8_tiles_bytes bytes, and
 /// llk_x8_matmul_tiled multiplies, with the same results as llk_x8_matmul (it does nothing where
 /// llk_x8_tiled says no).
 int llk_x8_tiled(int type, int64_t tokens);
-int64_t llk_x8_tiles_bytes(int64_t blocks, int64_t tokens);
-void llk_x8_interleave(const void *activations, int64_t tokens, int64_t blocks, int64_t first_tile, int64_t end_tile,
-                       void *tiles);
+int64_t llk_x8_tiles_bytes(int type, int64_t blocks, int64_t tokens);
+void llk_x8_interleave(int type, const void *activations, int64_t tokens, int64_t blocks, int64_t first_tile,
+                       int64_t end_tile, void *tiles);
 void llk_x8_matmul_tiled(int type, const void *packed, int64_t groups, const void *tiles, int64_t tokens, int64_t blocks,
                          float *out, int64_t out_stride);
 
