@@ -764,14 +764,81 @@ ATTR_VNNI __attribute__((always_inline)) static inline void k_vnni_tile(const in
     }
 }
 
-ATTR_VNNI __attribute__((always_inline)) static inline void k_groups_vnni_typed(
-    const int type, const uint8_t *packed, int64_t groups, int64_t blocks, const k_tile16 *tiles, int64_t tokens,
+// --- AVX-512 VNNI prompt tiles for the 32-value types: 8 rows x 16 tokens per block, as the K
+// types' tiles. Per block the integer sum equals legacy_tile's, and the float steps are its
+// steps in its order: same results. ---
+
+// One block of a group, decoded: run j, row r (values 4j..4j+3, signed) at runs[8j + r].
+typedef struct {
+    int32_t runs[64];
+    int32_t corr[8];  // 128 x the row's value sum: what the +128 of the activations adds
+    float d[8], m[8];
+} legacy_decoded;
+
+ATTR_VNNI static void decode_legacy(int type, const uint8_t *g, legacy_decoded *out) {
+    const int header = type == TYPE_Q4_1 || type == TYPE_Q5_1 ? 4 : 2;
+    for (int r = 0; r < 8; r++) {
+        out->d[r] = load_half(g + 2 * r);
+        out->m[r] = header == 4 ? load_half(g + 16 + 2 * r) : 0;
+    }
+    uint8_t *runs = (uint8_t *)out->runs;
+    if (type == TYPE_Q8_0) {
+        memcpy(runs, g + 16, 256);
+    } else {
+        const int five = type == TYPE_Q5_0 || type == TYPE_Q5_1;
+        const uint8_t *packed = g + 8 * header + (five ? 32 : 0);
+        // Packed run k: row r's bytes 4k..4k+3, values 4k+i (low nibbles) and 16+4k+i (high).
+        const __m256i low4 = _mm256_set1_epi8(0x0F);
+        for (int k = 0; k < 4; k++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(packed + 32 * k));
+            _mm256_storeu_si256((__m256i *)(runs + 32 * k), _mm256_and_si256(v, low4));
+            _mm256_storeu_si256((__m256i *)(runs + 32 * (k + 4)), _mm256_and_si256(_mm256_srli_epi16(v, 4), low4));
+        }
+        if (five) {
+            // Bits 4j..4j+3 of a row's high bits, one per byte, as the fifth bit of run j.
+            static const uint32_t spread[16] = {
+                0x00000000, 0x00000010, 0x00001000, 0x00001010, 0x00100000, 0x00100010, 0x00101000, 0x00101010,
+                0x10000000, 0x10000010, 0x10001000, 0x10001010, 0x10100000, 0x10100010, 0x10101000, 0x10101010};
+            for (int r = 0; r < 8; r++) {
+                uint32_t high;
+                memcpy(&high, g + 8 * header + 4 * r, 4);
+                for (int j = 0; j < 8; j++) out->runs[8 * j + r] |= (int32_t)spread[(high >> (4 * j)) & 0xF];
+            }
+        }
+    }
+    __m256i sum = _mm256_setzero_si256();
+    for (int j = 0; j < 8; j++) sum = _mm256_dpbusd_epi32(sum, _mm256_set1_epi8(1), _mm256_loadu_si256((const __m256i *)(runs + 32 * j)));
+    _mm256_storeu_si256((__m256i *)out->corr, _mm256_slli_epi32(sum, 7));
+}
+
+ATTR_VNNI __attribute__((always_inline)) static inline void legacy_vnni_tile(const int type, const legacy_decoded *w,
+                                                                              const q8_tile16 *a, __m512 facc[8]) {
+    __m512i acc[8];
+    for (int r = 0; r < 8; r++) acc[r] = _mm512_setzero_si512();
+    for (int j = 0; j < 8; j++) {
+        const __m512i q = _mm512_loadu_si512(a->q[j]);
+        for (int r = 0; r < 8; r++) acc[r] = _mm512_dpbusd_epi32(acc[r], q, _mm512_set1_epi32(w->runs[8 * j + r]));
+    }
+    const __m512 da = _mm512_loadu_ps(a->d);
+    for (int r = 0; r < 8; r++) {
+        __m512i isum = _mm512_sub_epi32(acc[r], _mm512_set1_epi32(w->corr[r]));
+        if (type == TYPE_Q4_0 || type == TYPE_Q5_0) isum = _mm512_add_epi32(isum, _mm512_loadu_si512(a->bias));
+        facc[r] = _mm512_add_ps(facc[r], _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(w->d[r]), da), _mm512_cvtepi32_ps(isum)));
+        if (type == TYPE_Q4_1 || type == TYPE_Q5_1)
+            facc[r] = _mm512_add_ps(facc[r], _mm512_mul_ps(_mm512_set1_ps(w->m[r]), _mm512_loadu_ps(a->sums)));
+    }
+}
+
+// Every type's prompt tiles: per group, each block decoded once for up to 16 tiles.
+ATTR_VNNI __attribute__((always_inline)) static inline void groups_vnni_typed(
+    const int type, const uint8_t *packed, int64_t groups, int64_t blocks, const void *tiles, int64_t tokens,
     float *out, int64_t out_stride) {
     enum { CHUNK = 16 };  // tiles (256 tokens) whose sums stay on the stack while a group is decoded
     const int64_t group_bytes = llk_x8_group_bytes(type, blocks), ntiles = (tokens + 15) / 16;
     const int gbytes = group_block_bytes(type);
     decoded_k dk __attribute__((aligned(64)));
     k_rowconst rc __attribute__((aligned(64)));
+    legacy_decoded w __attribute__((aligned(64)));
     __m512 sums[CHUNK][8];
     for (int64_t c0 = 0; c0 < ntiles; c0 += CHUNK) {
         const int64_t cn = ntiles - c0 < CHUNK ? ntiles - c0 : CHUNK;
@@ -779,9 +846,15 @@ ATTR_VNNI __attribute__((always_inline)) static inline void k_groups_vnni_typed(
             for (int64_t c = 0; c < cn; c++)
                 for (int r = 0; r < 8; r++) sums[c][r] = _mm512_setzero_ps();
             for (int64_t b = 0; b < blocks; b++) {
-                decode_k(type, packed + gi * group_bytes + b * gbytes, &dk);
-                k_rowconsts(&dk, &rc);
-                for (int64_t c = 0; c < cn; c++) k_vnni_tile(type, &dk, &rc, tiles + (c0 + c) * blocks + b, sums[c]);
+                const uint8_t *g = packed + gi * group_bytes + b * gbytes;
+                if (llk_is_k_type(type)) {
+                    decode_k(type, g, &dk);
+                    k_rowconsts(&dk, &rc);
+                    for (int64_t c = 0; c < cn; c++) k_vnni_tile(type, &dk, &rc, (const k_tile16 *)tiles + (c0 + c) * blocks + b, sums[c]);
+                } else {
+                    decode_legacy(type, g, &w);
+                    for (int64_t c = 0; c < cn; c++) legacy_vnni_tile(type, &w, (const q8_tile16 *)tiles + (c0 + c) * blocks + b, sums[c]);
+                }
             }
             store_tile_sums(sums, c0, cn, tokens, out + 8 * gi, out_stride);
         }
@@ -870,117 +943,15 @@ ATTR_VNNI static void k_gen_vnni(int type, const uint8_t *packed, int64_t groups
     }
 }
 
-ATTR_VNNI static void k_groups_vnni(int type, const uint8_t *packed, int64_t groups, int64_t blocks, const k_tile16 *tiles,
-                                    int64_t tokens, float *out, int64_t out_stride) {
+ATTR_VNNI static void groups_vnni(int type, const uint8_t *packed, int64_t groups, int64_t blocks, const void *tiles,
+                                  int64_t tokens, float *out, int64_t out_stride) {
+#define CASE(T) case T: groups_vnni_typed(T, packed, groups, blocks, tiles, tokens, out, out_stride); return;
     switch (type) {
-    case TYPE_Q2_K: k_groups_vnni_typed(TYPE_Q2_K, packed, groups, blocks, tiles, tokens, out, out_stride); return;
-    case TYPE_Q3_K: k_groups_vnni_typed(TYPE_Q3_K, packed, groups, blocks, tiles, tokens, out, out_stride); return;
-    case TYPE_Q4_K: k_groups_vnni_typed(TYPE_Q4_K, packed, groups, blocks, tiles, tokens, out, out_stride); return;
-    case TYPE_Q5_K: k_groups_vnni_typed(TYPE_Q5_K, packed, groups, blocks, tiles, tokens, out, out_stride); return;
-    case TYPE_Q6_K: k_groups_vnni_typed(TYPE_Q6_K, packed, groups, blocks, tiles, tokens, out, out_stride); return;
+        CASE(TYPE_Q4_0) CASE(TYPE_Q4_1) CASE(TYPE_Q5_0) CASE(TYPE_Q5_1) CASE(TYPE_Q8_0)
+        CASE(TYPE_Q2_K) CASE(TYPE_Q3_K) CASE(TYPE_Q4_K) CASE(TYPE_Q5_K) CASE(TYPE_Q6_K)
     default: return;
     }
-}
-#endif
-
-#if LLK_X86
-// --- AVX-512 VNNI prompt tiles for the 32-value types: 8 rows x 16 tokens per block, as the K
-// types' tiles. Per block the integer sum equals legacy_tile's, and the float steps are its
-// steps in its order: same results. ---
-
-// One block of a group, decoded: run j, row r (values 4j..4j+3, signed) at runs[8j + r].
-typedef struct {
-    int32_t runs[64];
-    int32_t corr[8];  // 128 x the row's value sum: what the +128 of the activations adds
-    float d[8], m[8];
-} legacy_decoded;
-
-ATTR_VNNI static void decode_legacy(int type, const uint8_t *g, legacy_decoded *out) {
-    const int header = type == TYPE_Q4_1 || type == TYPE_Q5_1 ? 4 : 2;
-    for (int r = 0; r < 8; r++) {
-        out->d[r] = load_half(g + 2 * r);
-        out->m[r] = header == 4 ? load_half(g + 16 + 2 * r) : 0;
-    }
-    uint8_t *runs = (uint8_t *)out->runs;
-    if (type == TYPE_Q8_0) {
-        memcpy(runs, g + 16, 256);
-    } else {
-        const int five = type == TYPE_Q5_0 || type == TYPE_Q5_1;
-        const uint8_t *packed = g + 8 * header + (five ? 32 : 0);
-        // Packed run k: row r's bytes 4k..4k+3, values 4k+i (low nibbles) and 16+4k+i (high).
-        const __m256i low4 = _mm256_set1_epi8(0x0F);
-        for (int k = 0; k < 4; k++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(packed + 32 * k));
-            _mm256_storeu_si256((__m256i *)(runs + 32 * k), _mm256_and_si256(v, low4));
-            _mm256_storeu_si256((__m256i *)(runs + 32 * (k + 4)), _mm256_and_si256(_mm256_srli_epi16(v, 4), low4));
-        }
-        if (five) {
-            // Bits 4j..4j+3 of a row's high bits, one per byte, as the fifth bit of run j.
-            static const uint32_t spread[16] = {
-                0x00000000, 0x00000010, 0x00001000, 0x00001010, 0x00100000, 0x00100010, 0x00101000, 0x00101010,
-                0x10000000, 0x10000010, 0x10001000, 0x10001010, 0x10100000, 0x10100010, 0x10101000, 0x10101010};
-            for (int r = 0; r < 8; r++) {
-                uint32_t high;
-                memcpy(&high, g + 8 * header + 4 * r, 4);
-                for (int j = 0; j < 8; j++) out->runs[8 * j + r] |= (int32_t)spread[(high >> (4 * j)) & 0xF];
-            }
-        }
-    }
-    __m256i sum = _mm256_setzero_si256();
-    for (int j = 0; j < 8; j++) sum = _mm256_dpbusd_epi32(sum, _mm256_set1_epi8(1), _mm256_loadu_si256((const __m256i *)(runs + 32 * j)));
-    _mm256_storeu_si256((__m256i *)out->corr, _mm256_slli_epi32(sum, 7));
-}
-
-ATTR_VNNI __attribute__((always_inline)) static inline void legacy_vnni_tile(const int type, const legacy_decoded *w,
-                                                                              const q8_tile16 *a, __m512 facc[8]) {
-    __m512i acc[8];
-    for (int r = 0; r < 8; r++) acc[r] = _mm512_setzero_si512();
-    for (int j = 0; j < 8; j++) {
-        const __m512i q = _mm512_loadu_si512(a->q[j]);
-        for (int r = 0; r < 8; r++) acc[r] = _mm512_dpbusd_epi32(acc[r], q, _mm512_set1_epi32(w->runs[8 * j + r]));
-    }
-    const __m512 da = _mm512_loadu_ps(a->d);
-    for (int r = 0; r < 8; r++) {
-        __m512i isum = _mm512_sub_epi32(acc[r], _mm512_set1_epi32(w->corr[r]));
-        if (type == TYPE_Q4_0 || type == TYPE_Q5_0) isum = _mm512_add_epi32(isum, _mm512_loadu_si512(a->bias));
-        facc[r] = _mm512_add_ps(facc[r], _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(w->d[r]), da), _mm512_cvtepi32_ps(isum)));
-        if (type == TYPE_Q4_1 || type == TYPE_Q5_1)
-            facc[r] = _mm512_add_ps(facc[r], _mm512_mul_ps(_mm512_set1_ps(w->m[r]), _mm512_loadu_ps(a->sums)));
-    }
-}
-
-ATTR_VNNI __attribute__((always_inline)) static inline void legacy_groups_vnni_typed(
-    const int type, const uint8_t *packed, int64_t groups, int64_t blocks, const q8_tile16 *tiles, int64_t tokens,
-    float *out, int64_t out_stride) {
-    enum { CHUNK = 16 };  // tiles (256 tokens) whose sums stay on the stack while a group is decoded
-    const int64_t group_bytes = llk_x8_group_bytes(type, blocks), ntiles = (tokens + 15) / 16;
-    const int gbytes = group_block_bytes(type);
-    legacy_decoded w __attribute__((aligned(64)));
-    __m512 sums[CHUNK][8];
-    for (int64_t c0 = 0; c0 < ntiles; c0 += CHUNK) {
-        const int64_t cn = ntiles - c0 < CHUNK ? ntiles - c0 : CHUNK;
-        for (int64_t gi = 0; gi < groups; gi++) {
-            for (int64_t c = 0; c < cn; c++)
-                for (int r = 0; r < 8; r++) sums[c][r] = _mm512_setzero_ps();
-            for (int64_t b = 0; b < blocks; b++) {
-                decode_legacy(type, packed + gi * group_bytes + b * gbytes, &w);
-                for (int64_t c = 0; c < cn; c++) legacy_vnni_tile(type, &w, tiles + (c0 + c) * blocks + b, sums[c]);
-            }
-            store_tile_sums(sums, c0, cn, tokens, out + 8 * gi, out_stride);
-        }
-    }
-}
-
-ATTR_VNNI static void legacy_groups_vnni(int type, const uint8_t *packed, int64_t groups, int64_t blocks,
-                                         const q8_tile16 *tiles, int64_t tokens, float *out, int64_t out_stride) {
-    switch (type) {
-    case TYPE_Q4_0: legacy_groups_vnni_typed(TYPE_Q4_0, packed, groups, blocks, tiles, tokens, out, out_stride); return;
-    case TYPE_Q4_1: legacy_groups_vnni_typed(TYPE_Q4_1, packed, groups, blocks, tiles, tokens, out, out_stride); return;
-    case TYPE_Q5_0: legacy_groups_vnni_typed(TYPE_Q5_0, packed, groups, blocks, tiles, tokens, out, out_stride); return;
-    case TYPE_Q5_1: legacy_groups_vnni_typed(TYPE_Q5_1, packed, groups, blocks, tiles, tokens, out, out_stride); return;
-    case TYPE_Q8_0: legacy_groups_vnni_typed(TYPE_Q8_0, packed, groups, blocks, tiles, tokens, out, out_stride); return;
-    default: return;
-    }
+#undef CASE
 }
 #endif
 
@@ -996,9 +967,7 @@ int llk_x8_tiled(int type, int64_t tokens) {
 void llk_x8_matmul_tiled(int type, const void *packed, int64_t groups, const void *tiles, int64_t tokens, int64_t blocks,
                          float *out, int64_t out_stride) {
 #if LLK_X86
-    if (!llk_x8_tiled(type, tokens)) return;
-    if (llk_is_k_type(type)) k_groups_vnni(type, (const uint8_t *)packed, groups, blocks, (const k_tile16 *)tiles, tokens, out, out_stride);
-    else legacy_groups_vnni(type, (const uint8_t *)packed, groups, blocks, (const q8_tile16 *)tiles, tokens, out, out_stride);
+    if (llk_x8_tiled(type, tokens)) groups_vnni(type, (const uint8_t *)packed, groups, blocks, tiles, tokens, out, out_stride);
 #else
     (void)type, (void)packed, (void)groups, (void)tiles, (void)tokens, (void)blocks, (void)out, (void)out_stride;
 #endif

@@ -104,6 +104,16 @@ import Testing
         }
     }
 
+    /// Regrouped weights and prepared tokens for one product, some activations 30 times larger
+    /// than the rest (so that block scales differ).
+    static func regroupedProduct(_ type: GGMLType, rows: Int, blocks: Int, tokens: Int, seed: UInt64) throws -> (packed: [UInt8], prepared: [UInt8]) {
+        let columns = blocks * type.blockSize
+        let weights = try weights(type, rows: rows, columns: columns, seed: seed)
+        var x = VectorKernelTests.randomFloats(columns * tokens, seed: seed + 1)
+        for i in stride(from: 0, to: x.count, by: 41) { x[i] *= 30 }
+        return (regroup(Int32(type.id), weights, rows: rows, blocks: blocks), prepare(type, x, tokens: tokens, blocks: blocks).bytes)
+    }
+
     /// The AVX-512 VNNI prompt tiles (8 or more tokens) give the very numbers of the x8 products:
     /// the same integer sums, the same float steps. Ragged token counts (a partly
     /// filled tile of 16, more than one stack chunk of 256) and block counts.
@@ -112,12 +122,8 @@ import Testing
         let type = try #require(GGMLType(name: typeName))
         let id = Int32(type.id)
         for (blocks, tokens) in [(1, 8), (3, 15), (2, 16), (5, 33), (2, 300)] {
-            let columns = blocks * type.blockSize, rows = 24
-            let weights = try Self.weights(type, rows: rows, columns: columns, seed: UInt64(blocks * 10 + tokens))
-            var x = VectorKernelTests.randomFloats(columns * tokens, seed: UInt64(tokens + 1))
-            for i in stride(from: 0, to: x.count, by: 41) { x[i] *= 30 }
-            let (prepared, _) = Self.prepare(type, x, tokens: tokens, blocks: blocks)
-            let packed = Self.regroup(id, weights, rows: rows, blocks: blocks)
+            let rows = 24
+            let (packed, prepared) = try Self.regroupedProduct(type, rows: rows, blocks: blocks, tokens: tokens, seed: UInt64(blocks * 10 + tokens))
             #expect(llk_x8_tiled(id, Int64(tokens)) != 0)
             var tiles = [UInt8](repeating: 0xAB, count: Int(llk_x8_tiles_bytes(id, Int64(blocks), Int64(tokens))))
             let count = Int64((tokens + 15) / 16)
@@ -139,12 +145,8 @@ import Testing
         let type = try #require(GGMLType(name: typeName))
         let id = Int32(type.id)
         for (blocks, tokens) in [(1, 1), (3, 2), (2, 3), (5, 4), (8, 1)] {
-            let columns = blocks * type.blockSize, rows = 24
-            let weights = try Self.weights(type, rows: rows, columns: columns, seed: UInt64(blocks * 7 + tokens))
-            var x = VectorKernelTests.randomFloats(columns * tokens, seed: UInt64(tokens + 3))
-            for i in stride(from: 0, to: x.count, by: 43) { x[i] *= 30 }
-            let (prepared, _) = Self.prepare(type, x, tokens: tokens, blocks: blocks)
-            let packed = Self.regroup(id, weights, rows: rows, blocks: blocks)
+            let rows = 24
+            let (packed, prepared) = try Self.regroupedProduct(type, rows: rows, blocks: blocks, tokens: tokens, seed: UInt64(blocks * 7 + tokens + 500))
             var vnni = [Float](repeating: .nan, count: rows * tokens), avx2 = vnni
             llk_x8_matmul(id, packed, Int64(rows / 8), prepared, Int64(tokens), Int64(blocks), &vnni, Int64(rows))
             llk_force_path("avx2")
