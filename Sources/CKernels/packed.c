@@ -982,7 +982,7 @@ void llk_x8_matmul(int type, const void *packed, int64_t groups, const void *act
 #if LLK_X86
     const int isa = llk_isa_id();
     if (isa == 1 || isa == 2) {
-        if (llk_is_k_type(type) && tokens <= 4 && isa == 2 && llk_has_vnni())
+        if (llk_is_k_type(type) && tokens <= 4 && llk_has_vnni())
             k_gen_vnni(type, p, groups, blocks, (const void *)activations, tokens, out, out_stride);
         else if (llk_is_k_type(type)) k_groups(type, p, groups, blocks, (const void *)activations, tokens, out, out_stride);
         else legacy_groups(type, p, groups, blocks, (const uint8_t *)activations, tokens, out, out_stride);
