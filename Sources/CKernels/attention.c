@@ -7,6 +7,7 @@
 // depends only on its own positions: not on the threads, nor on what it was batched with.
 
 #include "CKernels.h"
+#include "exp.h"
 #include "half.h"
 
 #include <math.h>
@@ -233,25 +234,6 @@ ATTR_ATT static void scores_avx2(const float *tile, int m, const float *q, int n
     }
 }
 
-// e^x for x <= 0 (a softmax's shifted scores) to about 1 ulp: x = n ln 2 + r with |r| <= ln 2 / 2,
-// e^r by its Taylor polynomial to r^6, times 2^n built in the exponent bits. Below -87 it gives
-// e^-87 (1.6e-38), nothing beside the largest score's 1.
-ATTR_ATT static inline __m256 exp8(__m256 x) {
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.0f / 720);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
-}
-
 ATTR_ATT static float max_avx2(const float *s, int n) {
     __m256 top8 = _mm256_set1_ps(-INFINITY);
     int i = 0;
@@ -268,7 +250,7 @@ ATTR_ATT static double exp_avx2(float *s, int n, float top) {
     const __m256 top8 = _mm256_set1_ps(top);
     int i = 0;
     for (; i + 8 <= n; i += 8) {
-        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + i), top8));
+        const __m256 e = llk_exp8(_mm256_sub_ps(_mm256_loadu_ps(s + i), top8));
         _mm256_storeu_ps(s + i, e);
         sum4 = _mm256_add_pd(sum4, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(e)), _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1))));
     }

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// The small element-wise kernels of a transformer block, written as llama.cpp computes them
@@ -26,11 +27,20 @@ public enum Ops {
         for i in 0..<n { x[i] *= inverse }
     }
 
-    /// SwiGLU: `gate[i] = silu(gate[i]) * up[i]`.
-    public static func swiGLU(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count n: Int) {
-        for i in 0..<n {
-            let g = gate[i]
-            gate[i] = g / (1 + expf(-g)) * up[i]
+    /// SwiGLU: `gate[i] = silu(gate[i]) * up[i]`, over the pool's threads where one is given.
+    public static func swiGLU(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count n: Int, pool: ThreadPool? = nil) {
+        split(n, pool) { start, end in llk_swiglu(gate + start, up + start, Int64(end - start)) }
+    }
+
+    /// Runs `body` over 0..<n in one contiguous part per thread (whole cache lines each), or at
+    /// once where the work is too small to be worth waking the pool.
+    static func split(_ n: Int, _ pool: ThreadPool?, _ body: @escaping (Int, Int) -> Void) {
+        let parts = min(pool?.threads ?? 1, n / 4096)
+        guard parts > 1, let pool else { return body(0, n) }
+        let per = ((n + parts - 1) / parts + 15) & ~15
+        pool.run(parts) { part in
+            let start = part * per, end = min(n, start + per)
+            if start < end { body(start, end) }
         }
     }
 
@@ -103,12 +113,14 @@ public enum Ops {
 
     /// GeGLU with the tanh form of GELU (Gemma): `gate[i] = gelu(gate[i]) * up[i]`. As ggml does on
     /// the CPU, GELU is read from a table over binary16 inputs (saturating outside -10...10).
-    public static func geGLU(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count n: Int) {
+    public static func geGLU(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count n: Int, pool: ThreadPool? = nil) {
         let table = geluTable
-        for i in 0..<n {
-            let g = gate[i]
-            if g <= -10 { gate[i] = 0 } else if g >= 10 { gate[i] = g * up[i] } else {
-                gate[i] = HalfFloat.toFloat(table[Int(HalfFloat.fromFloat(g))]) * up[i]
+        split(n, pool) { start, end in
+            for i in start..<end {
+                let g = gate[i]
+                if g <= -10 { gate[i] = 0 } else if g >= 10 { gate[i] = g * up[i] } else {
+                    gate[i] = HalfFloat.toFloat(table[Int(HalfFloat.fromFloat(g))]) * up[i]
+                }
             }
         }
     }

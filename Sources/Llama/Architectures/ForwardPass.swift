@@ -182,8 +182,8 @@ public final class ForwardPass: @unchecked Sendable {
             multiply(w.up!, xb, up)
         }
         switch activation {
-        case .silu: Ops.swiGLU(gate, up, count: n * hidden)
-        case .gelu: Ops.geGLU(gate, up, count: n * hidden)
+        case .silu: Ops.swiGLU(gate, up, count: n * hidden, pool: pool)
+        case .gelu: Ops.geGLU(gate, up, count: n * hidden, pool: pool)
         }
         multiply(w.down!, gate, xb)
     }
