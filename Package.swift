@@ -10,6 +10,8 @@ let package = Package(
         .library(name: "Llama", targets: ["Llama"]),
         .library(name: "Jinja", targets: ["Jinja"]),
         .library(name: "LlamaServer", targets: ["LlamaServer"]),
+        // Models from a Hugging Face hub into the hub's cache (networking stays out of `Llama`).
+        .library(name: "LlamaHub", targets: ["LlamaHub"]),
         // Typed answers: @Generable Swift types as JSON schemas (swift-syntax stays out of `Llama`).
         .library(name: "LlamaGenerable", targets: ["LlamaGenerable"]),
     ],
@@ -21,6 +23,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
+        // Only the hub client (LlamaHub) uses these.
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         // Only the @Generable macro uses it.
         .package(url: "https://github.com/swiftlang/swift-syntax", "600.0.0"..<"604.0.0"),
     ],
@@ -61,11 +66,22 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // `llama pull` and `-hf`: the hub's API, resumable checked downloads, its cache layout.
+        .target(
+            name: "LlamaHub",
+            dependencies: [
+                "GGUF",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         // The `llama` command-line tool: thin subcommands over the library.
         .executableTarget(
             name: "LlamaCLI",
             dependencies: [
-                "Llama", "LlamaServer",
+                "Llama", "LlamaServer", "LlamaHub",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -84,6 +100,7 @@ let package = Package(
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "Llama", "TestSupport"], exclude: ["Golden"]),
         .testTarget(name: "JinjaTests", dependencies: ["Jinja"], exclude: ["Golden", "Templates"]),
         .testTarget(name: "LlamaTests", dependencies: ["Llama", "TestSupport"], exclude: ["Golden"]),
+        .testTarget(name: "HubTests", dependencies: ["LlamaHub"]),
         .testTarget(name: "GenerableTests", dependencies: ["LlamaGenerable", "TestSupport"]),
         // The server's routes in-process (Hummingbird's test client), and over loopback.
         .testTarget(

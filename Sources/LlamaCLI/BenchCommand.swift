@@ -1,8 +1,9 @@
 import ArgumentParser
 import Foundation
 import Llama
+import LlamaHub
 
-struct BenchCommand: ParsableCommand {
+struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure prompt processing and generation speed, as llama.cpp's llama-bench does.",
@@ -16,6 +17,13 @@ struct BenchCommand: ParsableCommand {
 
     @Option(name: [.short, .customLong("model")], help: ArgumentHelp("GGUF model file(s), comma-separated. Default: the default model.", valueName: "files"))
     var models: String?
+
+    @Option(name: [.customLong("hf", withSingleDash: true), .customLong("hf-repo")],
+            help: ArgumentHelp("Models on Hugging Face, user/repo[:QUANT], comma-separated (see `llama pull --help`).", valueName: "repos"))
+    var hubModels: String?
+
+    @Flag(help: "With -hf: use the cached copies only, never the network.")
+    var offline = false
 
     @Option(name: [.customShort("p"), .customLong("n-prompt")], help: "Prompt lengths to test (0 to skip).")
     var prompts: String = "512"
@@ -74,9 +82,12 @@ struct BenchCommand: ParsableCommand {
         if let threads, try Self.numbers(threads, "-t").contains(0) { throw ValidationError("-t must be at least 1") }
     }
 
-    func run() throws {
-        let paths = try models.map { $0.split(separator: ",").map(String.init) }
-            ?? [DefaultModel.locate { message in Console.error(message) }]
+    func run() async throws {
+        var paths = models.map { $0.split(separator: ",").map(String.init) } ?? []
+        for reference in hubModels?.split(separator: ",") ?? [] {
+            paths.append(try await HubModels.pull(String(reference), offline: offline).path)
+        }
+        if paths.isEmpty { paths = [try DefaultModel.locate { message in Console.error(message) }] }
         let threadCounts = try threads.map { try Self.numbers($0, "-t") } ?? [SystemInfo.physicalCores]
         var results: [Result] = []
         let backend = "CPU (\(LlamaModel.kernelPath))"

@@ -63,7 +63,7 @@ struct ChatCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let model = try runOptions.loadModel(modelOptions)
+        let model = try await runOptions.loadModel(modelOptions)
         let template = try template(for: model)
         var parameters = try sampling.parameters()
         // Thinking is shown apart from the answer: its tags stay in the text, and a template that

@@ -67,10 +67,11 @@ struct RunOptions: ParsableArguments {
         if let threads, threads < 1 { throw ValidationError("-t must be at least 1") }
     }
 
-    func loadModel(_ modelOptions: ModelOptions) throws -> LlamaModel {
+    func loadModel(_ modelOptions: ModelOptions) async throws -> LlamaModel {
+        let path = try await modelOptions.resolvedPath()
         do {
-            return try LlamaModel.load(path: modelOptions.resolvedPath(), tokenizer: tokenizer)
-        } catch let error as ModelError {
+            return try LlamaModel.load(path: path, tokenizer: tokenizer)
+        } catch {
             throw CLIError(error.description)
         }
     }
@@ -95,7 +96,7 @@ struct RunOptions: ParsableArguments {
     }
 }
 
-struct GenerateCommand: ParsableCommand {
+struct GenerateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "generate",
         abstract: "Continue a prompt with the model, streaming the text as it is generated.",
@@ -128,7 +129,7 @@ struct GenerateCommand: ParsableCommand {
         if prompt != nil, file != nil { throw ValidationError("give the prompt one way only: -p or -f") }
     }
 
-    func run() throws {
+    func run() async throws {
         let text: String
         if let file {
             guard let data = FileManager.default.contents(atPath: file) else { throw CLIError("cannot read '\(file)'") }
@@ -136,7 +137,7 @@ struct GenerateCommand: ParsableCommand {
         } else {
             text = prompt ?? ""
         }
-        let model = try runOptions.loadModel(modelOptions)
+        let model = try await runOptions.loadModel(modelOptions)
         let session = try runOptions.makeSession(model)
         var tokens = model.tokenizer.encode(text, addSpecial: true, parseSpecial: true)
         if tokens.isEmpty, let bos = model.tokenizer.bos { tokens = [bos] }

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import Llama
 
-struct InfoCommand: ParsableCommand {
+struct InfoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "info",
         abstract: "Show what a model file holds: architecture, hyperparameters, tokenizer, tensors.")
@@ -12,8 +12,8 @@ struct InfoCommand: ParsableCommand {
     @Flag(help: "Print JSON instead of text, for scripts.")
     var json = false
 
-    func run() throws {
-        let file = try modelOptions.open()
+    func run() async throws {
+        let file = try await modelOptions.open()
         let info = ModelInfo(file: file)
         if json {
             let encoder = JSONEncoder()

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import Llama
 
-struct PerplexityCommand: ParsableCommand {
+struct PerplexityCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "perplexity",
         abstract: "Measure how well a model predicts a text (lower is better), as llama.cpp's llama-perplexity does.",
@@ -52,11 +52,12 @@ struct PerplexityCommand: ParsableCommand {
         if let threads, threads < 1 { throw ValidationError("-t must be at least 1") }
     }
 
-    func run() throws {
+    func run() async throws {
         let model: LlamaModel
+        let path = try await modelOptions.resolvedPath()
         do {
-            model = try LlamaModel.load(path: modelOptions.resolvedPath(), tokenizer: tokenizer)
-        } catch let error as ModelError {
+            model = try LlamaModel.load(path: path, tokenizer: tokenizer)
+        } catch {
             throw CLIError(error.description)
         }
         do {

@@ -77,7 +77,7 @@ struct ServeCommand: AsyncParsableCommand {
             handler.logLevel = .info
             return handler
         }
-        let model = try runOptions.loadModel(modelOptions)
+        let model = try await runOptions.loadModel(modelOptions)
         var configuration = ServerConfiguration()
         configuration.host = host
         configuration.port = port

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import Llama
 
-struct TokenizeCommand: ParsableCommand {
+struct TokenizeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tokenize",
         abstract: "Show the token ids a model's tokenizer gives for a text (as llama.cpp's llama-tokenize).",
@@ -45,9 +45,9 @@ struct TokenizeCommand: ParsableCommand {
         if jsonl, prompt != nil { throw ValidationError("--jsonl reads its texts from -f or standard input, not -p") }
     }
 
-    func run() throws {
+    func run() async throws {
         let text = try readText()
-        let gguf = try modelOptions.open()
+        let gguf = try await modelOptions.open()
         let tokenizer = try Tokenizer(gguf: gguf)
         if jsonl { return try runJSONLines(text, tokenizer) }
         let tokens = tokenizer.encode(text, addSpecial: !noBOS, parseSpecial: parseSpecial)
