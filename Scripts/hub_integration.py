@@ -47,11 +47,13 @@ def sha256(path):
     return h.hexdigest()
 
 
-def vocab_only(model, out):
-    """The model's metadata (tokenizer included) and no tensors: a small real GGUF file."""
+def copy_gguf(model, out, tensors=False, split_max_size=0):
+    """The model's metadata (tokenizer included), with or without its tensors, by the gguf package's
+    writer: without, a small real GGUF file; with split_max_size, a split model as llama.cpp's
+    converters write one (out-00001-of-0000N.gguf ...)."""
     import gguf
     reader = gguf.GGUFReader(model)
-    writer = gguf.GGUFWriter(out, arch=reader.fields["general.architecture"].contents())
+    writer = gguf.GGUFWriter(out, arch=reader.fields["general.architecture"].contents(), split_max_size=split_max_size)
     for name, field in reader.fields.items():
         if name.startswith("GGUF.") or name == "general.architecture" or not field.types:
             continue
@@ -59,7 +61,11 @@ def vocab_only(model, out):
             writer.add_key_value(name, field.contents(), field.types[0], sub_type=field.types[-1])
         else:
             writer.add_key_value(name, field.contents(), field.types[0])
-    writer.add_bool("general.vocab_only", True)
+    if tensors:
+        for tensor in reader.tensors:
+            writer.add_tensor(tensor.name, tensor.data, raw_dtype=tensor.tensor_type)
+    else:
+        writer.add_bool("general.vocab_only", True)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -92,13 +98,17 @@ def main():
     work = tempfile.mkdtemp(prefix="hub-test-")
     try:
         vocab = os.path.join(work, "vocab.gguf")
-        vocab_only(args.model, vocab)
+        copy_gguf(args.model, vocab)
+        copy_gguf(args.model, os.path.join(work, "split.gguf"), tensors=True, split_max_size=40_000_000)
+        shards = sorted(f for f in os.listdir(work) if f.startswith("split-"))
         repos = [
             hub_server.Repo("test/smollm2", {"SmolLM2-135M-Instruct.Q4_1.gguf": args.model, "README.md": __file__,
                                              "SmolLM2-135M-Instruct-vocab-F32.gguf": vocab}),
             # Several quants of one (tiny) file: the choice, pagination (3 entries a page), shared blobs.
             hub_server.Repo("test/choice", {f"Tiny-{q}.gguf": vocab for q in ("Q2_K", "Q4_K_M", "Q8_0", "IQ4_XS")}),
             hub_server.Repo("test/gated", {"Gated-Q8_0.gguf": vocab}, gated=True),
+            # The default model split in three by the gguf package's writer.
+            hub_server.Repo("test/split", {"SmolLM2-Q4_1" + f[len("split"):]: os.path.join(work, f) for f in shards}),
         ]
         server, hub = hub_server.serve(repos, TOKEN)
         endpoint = f"http://127.0.0.1:{server.server_address[1]}"
@@ -236,6 +246,20 @@ def main():
         check(status != 0 and "Q8_0" in err, f"offline, a quant not cached fails and lists the cached ones ({err.strip()[-200:]})")
         status, out, err = run(cache, "pull", "test/choice:Q8_0", env={"HF_ENDPOINT": "http://127.0.0.1:9"})
         check(status == 0 and "cached copy" in err, "with the hub unreachable, the cached copy is used and said so")
+
+        print("split models")
+        cache = os.path.join(work, "cache1")
+        status, out, err = run(cache, "pull", "test/split")
+        lines = out.strip().splitlines()
+        check(status == 0 and len(shards) == 3 and [os.path.basename(l) for l in lines] == [f"SmolLM2-Q4_1-0000{i}-of-00003.gguf" for i in (1, 2, 3)],
+              f"a split model comes with all its shards ({len(shards)} made by the gguf package): {[os.path.basename(l) for l in lines]}")
+        prompt = ["-p", "Once upon a time", "-n", "12", "--temp", "0"]
+        status, split_text, err = run(cache, "generate", "-hf", "test/split", "--offline", *prompt)
+        _, whole_text, _ = run(cache, "generate", "-m", args.model, *prompt)
+        check(status == 0 and split_text == whole_text and len(whole_text) > len("Once upon a time"),
+              f"it generates what the whole file generates ({err.strip()[-200:]})")
+        status, text, _ = run(cache, "generate", "-m", lines[-1] if lines else "", *prompt)
+        check(status == 0 and text == whole_text, "also when opened by its last shard")
 
         print("-hf, ls, rm")
         cache = os.path.join(work, "cache1")

@@ -21,6 +21,8 @@ public struct GGUFError: Error, Sendable, Equatable, CustomStringConvertible {
         case tensorOutOfRange(tensor: String, start: UInt64, size: UInt64, fileSize: UInt64)
         case writeFailed(reason: String)
         case invalidTensorData(tensor: String, expectedBytes: Int, found: Int)
+        /// The files of a split model do not fit together.
+        case split(String)
     }
 
     public var path: String
@@ -76,6 +78,8 @@ public struct GGUFError: Error, Sendable, Equatable, CustomStringConvertible {
             return "cannot write file: \(reason)"
         case .invalidTensorData(let tensor, let expected, let found):
             return "tensor '\(tensor)' needs \(expected) bytes of data but \(found) were given"
+        case .split(let reason):
+            return "split model: \(reason)"
         }
     }
 }

@@ -7,11 +7,23 @@ public struct GGUFTensorInfo: Sendable, Equatable {
     /// Byte offset of the data from the start of the file.
     public let fileOffset: Int
     public let byteCount: Int
+    /// Which file of a split model holds the data (0 for a single file).
+    public var shard = 0
+
+    public init(name: String, shape: [Int], type: GGMLType, fileOffset: Int, byteCount: Int, shard: Int = 0) {
+        self.name = name
+        self.shape = shape
+        self.type = type
+        self.fileOffset = fileOffset
+        self.byteCount = byteCount
+        self.shard = shard
+    }
 
     public var elementCount: Int { shape.reduce(1, *) }
 }
 
-/// A parsed, validated, memory-mapped GGUF file (versions 2 and 3).
+/// A parsed, validated, memory-mapped GGUF file (versions 2 and 3), or a model split over several
+/// (llama.cpp's `name-00001-of-00003.gguf`, with `split.*` keys), read as one.
 ///
 /// Parsing reads only the header, metadata and tensor index; tensor data stays in the mapping
 /// until touched. Every count, length, offset and size is checked against the file length first.
@@ -29,18 +41,98 @@ public final class GGUFFile: Sendable {
     public let alignment: Int
     /// Offset of the tensor data section from the start of the file.
     public let dataOffset: Int
+    /// Bytes of the file, or of all the files of a split model.
     public let fileSize: Int
 
     private let index: [String: Int]
     private let tensorIndex: [String: Int]
-    private let mapping: MappedFile
+    /// The file, or a split model's files in order.
+    public let mappings: [MappedFile]
 
+    /// Opens a file; given any file of a split model, opens all of them as one.
     public convenience init(path: String) throws(GGUFError) {
-        try self.init(mapping: MappedFile(path: path))
+        let first = try GGUFFile(mapping: MappedFile(path: path))
+        guard let split = try first.splitInfo(), split.count > 1 else {
+            try self.init(shards: [first])
+            return
+        }
+        var shards: [GGUFFile] = []
+        for i in 0..<split.count {
+            if i == split.index {
+                shards.append(first)
+                continue
+            }
+            guard let shardPath = Self.shardPath(path, index: i, count: split.count) else {
+                throw GGUFError(path: path, offset: 0, problem: .split("split.count is \(split.count) but the name does not end in -\(GGUFSplit.five(split.index + 1))-of-\(GGUFSplit.five(split.count)).gguf, so the other files cannot be found"))
+            }
+            shards.append(try GGUFFile(mapping: MappedFile(path: shardPath)))
+        }
+        try self.init(shards: shards)
     }
 
-    public init(mapping: MappedFile) throws(GGUFError) {
-        self.mapping = mapping
+    /// One file, as it is (a split model's file alone).
+    public convenience init(mapping: MappedFile) throws(GGUFError) {
+        try self.init(parsing: mapping)
+    }
+
+    /// A split model's files in order, as one: the first one's metadata, every file's tensors.
+    private init(shards: [GGUFFile]) throws(GGUFError) {
+        let first = shards[0]
+        var tensors: [GGUFTensorInfo] = []
+        var tensorIndex: [String: Int] = [:]
+        var size = 0
+        for (i, shard) in shards.enumerated() {
+            if shards.count > 1 {
+                let split = try shard.splitInfo()
+                guard split?.index == i, split?.count == shards.count else {
+                    throw GGUFError(path: shard.path, offset: 0, problem: .split("this file should be part \(i + 1) of \(shards.count) (split.no \(i)), but its split keys say \(split.map { "part \($0.index + 1) of \($0.count)" } ?? "nothing")"))
+                }
+            }
+            for var tensor in shard.tensors {
+                guard tensorIndex[tensor.name] == nil else {
+                    throw GGUFError(path: shard.path, offset: 0, problem: .duplicateTensor(tensor.name))
+                }
+                tensor.shard = i
+                tensorIndex[tensor.name] = tensors.count
+                tensors.append(tensor)
+            }
+            size += shard.fileSize
+        }
+        if shards.count > 1, let expected = first.int("split.tensors.count"), expected != tensors.count {
+            throw GGUFError(path: first.path, offset: 0, problem: .split("split.tensors.count is \(expected) but the \(shards.count) files hold \(tensors.count) tensors"))
+        }
+        path = first.path
+        version = first.version
+        metadata = first.metadata
+        index = first.index
+        alignment = first.alignment
+        dataOffset = first.dataOffset
+        fileSize = size
+        self.tensors = tensors
+        self.tensorIndex = tensorIndex
+        mappings = shards.flatMap(\.mappings)
+    }
+
+    /// `split.no` (from 0) and `split.count` where the file has them, checked.
+    private func splitInfo() throws(GGUFError) -> (index: Int, count: Int)? {
+        guard let count = int("split.count") else { return nil }
+        guard let index = int("split.no"), count >= 1, count <= 9999, index >= 0, index < count else {
+            throw GGUFError(path: path, offset: 0, problem: .split("split.no \(int("split.no").map(String.init) ?? "missing") and split.count \(count) do not make sense"))
+        }
+        return (index, count)
+    }
+
+    /// The path of part `index` (from 0) beside `path`, named as llama.cpp's gguf-split names them.
+    static func shardPath(_ path: String, index: Int, count: Int) -> String? {
+        let suffix = "-\(GGUFSplit.five(count)).gguf"
+        guard path.hasSuffix(suffix), path.count > suffix.count + 9 else { return nil }
+        let stem = path.dropLast(suffix.count)  // ...name-0000i-of
+        guard stem.hasSuffix("-of"), stem.dropLast(3).suffix(6).first == "-" else { return nil }
+        return String(stem.dropLast(9)) + "-\(GGUFSplit.five(index + 1))-of-\(GGUFSplit.five(count)).gguf"
+    }
+
+    private init(parsing mapping: MappedFile) throws(GGUFError) {
+        self.mappings = [mapping]
         self.path = mapping.path
         self.fileSize = mapping.count
         var reader = ByteReader(bytes: mapping.bytes, path: mapping.path)
@@ -234,11 +326,8 @@ public final class GGUFFile: Sendable {
 
     /// The bytes of a tensor's data, straight from the mapping (no copy). Valid while this file lives.
     public func data(of tensor: GGUFTensorInfo) -> UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(rebasing: mapping.bytes[tensor.fileOffset..<tensor.fileOffset + tensor.byteCount])
+        UnsafeRawBufferPointer(rebasing: mappings[tensor.shard].bytes[tensor.fileOffset..<tensor.fileOffset + tensor.byteCount])
     }
-
-    /// Keeps the mapping alive for as long as the caller holds the returned object.
-    public var mappedFile: MappedFile { mapping }
 
     public func string(_ key: String) -> String? { self[key]?.stringValue }
     public func int(_ key: String) -> Int? { self[key]?.intValue }

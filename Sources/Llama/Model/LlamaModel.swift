@@ -63,9 +63,9 @@ public final class LlamaModel: @unchecked Sendable {
         let mapping = try MappedFile(path: path)
         let magic = mapping.count >= 4 ? Array(UnsafeRawBufferPointer(rebasing: mapping.bytes[0..<4])) : []
         if magic == GGUFFile.magic {
-            let file = try GGUFFile(mapping: mapping)
+            let file = try GGUFFile(path: path)  // with the other files of a split model
             // Before loading: the regrouping in `load` releases pages that a later touch would read back.
-            if let progress { touch(mapping.bytes, progress: progress) }
+            if let progress { touch(file.mappings.map(\.bytes), progress: progress) }
             return try bind(file)
         }
         let tokenizerFile = tokenizerPath ?? (URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("tokenizer.bin").path)
@@ -97,20 +97,24 @@ public final class LlamaModel: @unchecked Sendable {
         }
     }
 
-    /// Reads one byte of every page, so the file is resident; reports progress every 1%.
-    static func touch(_ bytes: UnsafeRawBufferPointer, progress: (Double) -> Void) {
-        let page = 4096
+    /// Reads one byte of every page, so the files are resident; reports progress every 1%.
+    static func touch(_ files: [UnsafeRawBufferPointer], progress: (Double) -> Void) {
+        let page = 4096, total = max(1, files.reduce(0) { $0 + $1.count })
         var sum: UInt8 = 0
         var reported = -1
-        var offset = 0
-        while offset < bytes.count {
-            sum &+= bytes[offset]
-            let percent = offset * 100 / max(bytes.count, 1)
-            if percent != reported {
-                reported = percent
-                progress(Double(percent) / 100)
+        var done = 0
+        for bytes in files {
+            var offset = 0
+            while offset < bytes.count {
+                sum &+= bytes[offset]
+                let percent = (done + offset) * 100 / total
+                if percent != reported {
+                    reported = percent
+                    progress(Double(percent) / 100)
+                }
+                offset += page
             }
-            offset += page
+            done += bytes.count
         }
         withExtendedLifetime(sum) {}
         progress(1)
