@@ -19,18 +19,23 @@ struct Downloads: Sendable {
 
     /// Fails before any byte moves when the files' missing bytes do not fit on the disk.
     func checkSpace(for entries: [TreeEntry]) throws {
+        // Sizes come from the hub: added without trapping (a listing could claim exabytes).
         let missing = entries.reduce(Int64(0)) { sum, entry in
             let blob = cache.blob(repo, entry.hash)
             if Self.size(blob) == entry.size { return sum }
-            return sum + max(0, entry.size - max(0, Self.size(blob + ".incomplete") ?? 0))
+            let rest = max(0, entry.size - min(entry.size, max(0, Self.size(blob + ".incomplete") ?? 0)))
+            let (total, overflow) = sum.addingReportingOverflow(rest)
+            return overflow ? .max : total
         }
         guard missing > 0 else { return }
         let folder = cache.folder(repo) + "/blobs"
         try cache.makeDirectory(folder)
         var info = statvfs()
         guard statvfs(folder, &info) == 0 else { return }
-        let free = Int64(info.f_bavail) * Int64(info.f_frsize)
-        guard free >= missing + (64 << 20) else {
+        let (bytes, overflow) = Int64(info.f_bavail).multipliedReportingOverflow(by: Int64(info.f_frsize))
+        let free = overflow ? .max : bytes
+        let needed = missing > .max - (64 << 20) ? .max : missing + (64 << 20)  // and some room to spare
+        guard free >= needed else {
             throw HubError.disk("\(repo) needs \(Progress.bytes(missing)) more, and \(folder) has \(Progress.bytes(free)) free. Free some space, or set LLAMA_CACHE to a folder on a larger disk.")
         }
     }
