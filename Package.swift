@@ -66,11 +66,13 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // Hub names without networking: `user/repo[:QUANT]`, which files make a model, listing pages.
+        .target(name: "HubNames"),
         // `llama pull` and `-hf`: the hub's API, resumable checked downloads, its cache layout.
         .target(
             name: "LlamaHub",
             dependencies: [
-                "GGUF",
+                "GGUF", "HubNames",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -89,7 +91,7 @@ let package = Package(
             ]
         ),
         // Fuzz targets for every parser of untrusted input (Scripts/fuzz); built plainly, a corpus replayer.
-        .executableTarget(name: "llama-fuzz", dependencies: ["Llama", "LlamaServer", "GGUF", "Jinja", "Tokenizers"], path: "Fuzz",
+        .executableTarget(name: "llama-fuzz", dependencies: ["Llama", "LlamaServer", "GGUF", "Jinja", "Tokenizers", "HubNames"], path: "Fuzz",
                           exclude: ["Dictionaries", "Corpus"]),
         // About twenty lines that embed the library: load, chat, stream.
         .executableTarget(name: "chat-example", dependencies: ["Llama"], path: "Examples/ChatExample"),

@@ -1,5 +1,6 @@
 import Foundation
 import GGUF
+import HubNames
 import Jinja
 import Llama
 import LlamaServer
@@ -11,7 +12,7 @@ import Tokenizers
 /// and `-D FUZZING`), the target comes from $LLAMA_FUZZ_TARGET. Built plainly, it replays files:
 /// `llama-fuzz TARGET FILE_OR_DIRECTORY...` runs the target on each (regression corpora in CI).
 enum FuzzTargets {
-    static let names = ["gguf", "tokenizer-spm", "tokenizer-bpe", "jinja", "grammar", "json-schema", "json", "request", "tool-calls"]
+    static let names = ["gguf", "tokenizer-spm", "tokenizer-bpe", "jinja", "grammar", "json-schema", "json", "request", "tool-calls", "hub"]
 
     static func run(_ target: String, _ data: [UInt8]) {
         switch target {
@@ -24,6 +25,7 @@ enum FuzzTargets {
         case "json": json(data)
         case "request": request(data)
         case "tool-calls": toolCalls(String(decoding: data, as: UTF8.self))
+        case "hub": hub(String(decoding: data, as: UTF8.self))
         default:
             FileHandle.standardError.write(Data("unknown fuzz target '\(target)'; one of: \(names.joined(separator: ", "))\n".utf8))
             exit(2)
@@ -121,6 +123,26 @@ enum FuzzTargets {
                 if stream.finish().answer != whole { fatalError("\(format): the streamed answer differs from the whole one") }
             }
         }
+    }
+}
+
+extension FuzzTargets {
+    /// What a user or a hub hands the hub client: a model reference (the first line), a Link
+    /// header (the second), and a listing's file paths (every line). A reference that parses must
+    /// print back to one that parses the same; a chosen model's files are all safe listed paths.
+    static func hub(_ text: String) {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        if let reference = try? HubReference(parsing: lines[0]) {
+            guard let again = try? HubReference(parsing: reference.description), again == reference else {
+                fatalError("'\(lines[0])' parsed, but its description '\(reference.description)' does not parse the same")
+            }
+        }
+        if lines.count > 1 { _ = HubListing.nextPage(lines[1], base: "http://127.0.0.1:1/api/models/u/r/tree/main") }
+        let safe = lines.filter { HubListing.isSafe(path: $0) }
+        let candidates = FileChoice.candidates(safe)
+        for candidate in candidates where !candidate.files.allSatisfy(safe.contains) { fatalError("a candidate names a file not listed: \(candidate)") }
+        _ = try? FileChoice.choose(candidates, quant: lines.first, repo: "u/r")
+        _ = try? FileChoice.choose(candidates, quant: nil, repo: "u/r")
     }
 }
 

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A model on the hub as users write it: `user/repo` or `user/repo:QUANT` (llama.cpp's `-hf`, Ollama's `hf.co/...`).
 public struct HubReference: Sendable, Hashable, CustomStringConvertible {
     public var repo: String
@@ -15,8 +17,10 @@ public struct HubReference: Sendable, Hashable, CustomStringConvertible {
     /// Parses `user/repo[@revision][:QUANT]`, also with an `hf.co/` or `huggingface.co/` prefix.
     public init(parsing text: String) throws(HubError) {
         var rest = Substring(text.trimmingCharacters(in: .whitespaces))
-        for prefix in ["https://huggingface.co/", "huggingface.co/", "hf.co/"] where rest.hasPrefix(prefix) {
-            rest = rest.dropFirst(prefix.count)
+        for scheme in ["https://", "http://"] where rest.hasPrefix(scheme) { rest = rest.dropFirst(scheme.count) }
+        // A host in front of user/repo (three parts); two parts are user/repo, whatever the user is called.
+        for host in ["huggingface.co/", "hf.co/"] where rest.hasPrefix(host) && rest.split(separator: "/", omittingEmptySubsequences: false).count == 3 {
+            rest = rest.dropFirst(host.count)
         }
         var quant: String?
         if let colon = rest.lastIndex(of: ":") {
@@ -61,7 +65,7 @@ public enum HubError: Error, CustomStringConvertible, Sendable {
     case offline(String)
 
     /// Worth another attempt: the hub answered badly, or a connection broke or could not be made.
-    var isTransient: Bool {
+    public var isTransient: Bool {
         switch self {
         case .network, .unreachable: true
         default: false

@@ -13,6 +13,8 @@ import LlamaHub
         let revision = try HubReference(parsing: "user/repo@v1.0:Q4_0")
         #expect(revision.revision == "v1.0" && revision.quant == "Q4_0")
         #expect(try HubReference(parsing: "user/repo:latest").quant == nil)
+        #expect(try HubReference(parsing: "https://huggingface.co/user/repo").repo == "user/repo")
+        #expect(try HubReference(parsing: "hf.co/repo").repo == "hf.co/repo")  // two parts: a user named hf.co
     }
 
     @Test(arguments: ["repo", "a/b/c", "../x", "user/..", "user/re po", "/repo", "user/", "user/repo:Q4;rm", "user/-x", "user/repo@.."])
