@@ -51,7 +51,13 @@ public final class GGUFFile: Sendable {
 
     /// Opens a file; given any file of a split model, opens all of them as one.
     public convenience init(path: String) throws(GGUFError) {
-        let first = try GGUFFile(mapping: MappedFile(path: path))
+        try self.init(withParts: MappedFile(path: path))
+    }
+
+    /// A mapped file, with the other files of its split model (found beside it) where it is one.
+    public convenience init(withParts mapping: MappedFile) throws(GGUFError) {
+        let path = mapping.path
+        let first = try GGUFFile(mapping: mapping)
         guard let split = try first.splitInfo(), split.count > 1 else {
             try self.init(shards: [first])
             return

@@ -63,7 +63,7 @@ public final class LlamaModel: @unchecked Sendable {
         let mapping = try MappedFile(path: path)
         let magic = mapping.count >= 4 ? Array(UnsafeRawBufferPointer(rebasing: mapping.bytes[0..<4])) : []
         if magic == GGUFFile.magic {
-            let file = try GGUFFile(path: path)  // with the other files of a split model
+            let file = try GGUFFile(withParts: mapping)
             // Before loading: the regrouping in `load` releases pages that a later touch would read back.
             if let progress { touch(file.mappings.map(\.bytes), progress: progress) }
             return try bind(file)
