@@ -57,12 +57,12 @@ def main():
         tools = [{"name": "get_weather", "description": "Get the current weather in a city.",
                   "input_schema": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}}, "required": ["city"]}}]
         weather = [{"role": "user", "content": "What is the weather in Paris?"}]
-        called = client.messages.create(model="SmolLM2-135M-Instruct.Q4_1", max_tokens=200, extra_body={"temperature": 0.7}, tools=tools,
+        called = client.messages.create(model="SmolLM2-135M-Instruct.Q4_1", max_tokens=200, extra_body={"temperature": 0}, tools=tools,
                                         tool_choice={"type": "any"}, messages=weather)
         uses = [block for block in called.content if block.type == "tool_use"]
         check(called.stop_reason == "tool_use" and uses and all(u.name == "get_weather" and isinstance(u.input.get("city"), str) for u in uses),
               f"tool_use: {[(u.name, u.input) for u in uses]}")
-        with client.messages.stream(model="SmolLM2-135M-Instruct.Q4_1", max_tokens=200, extra_body={"temperature": 0.7}, tools=tools,
+        with client.messages.stream(model="SmolLM2-135M-Instruct.Q4_1", max_tokens=200, extra_body={"temperature": 0}, tools=tools,
                                     tool_choice={"type": "any"}, messages=weather) as stream:
             streamed_uses = [block for block in stream.get_final_message().content if block.type == "tool_use"]
         check(streamed_uses and all(isinstance(u.input, dict) and isinstance(u.input.get("city"), str) for u in streamed_uses),
