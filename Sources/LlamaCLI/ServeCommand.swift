@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import Llama
+import LlamaHub
 import LlamaServer
 import Logging
 import NIOCore
@@ -22,11 +23,38 @@ struct ServeCommand: AsyncParsableCommand {
             only evaluates what is new. When every slot is busy and --queue requests wait, more get 503 \
             with Retry-After. Ctrl-C (or SIGTERM) lets running requests finish, then stops.
 
+            Ollama's API is served too (/api/chat, /api/generate, /api/embed, /api/tags, /api/show, /api/ps, \
+            /api/pull from the hub, /api/delete), so Ollama's clients work with OLLAMA_HOST=http://HOST:PORT.
+
+            Several models: give -m or -hf more than once, or --models-dir (a folder of GGUF files, or the hub's \
+            cache). A request's "model" picks one by its repo (user/repo, repo), repo with quant (user/repo:Q4_K_M), \
+            file name or --alias; requests that name none get the first. The first loads at start, the others \
+            when first asked for (requests to loaded models go on meanwhile). --idle-unload and --max-loaded \
+            unload them again; a request's keep_alive (Ollama's) overrides --idle-unload for its model.
+
             Example: curl http://127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' \
             -d '{"messages": [{"role": "user", "content": "Hello"}]}'
             """)
 
-    @OptionGroup var modelOptions: ModelOptions
+    @Option(name: [.short, .customLong("model")],
+            help: ArgumentHelp("A GGUF model file (of a split model: any shard); repeat for more models. Default: SmolLM2-135M-Instruct, fetched once with pip.", valueName: "file"))
+    var models: [String] = []
+
+    @Option(name: [.customLong("hf", withSingleDash: true), .customLong("hf-repo")],
+            help: ArgumentHelp("A model on Hugging Face, fetched into the hub's cache when missing; repeat for more models (see `llama pull --help`).", valueName: "user/repo[:quant]"))
+    var hf: [String] = []
+
+    @Option(name: .customLong("models-dir"), help: ArgumentHelp("Serve every GGUF model in this folder (a hub cache: every model in it, by repo name).", valueName: "dir"))
+    var modelsDir: String?
+
+    @Flag(help: "With -hf: use the cached copies only, never the network (also HF_HUB_OFFLINE=1). /api/pull then fails.")
+    var offline = false
+
+    @Option(name: .customLong("max-loaded"), help: ArgumentHelp("Most models loaded at once; loading another unloads the least recently used idle one. Default: no limit.", valueName: "n"))
+    var maxLoaded: Int?
+
+    @Option(name: .customLong("idle-unload"), help: ArgumentHelp("Unload a model after this long without requests (Ollama's default keep_alive). Default: never.", valueName: "seconds"))
+    var idleUnload: Int?
     @OptionGroup var runOptions: RunOptions
 
     @Option(help: "Address to listen on (0.0.0.0 for every interface).")
@@ -44,7 +72,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("api-key"), help: "Require 'Authorization: Bearer KEY' on every route but /health. Default: $LLAMA_API_KEY, else none.")
     var apiKey: String?
 
-    @Option(help: "The model's name in the API. Default: the file name without .gguf.")
+    @Option(help: "The first model's name in the API. Default: the file name without .gguf (user/repo:QUANT for -hf).")
     var alias: String?
 
     @Option(name: .customLong("max-body"), help: ArgumentHelp("Largest request body accepted, in bytes; larger ones get 413.", valueName: "bytes"))
@@ -69,15 +97,20 @@ struct ServeCommand: AsyncParsableCommand {
         if idleTimeout < 1 { throw ValidationError("--idle-timeout must be at least 1 second") }
         if reasoningBudget < -1 { throw ValidationError("--reasoning-budget must be -1 (no limit), 0 (no thinking) or a number of tokens") }
         if !(0...65535).contains(port) { throw ValidationError("--port must be between 0 and 65535") }
+        if let maxLoaded, maxLoaded < 1 { throw ValidationError("--max-loaded must be at least 1") }
+        if let idleUnload, idleUnload < 0 { throw ValidationError("--idle-unload cannot be negative") }
     }
 
-    func run() async throws {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = .info
-            return handler
+    /// The server's configuration and its models, the first loaded now; and the line printed
+    /// once it listens.
+    func startModels(_ served: [ServedModel]) throws -> (ModelRegistry, ServerConfiguration, @Sendable (Int) -> String) {
+        let first: LlamaModel
+        do {
+            first = try LlamaModel.load(path: served[0].path, tokenizer: runOptions.tokenizer)
+        } catch {
+            throw CLIError(error.description)
         }
-        let model = try await runOptions.loadModel(modelOptions)
+        let model = first
         var configuration = ServerConfiguration()
         configuration.host = host
         configuration.port = port
@@ -87,7 +120,6 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.kvCache = try runOptions.cache.checked(model)
         configuration.queueLimit = queue
         configuration.apiKey = apiKey ?? ProcessInfo.processInfo.environment["LLAMA_API_KEY"]
-        configuration.modelAlias = alias
         configuration.maxBodyBytes = maxBody
         configuration.requestTimeout = timeout == 0 ? nil : .seconds(timeout)
         if let chatTemplateFile {
@@ -106,18 +138,61 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.idleTimeout = .seconds(idleTimeout)
         configuration.reasoningBudget = reasoningBudget < 0 ? nil : reasoningBudget
         if runOptions.contextSize == nil { runOptions.noteContext(model, sequences: parallel) }
-        let engine = makeEngine(model: model, configuration: configuration)
+        let limits = ModelRegistry.Limits(maxLoaded: maxLoaded, idleUnload: idleUnload.map { .seconds($0) })
+        let tokenizer = runOptions.tokenizer, cache = runOptions.cache
+        let registry = ModelRegistry(models: served, configuration: configuration, limits: limits, preloaded: first) { path in
+            let model = try LlamaModel.load(path: path, tokenizer: tokenizer)
+            _ = try cache.checked(model)
+            return model
+        }
+        let engine = registry.loadedModels[0].engine
         let slotContext = engine.scheduler.contextSize
         if let asked = runOptions.contextSize, asked / parallel < 16 {
             Console.error("note: -c \(asked) over \(parallel) slots is less than 16 positions each; each slot holds \(slotContext)")
         }
         Console.error(CacheTypeOptions.summary(model, engine.scheduler.kvCache, bytes: engine.scheduler.kvCacheBytes,
                                                contextSize: slotContext, sequences: parallel))
-        let app = buildApplication(engine: engine, configuration: configuration) { [host, configuration] port in
-            Console.error("serving \(engine.modelID) at http://\(host):\(port)/v1 — \(parallel) slot\(parallel == 1 ? "" : "s") of \(slotContext) tokens, \(configuration.threads) threads\(configuration.apiKey == nil ? "" : ", API key required")")
+        let others = served.count > 1 ? " and \(served.count - 1) more model\(served.count == 2 ? "" : "s") on demand" : ""
+        // Only text is kept: the first model's memory must go when it unloads.
+        let name = engine.modelID, host = host, parallel = parallel, threads = configuration.threads, keyed = configuration.apiKey != nil
+        let banner: @Sendable (Int) -> String = { port in
+            "serving \(name)\(others) at http://\(host):\(port)/v1 — \(parallel) slot\(parallel == 1 ? "" : "s") of \(slotContext) tokens, \(threads) threads\(keyed ? ", API key required" : "")"
+        }
+        return (registry, configuration, banner)
+    }
+
+    /// The models to serve, in order: -m files, -hf models (fetched now when missing), the folder's.
+    func servedModels() async throws -> [ServedModel] {
+        var served: [ServedModel] = []
+        for path in models {
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw CLIError("model file '\(path)' does not exist. Check the path, or leave out -m to use the default model.")
+            }
+            served.append(ServedModel(path: path))
+        }
+        for name in hf {
+            let pulled = try await HubModels.pull(name, offline: offline)
+            served.append(HubSource.served(repo: pulled.repo, quant: pulled.quant, path: pulled.path))
+        }
+        if let modelsDir { served += try HubSource.folder(modelsDir) }
+        if served.isEmpty { served = [ServedModel(path: try DefaultModel.locate { message in Console.error(message) })] }
+        if let alias { served[0] = ServedModel(path: served[0].path, names: [alias] + served[0].names) }
+        return served
+    }
+
+    func run() async throws {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = .info
+            return handler
+        }
+        let served = try await servedModels()
+        let (registry, configuration, banner) = try startModels(served)
+        let app = buildApplication(models: registry, configuration: configuration, hub: offline ? nil : HubSource()) { port in
+            Console.error(banner(port))
         }
         // The server stops first (finishing its requests), then the engine.
-        var groupConfiguration = ServiceGroupConfiguration(services: [engine, app], gracefulShutdownSignals: [.sigterm, .sigint],
+        var groupConfiguration = ServiceGroupConfiguration(services: [registry, app], gracefulShutdownSignals: [.sigterm, .sigint],
                                                            logger: Logger(label: "llama.serve"))
         // Requests get a few seconds to finish; then they are cancelled, and the process ends
         // even if some work does not notice.
@@ -131,5 +206,69 @@ struct ServeCommand: AsyncParsableCommand {
                 ? "port \(port) on \(host) is already in use (another server?); choose another with --port, or stop the other program"
                 : "not allowed to listen on \(host):\(port); ports below 1024 need privileges, so choose another with --port")
         }
+    }
+}
+
+/// The hub as the server's source of models: /api/pull fetches into the hub's cache, /api/delete
+/// removes from it, and a hub cache given as --models-dir is served by repo names.
+struct HubSource: ModelSource {
+    /// A hub model's names: user/repo:QUANT (its id), user/repo, repo:QUANT, repo, then the file's.
+    static func served(repo: String, quant: String?, path: String) -> ServedModel {
+        let short = String(repo.split(separator: "/").last ?? Substring(repo))
+        let names = quant.map { q in [repo + ":" + q.uppercased(), repo, short + ":" + q.uppercased(), short] } ?? [repo, short]
+        return ServedModel(path: path, names: names)
+    }
+
+    /// The models of a folder: a hub cache's by repo, else its GGUF files (the first shard of a
+    /// split model), a few levels deep.
+    static func folder(_ path: String) throws -> [ServedModel] {
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue else {
+            throw CLIError("--models-dir \(path) is not a folder")
+        }
+        let cache = HubCache(root: path)
+        if !cache.repositories().isEmpty {
+            return cache.models().map { served(repo: $0.repo, quant: $0.quant, path: $0.path) }
+        }
+        let root = URL(fileURLWithPath: path)
+        var found: [ServedModel] = []
+        let walker = FileManager.default.enumerator(at: root, includingPropertiesForKeys: nil, options: [.skipsHiddenFiles])
+        while let url = walker?.nextObject() as? URL {
+            if walker!.level > 3 { walker!.skipDescendants() }
+            let name = url.lastPathComponent
+            guard name.lowercased().hasSuffix(".gguf") else { continue }
+            if let split = FileChoice.Split(name), split.index != 1 { continue }
+            found.append(ServedModel(path: url.path))
+            guard found.count < 10_000 else { break }
+        }
+        guard !found.isEmpty else { throw CLIError("--models-dir \(path) holds no .gguf files") }
+        return found.sorted { $0.path < $1.path }
+    }
+
+    func pull(_ name: String, progress: @escaping @Sendable (PullProgress) -> Void) async throws -> ServedModel {
+        // Ollama names hub models hf.co/user/repo:QUANT.
+        var text = name
+        for prefix in ["https://huggingface.co/", "hf.co/", "huggingface.co/"] where text.hasPrefix(prefix) { text.removeFirst(prefix.count) }
+        do {
+            let hub = Hub(settings: HubSettings(), log: { Console.error($0) }) { file in
+                progress(PullProgress(digest: file.digest, total: file.total, completed: file.completed))
+            }
+            let pulled = try await hub.pull(HubReference(parsing: text))
+            return Self.served(repo: pulled.repo, quant: pulled.quant, path: pulled.path)
+        } catch let error as HubError {
+            if case .notFound = error { throw APIError(.notFound, error.description) }
+            throw APIError(.badRequest, error.description)
+        }
+    }
+
+    func delete(_ model: ServedModel) throws -> Bool {
+        let cache = HubCache()
+        guard let held = cache.models().first(where: { $0.path == model.path }) else { return false }
+        do {
+            try cache.remove(held.repo, paths: held.files)
+        } catch {
+            throw APIError(.internalServerError, error.description, type: "server_error")
+        }
+        return true
     }
 }

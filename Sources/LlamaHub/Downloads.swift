@@ -16,6 +16,7 @@ struct Downloads: Sendable {
     let repo: String
     let commit: String
     let log: @Sendable (String) -> Void
+    var observer: (@Sendable (FileProgress) -> Void)? = nil
 
     /// Fails before any byte moves when the files' missing bytes do not fit on the disk.
     func checkSpace(for entries: [TreeEntry]) throws {
@@ -52,12 +53,17 @@ struct Downloads: Sendable {
             defer { lock.unlock() }
             if Self.size(blob) != entry.size { try await download(entry, to: blob) }
         }
+        observer?(FileProgress(file: entry.path, digest: entry.hash, total: entry.size, completed: entry.size))
         try cache.link(repo, commit: commit, file: entry.path, hash: entry.hash)
     }
 
     private func download(_ entry: TreeEntry, to blob: String) async throws {
         let partial = blob + ".incomplete"
-        let progress = Progress(name: entry.path, total: entry.size, log: log)
+        var report: (@Sendable (Int64) -> Void)? = nil
+        if let observer {
+            report = { completed in observer(FileProgress(file: entry.path, digest: entry.hash, total: entry.size, completed: completed)) }
+        }
+        let progress = Progress(name: entry.path, total: entry.size, log: log, observer: report)
         var failures = 0
         while true {
             do {

@@ -45,32 +45,38 @@ public struct Hub: Sendable {
     public var settings: HubSettings
     /// One-line messages for the user (stderr in the CLI).
     public var log: @Sendable (String) -> Void
+    /// When set, downloads report their progress here instead of drawing bars on stderr.
+    public var onProgress: (@Sendable (FileProgress) -> Void)?
 
-    public init(settings: HubSettings = HubSettings(), log: @escaping @Sendable (String) -> Void = { _ in }) {
+    public init(settings: HubSettings = HubSettings(), log: @escaping @Sendable (String) -> Void = { _ in },
+                onProgress: (@Sendable (FileProgress) -> Void)? = nil) {
         self.settings = settings
         self.log = log
+        self.onProgress = onProgress
     }
 
-    /// The model `reference` names, from the cache when it is already there whole, else fetched.
+    /// The model `reference` names, from the cache when it is already there whole, else fetched;
+    /// its files count as used now (`llama ls`).
     public func pull(_ reference: HubReference) async throws -> PulledModel {
-        let cache = settings.cache
-        if settings.offline { return try cached(reference) }
+        let result = settings.offline ? try cached(reference) : try await fetch(reference)
+        for file in result.files { settings.cache.touch(result.snapshot + "/" + file) }
+        return result
+    }
+
+    private func fetch(_ reference: HubReference) async throws -> PulledModel {
         let client = HTTPClient(eventLoopGroupProvider: .singleton,
                                 configuration: .init(redirectConfiguration: .disallow,
                                                      timeout: .init(connect: .seconds(10), read: .seconds(60))))
         do {
             let result = try await pull(reference, with: HubAPI(client: client, settings: settings))
             try await client.shutdown()
-            for file in result.files { cache.touch(result.snapshot + "/" + file) }
             return result
         } catch {
             try? await client.shutdown()
             // Off the network with the model already here: use it, as llama.cpp does.
-            if let failure = error as? HubError, failure.isTransient, let model = try? cached(reference) {
-                log("Cannot reach \(settings.endpoint) (\(error)); using the cached copy of \(reference).")
-                return model
-            }
-            throw error
+            guard let failure = error as? HubError, failure.isTransient, let model = try? cached(reference) else { throw error }
+            log("Cannot reach \(settings.endpoint) (\(error)); using the cached copy of \(reference).")
+            return model
         }
     }
 
@@ -92,7 +98,7 @@ public struct Hub: Sendable {
         let tree = try await api.tree(repo, commit: commit)
         let candidate = try FileChoice.choose(FileChoice.candidates(tree.map(\.path)), quant: reference.quant, repo: repo)
         let entries = candidate.files.compactMap { file in tree.first { $0.path == file } }
-        let downloads = Downloads(api: api, cache: cache, repo: repo, commit: commit, log: log)
+        let downloads = Downloads(api: api, cache: cache, repo: repo, commit: commit, log: log, observer: onProgress)
         try downloads.checkSpace(for: entries)
         for entry in entries { try await downloads.fetch(entry) }
         try cache.setRef(repo, revision: reference.revision, commit: commit)

@@ -5,23 +5,37 @@ import Glibc
 import Darwin
 #endif
 
+/// How far one file's download has come, for a caller that shows it its own way (Ollama's
+/// /api/pull progress objects).
+public struct FileProgress: Sendable {
+    public var file: String
+    /// The blob's name: the LFS SHA-256 (else the git blob id).
+    public var digest: String
+    public var total: Int64
+    public var completed: Int64
+}
+
 /// A download's progress on stderr: a bar redrawn in place on a terminal (bytes, rate, ETA), else
-/// a plain line every few seconds, for logs.
+/// a plain line every few seconds, for logs. With an observer, the observer gets the figures
+/// instead, a few times a second.
 final class Progress: @unchecked Sendable {  // used by one download task at a time
     let name: String
     let total: Int64
     let log: @Sendable (String) -> Void
-    private let terminal = isatty(STDERR_FILENO) == 1
+    let observer: (@Sendable (Int64) -> Void)?
+    private let terminal: Bool
     private var startTime = Date()
     private var startBytes: Int64 = 0
     private var current: Int64 = 0
     private var lastShown = Date.distantPast
     private var drawn = false
 
-    init(name: String, total: Int64, log: @escaping @Sendable (String) -> Void) {
+    init(name: String, total: Int64, log: @escaping @Sendable (String) -> Void, observer: (@Sendable (Int64) -> Void)? = nil) {
         self.name = name
         self.total = total
         self.log = log
+        self.observer = observer
+        terminal = observer == nil && isatty(STDERR_FILENO) == 1
     }
 
     func start(at bytes: Int64) {
@@ -52,8 +66,12 @@ final class Progress: @unchecked Sendable {  // used by one download task at a t
 
     private func show(force: Bool) {
         let now = Date()
-        guard force || now.timeIntervalSince(lastShown) >= (terminal ? 0.2 : 5) else { return }
+        guard force || now.timeIntervalSince(lastShown) >= (terminal || observer != nil ? 0.2 : 5) else { return }
         lastShown = now
+        if let observer {
+            observer(current)
+            return
+        }
         let elapsed = now.timeIntervalSince(startTime)
         let rate = elapsed > 0 ? Double(current - startBytes) / elapsed : 0
         let fraction = total > 0 ? Double(current) / Double(total) : 1

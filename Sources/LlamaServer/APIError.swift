@@ -54,8 +54,10 @@ public struct APIError: Error, HTTPResponseError, CustomStringConvertible {
     public func response(from request: Request, context: some RequestContext) throws -> Response {
         var fields = headers
         fields[.contentType] = "application/json"
-        // Anthropic's clients read their own shape.
-        let body = request.uri.path.hasPrefix("/v1/messages") ? ByteBuffer(string: anthropicJSON.jsonText) : jsonBody
+        // Anthropic's and Ollama's clients read their own shapes.
+        let path = request.uri.path
+        let body = path.hasPrefix("/v1/messages") ? ByteBuffer(string: anthropicJSON.jsonText)
+            : path.hasPrefix("/api/") ? ByteBuffer(string: JinjaValue.object([("error", .string(message))]).jsonText) : jsonBody
         return Response(status: status, headers: fields, body: .init(byteBuffer: body))
     }
 

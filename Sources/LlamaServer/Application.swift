@@ -50,27 +50,31 @@ public struct ServerConfiguration: Sendable {
 
 /// The engine (scheduler and embeddings) for `model` as the configuration describes.
 public func makeEngine(model: LlamaModel, configuration: ServerConfiguration) -> InferenceEngine {
-    let scheduler = BatchScheduler.Configuration(slots: configuration.slots, contextSize: configuration.slotContext(for: model),
-                                                 threads: configuration.threads, batchSize: configuration.batchSize,
-                                                 queueLimit: configuration.queueLimit, kvCache: configuration.kvCache)
-    return InferenceEngine(model: model, modelID: configuration.modelAlias, scheduler: scheduler, chatTemplate: configuration.chatTemplate)
+    InferenceEngine(model: model, configuration: configuration)
+}
+
+/// The server of one loaded model. Run the engine and the app in one ServiceGroup, the engine
+/// first, so that on SIGINT/SIGTERM the server finishes its requests before the engine stops.
+public func buildApplication(engine: InferenceEngine, configuration: ServerConfiguration, logger: Logger? = nil,
+                             onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> Application<RouterResponder<ServerRequestContext>> {
+    buildApplication(models: ModelRegistry(engine: engine, configuration: configuration), configuration: configuration,
+                     logger: logger, onServerRunning: onServerRunning)
 }
 
 /// The whole server as a Hummingbird application, apart from `main`, so tests drive the same
-/// app in-process. The engine outlives it: run both in one ServiceGroup, the engine first, so
-/// that on SIGINT/SIGTERM the server finishes its requests before the engine stops (see `llama serve`).
-public func buildApplication(engine: InferenceEngine, configuration: ServerConfiguration, logger: Logger? = nil,
+/// app in-process. The registry outlives it: run both in one ServiceGroup, the registry first,
+/// so that on SIGINT/SIGTERM the server finishes its requests before the models unload (see `llama serve`).
+public func buildApplication(models: ModelRegistry, configuration: ServerConfiguration, hub: ModelSource? = nil, logger: Logger? = nil,
                              onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> Application<RouterResponder<ServerRequestContext>> {
     var log = logger ?? Logger(label: "llama.serve")
     if logger == nil { log.logLevel = .info }
     let router = Router(context: ServerRequestContext.self)
-    router.add(middleware: MetricsMiddleware(metrics: engine.metrics))
+    router.add(middleware: MetricsMiddleware(metrics: models.metrics))
     // Browser apps on other origins may call it, as llama-server allows (preflights need no key).
     router.add(middleware: CORSMiddleware(allowOrigin: .all))
     router.add(middleware: OpenAIErrorMiddleware())
     if let key = configuration.apiKey, !key.isEmpty { router.add(middleware: APIKeyMiddleware(key: key)) }
-    Routes(engine: engine, maxBodyBytes: configuration.maxBodyBytes, requestTimeout: configuration.requestTimeout,
-           renderTimeout: configuration.renderTimeout, reasoningBudget: configuration.reasoningBudget).add(to: router)
+    ServerRoutes(models: models, hub: hub, settings: RouteSettings(configuration)).add(to: router)
     let headerTimeout = TimeAmount(configuration.headerTimeout)
     return Application(
         router: router,

@@ -2,21 +2,22 @@ import Foundation
 import Llama
 import ServiceLifecycle
 
-/// What the routes share: the model, the scheduler that runs generations, a context for
-/// embeddings, and the counters /metrics reports. As a `Service`, it stops the scheduler when
-/// the application shuts down (after the HTTP server has finished its requests).
+/// One loaded model as the routes use it: the model, the scheduler that runs its generations
+/// and a context for its embeddings. As a `Service` (a server of this one engine), it stops the
+/// scheduler when the application shuts down (after the HTTP server has finished its requests).
 public final class InferenceEngine: Service, Sendable {
     public let model: LlamaModel
     /// The name clients use in `model` (the file name without .gguf, unless an alias is given).
     public let modelID: String
     public let scheduler: BatchScheduler
-    let metrics = ServerMetrics()
     /// Embeddings run one at a time on a context of their own, beside the generations.
     private let embedder: LlamaContext
     private let embedQueue = DispatchQueue(label: "llama-embeddings")
     let created = Int(Date().timeIntervalSince1970)
-    /// Per-request preparation (body, template, tokens, grammar) off the cooperative threads.
+    /// Per-request preparation (body, template, tokens, grammar) off the cooperative threads;
+    /// shared by the models of one server.
     let workers: WorkerPool
+    private let ownsWorkers: Bool
     /// The longest token's text in UTF-8 bytes: a text of n bytes has at least n / this tokens,
     /// so a prompt far too long for the context is refused before it is tokenized.
     let longestTokenBytes: Int
@@ -26,7 +27,23 @@ public final class InferenceEngine: Service, Sendable {
     /// How conversations become prompts: the model's own template unless the server was given one.
     public let chatTemplate: ChatTemplate
 
-    public init(model: LlamaModel, modelID: String? = nil, scheduler: BatchScheduler.Configuration, chatTemplate: ChatTemplate? = nil) {
+    public convenience init(model: LlamaModel, modelID: String? = nil, scheduler: BatchScheduler.Configuration, chatTemplate: ChatTemplate? = nil) {
+        self.init(model: model, modelID: modelID, scheduler: scheduler, chatTemplate: chatTemplate, workers: nil)
+    }
+
+    /// The engine for `model` as the server's configuration describes (slots, context, threads, cache).
+    public convenience init(model: LlamaModel, modelID: String? = nil, configuration: ServerConfiguration) {
+        self.init(model: model, modelID: modelID, configuration: configuration, workers: nil)
+    }
+
+    convenience init(model: LlamaModel, modelID: String?, configuration: ServerConfiguration, workers: WorkerPool?) {
+        let scheduler = BatchScheduler.Configuration(slots: configuration.slots, contextSize: configuration.slotContext(for: model),
+                                                     threads: configuration.threads, batchSize: configuration.batchSize,
+                                                     queueLimit: configuration.queueLimit, kvCache: configuration.kvCache)
+        self.init(model: model, modelID: modelID ?? configuration.modelAlias, scheduler: scheduler, chatTemplate: configuration.chatTemplate, workers: workers)
+    }
+
+    init(model: LlamaModel, modelID: String?, scheduler: BatchScheduler.Configuration, chatTemplate: ChatTemplate?, workers: WorkerPool?) {
         self.model = model
         self.chatTemplate = chatTemplate ?? model.chatTemplate
         self.modelID = modelID ?? Self.defaultID(path: model.path)
@@ -37,7 +54,8 @@ public final class InferenceEngine: Service, Sendable {
         // level under load and a context too large for the machine fails now.
         self.scheduler.commitMemory()
         embedder.commitMemory()
-        workers = WorkerPool(threads: max(2, SystemInfo.physicalCores))
+        self.workers = workers ?? WorkerPool(threads: max(2, SystemInfo.physicalCores))
+        ownsWorkers = workers == nil
         longestTokenBytes = max(1, model.tokenizer.definition.tokens.lazy.map(\.utf8.count).max() ?? 1)
     }
 
@@ -53,16 +71,6 @@ public final class InferenceEngine: Service, Sendable {
     static func defaultID(path: String) -> String {
         let name = URL(fileURLWithPath: path).lastPathComponent
         return name.hasSuffix(".gguf") ? String(name.dropLast(5)) : name
-    }
-
-    /// A request may name this model by its id or its file name, or leave `model` out.
-    func check(model requested: String?) throws {
-        guard let requested, !requested.isEmpty else { return }
-        let file = URL(fileURLWithPath: model.path).lastPathComponent
-        guard requested == modelID || requested == file else {
-            throw APIError(.notFound, "the model '\(requested)' does not exist on this server; it serves '\(modelID)' (GET /v1/models)",
-                           param: "model", code: "model_not_found")
-        }
     }
 
     /// Unit-length mean-pooled embeddings, computed off the event loop, one input at a time; a
@@ -94,8 +102,14 @@ public final class InferenceEngine: Service, Sendable {
 
     public func run() async throws {
         try? await gracefulShutdown()
+        shutdown()
+    }
+
+    /// Ends the scheduler's thread (and the workers, when they are this engine's own); the model's
+    /// memory goes when the last reference to the engine does.
+    public func shutdown() {
         scheduler.shutdown()
-        workers.shutdown()
+        if ownsWorkers { workers.shutdown() }
     }
 }
 
@@ -112,7 +126,7 @@ final class ServerMetrics: @unchecked Sendable {
     func countEmbedded(tokens: Int) { lock.withLock { embeddingTokens += tokens } }
 
     /// Prometheus' text format.
-    func render(_ s: BatchScheduler.Status) -> String {
+    func render(_ s: BatchScheduler.Status, loadedModels: Int) -> String {
         let (requests, embedded) = lock.withLock { (self.requests, embeddingTokens) }
         var out = ""
         func metric(_ name: String, _ type: String, _ help: String, _ values: [(String, Double)]) {
@@ -133,7 +147,8 @@ final class ServerMetrics: @unchecked Sendable {
                [("", s.generatingSeconds > 0 ? Double(s.generatedTokens) / s.generatingSeconds : 0)])
         metric("llama_queue_depth", "gauge", "Requests waiting for a slot.", [("", Double(s.queued))])
         metric("llama_slots_busy", "gauge", "Slots generating now.", [("", Double(s.busySlots))])
-        metric("llama_slots", "gauge", "Slots (parallel generations).", [("", Double(s.slots))])
+        metric("llama_slots", "gauge", "Slots (parallel generations) of the models loaded now.", [("", Double(s.slots))])
+        metric("llama_models_loaded", "gauge", "Models loaded now.", [("", Double(loadedModels))])
         return out
     }
 }

@@ -173,32 +173,22 @@ extension Routes {
         return request
     }
 
-    func countTokens(_ request: Request, _ context: Context) async throws -> Response {
-        let scope = await RequestScope(context: context, timeout: requestTimeout)
+    func countTokens(_ fields: JSONFields, _ context: Context, scope: RequestScope) async throws -> Response {
         defer { scope.end() }
-        let fields = try await body(request)
         let parsed = try anthropicRequest(fields, counting: true)
-        try engine.check(model: parsed.model)
         let (prompt, _) = try await chatPrompt(parsed.messages, tools: parsed.tools, variables: [:], scope: scope)
         return json(.object([("input_tokens", .int(prompt.count))]))
     }
 
-    func messages(_ request: Request, _ context: Context) async throws -> Response {
-        let scope = await RequestScope(context: context, timeout: requestTimeout)
+    func messages(_ fields: JSONFields, _ context: Context, scope: RequestScope) async throws -> Response {
         do {
-            let fields = try await body(request)
             var parsed = try anthropicRequest(fields, counting: false)
-            try engine.check(model: parsed.model)
             let (prompt, opensThinking) = try await chatPrompt(parsed.messages, tools: parsed.tools, variables: [:], scope: scope)
             parsed.parameters.startsInReasoning = opensThinking
             let idPrefix = parsed.tools?.format == .mistral ? nil : "toolu_" + Self.randomHex(12) + "_"
             let parser = ToolCallParser(format: parsed.tools?.format ?? .generic, parsesToolCalls: parsed.tools?.isActive ?? false,
                                         startsInReasoning: opensThinking, idPrefix: idPrefix)
-            let cancellation = scope.cancellation
-            let parameters = parsed.parameters
-            let stream = try await engine.workers.run(cancellation: cancellation) { [engine] _ in
-                UncheckedStreams(streams: [try engine.scheduler.submit(prompt: prompt, parameters: parameters, startOfAnswer: true, cancellation: cancellation)])
-            }.streams[0]
+            let stream = try await submit(prompt: prompt, parameters: parsed.parameters, chat: true, scope: scope)
             let id = "msg_" + Self.randomHex(12)
             let modelName = engine.modelID
             guard parsed.stream else {

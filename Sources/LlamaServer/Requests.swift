@@ -228,6 +228,9 @@ func chatMessages(_ fields: JSONFields) throws -> [ChatMessage] {
         case let other?:
             throw APIError.badRequest("messages[\(index)].content must be a string or an array of parts, not \(JSONFields.typeName(other))", param: "messages")
         }
+        if case .array(let images)? = message["images"], !images.isEmpty {
+            throw APIError.badRequest("messages[\(index)] has images; this server runs text models only", param: "messages")
+        }
         var calls: [ToolCall]? = nil
         if let value = message["tool_calls"] {
             guard case .array(let list) = value else { throw JSONFields.mistyped("messages[\(index)].tool_calls", "an array", value) }
@@ -247,7 +250,7 @@ func chatMessages(_ fields: JSONFields) throws -> [ChatMessage] {
         }
         // Templates know system, not OpenAI's newer name for it.
         return ChatMessage(role: role == "developer" ? "system" : role, content: text, toolCalls: calls,
-                           toolCallID: try message.string("tool_call_id"), name: try message.string("name"))
+                           toolCallID: try message.string("tool_call_id"), name: try message.string("name") ?? message.string("tool_name"))
     }
 }
 

@@ -4,68 +4,142 @@ import Jinja
 import Llama
 import Logging
 
-/// The OpenAI routes and llama.cpp's extras, over one engine.
-struct Routes: Sendable {
-    typealias Context = ServerRequestContext
-    let engine: InferenceEngine
-    let maxBodyBytes: Int
+/// What every route shares, from the server's configuration.
+struct RouteSettings: Sendable {
+    var maxBodyBytes: Int
     /// The longest a generation request may take (llama-server's --timeout); nil for no limit.
-    var requestTimeout: Duration? = nil
+    var requestTimeout: Duration?
     /// The longest the chat template may take to render for one request.
-    var renderTimeout: Duration = .seconds(10)
-    var reasoningBudget: Int? = nil
+    var renderTimeout: Duration
+    var reasoningBudget: Int?
 
-    var model: LlamaModel { engine.model }
+    init(_ configuration: ServerConfiguration) {
+        maxBodyBytes = configuration.maxBodyBytes
+        requestTimeout = configuration.requestTimeout
+        renderTimeout = configuration.renderTimeout
+        reasoningBudget = configuration.reasoningBudget
+    }
+}
+
+/// The server's routes over its models: each request's body is read, the model it names is
+/// found (and loaded if need be), and the request is answered by that model's `Routes`.
+struct ServerRoutes: Sendable {
+    typealias Context = ServerRequestContext
+    let models: ModelRegistry
+    /// Where /api/pull fetches models and /api/delete removes them; nil when the server has none.
+    let hub: ModelSource?
+    let settings: RouteSettings
 
     func add(to router: Router<Context>) {
         router.get("/health") { _, _ in health() }
         router.get("/v1/health") { _, _ in health() }
         router.get("/metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                     body: .init(byteBuffer: ByteBuffer(string: engine.metrics.render(engine.scheduler.currentStatus))))
+                     body: .init(byteBuffer: ByteBuffer(string: models.metrics.render(models.status, loadedModels: models.loadedModels.count))))
         }
-        router.get("/v1/models") { _, _ in models() }
-        router.get("/models") { _, _ in models() }
+        router.get("/v1/models") { _, _ in try list() }
+        router.get("/models") { _, _ in try list() }
         router.get("/v1/models/{id}") { _, context in
-            let id = context.parameters.get("id") ?? ""
-            try engine.check(model: id)
-            return json(modelEntry)
+            let model = try models.find(context.parameters.get("id") ?? "")
+            return Routes.json(try entry(model))
         }
-        router.post("/v1/chat/completions") { request, context in try await chatCompletion(request, context) }
-        router.post("/chat/completions") { request, context in try await chatCompletion(request, context) }
-        router.post("/v1/completions") { request, context in try await completion(request, context) }
-        router.post("/completions") { request, context in try await completion(request, context) }
-        router.post("/v1/messages") { request, context in try await messages(request, context) }
-        router.post("/v1/messages/count_tokens") { request, context in try await countTokens(request, context) }
-        router.post("/v1/embeddings") { request, context in try await embeddings(request, context) }
-        router.post("/embeddings") { request, context in try await embeddings(request, context) }
-        router.post("/tokenize") { request, _ in try await tokenize(request) }
-        router.post("/detokenize") { request, _ in try await detokenize(request) }
+        let routes: [(String, @Sendable (Routes) -> (JSONFields, Context, RequestScope) async throws -> Response)] = [
+            ("/v1/chat/completions", Routes.chatCompletion), ("/chat/completions", Routes.chatCompletion),
+            ("/v1/completions", Routes.completion), ("/completions", Routes.completion),
+            ("/v1/messages", Routes.messages), ("/v1/messages/count_tokens", Routes.countTokens),
+            ("/v1/embeddings", Routes.embeddings), ("/embeddings", Routes.embeddings),
+            ("/tokenize", Routes.tokenize), ("/detokenize", Routes.detokenize),
+        ]
+        for (path, handler) in routes {
+            router.post(RouterPath(path)) { request, context in
+                try await withModel(request, context) { routes, fields, scope in try await handler(routes)(fields, context, scope) }
+            }
+        }
+        addOllama(to: router)
     }
+
+    /// Reads the body, leases the model its `model` names (the first model when none) and runs
+    /// `body` with that model's routes. The lease ends with the request's scope: when the answer
+    /// has been sent, streamed or not.
+    func withModel(_ request: Request, _ context: Context, modelField: String = "model",
+                   _ body: (Routes, JSONFields, RequestScope) async throws -> Response) async throws -> Response {
+        let scope = await RequestScope(context: context, timeout: settings.requestTimeout)
+        do {
+            let fields = try await parse(request)
+            let keepAlive = try fields["keep_alive"].map(KeepAlive.init(json:))
+            let asked = ContinuousClock.now
+            let lease = try await models.lease(try fields.string(modelField))
+            scope.loadNanoseconds = Self.nanoseconds(asked.duration(to: .now))
+            scope.onEnd { lease.release(keepAlive: keepAlive) }
+            return try await body(Routes(engine: lease.engine, settings: settings, metrics: models.metrics), fields, scope)
+        } catch {
+            scope.end()
+            throw scope.timedOut ? scope.timeoutError : error
+        }
+    }
+
+    static func nanoseconds(_ d: Duration) -> Int {
+        Int(d.components.seconds) * 1_000_000_000 + Int(d.components.attoseconds / 1_000_000_000)
+    }
+
+    /// The body's JSON, parsed on a worker (a large body takes a while).
+    func parse(_ request: Request) async throws -> JSONFields {
+        let buffer = try await request.body.collect(upTo: settings.maxBodyBytes)
+        let text = String(buffer: buffer)
+        return try await models.workers.run { _ in try JSONFields(body: text) }
+    }
+
+    func health() -> Response {
+        let s = models.status
+        return Routes.json(.object([("status", .string("ok")), ("slots_idle", .int(s.slots - s.busySlots)),
+                                    ("slots_processing", .int(s.busySlots)), ("queued", .int(s.queued)),
+                                    ("models_loaded", .int(models.loadedModels.count))]))
+    }
+
+    /// A model as /v1/models lists it; `meta` (llama-server's) while it is loaded.
+    func entry(_ model: ServedModel) throws -> JinjaValue {
+        var pairs: [(String, JinjaValue)] = [("id", .string(model.id)), ("object", .string("model")),
+                                             ("created", .int(Self.created(model.path))), ("owned_by", .string("swift-llama")),
+                                             ("aliases", .array(model.names.dropFirst().map { .string($0) }))]
+        if let loaded = models.loadedModels.first(where: { $0.model.path == model.path }) {
+            let engine = loaded.engine, c = engine.model.configuration
+            pairs.append(("meta", .object([("n_ctx_train", .int(c.contextLength)), ("n_ctx_slot", .int(engine.scheduler.contextSize)),
+                                           ("n_vocab", .int(c.vocabularySize)), ("n_embd", .int(c.embeddingLength)),
+                                           ("slots", .int(engine.scheduler.configuration.slots))])))
+            pairs.append(("status", .object([("value", "loaded")])))
+        } else {
+            pairs.append(("status", .object([("value", "unloaded")])))
+        }
+        return .object(pairs)
+    }
+
+    func list() throws -> Response {
+        Routes.json(.object([("object", .string("list")), ("data", .array(try models.served.map(entry)))]))
+    }
+
+    /// The file's modification time, in seconds since 1970.
+    static func created(_ path: String) -> Int {
+        let date = (try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date) ?? Date()
+        return Int(date.timeIntervalSince1970)
+    }
+}
+
+/// The OpenAI routes and llama.cpp's extras, over one loaded model.
+struct Routes: Sendable {
+    typealias Context = ServerRequestContext
+    let engine: InferenceEngine
+    let settings: RouteSettings
+    let metrics: ServerMetrics
+
+    var model: LlamaModel { engine.model }
+    var requestTimeout: Duration? { settings.requestTimeout }
+    var renderTimeout: Duration { settings.renderTimeout }
+    var reasoningBudget: Int? { settings.reasoningBudget }
 
     // MARK: Small routes
 
-    func health() -> Response {
-        let s = engine.scheduler.currentStatus
-        return json(.object([("status", .string("ok")), ("slots_idle", .int(s.slots - s.busySlots)),
-                             ("slots_processing", .int(s.busySlots)), ("queued", .int(s.queued))]))
-    }
-
-    var modelEntry: JinjaValue {
-        let c = model.configuration
-        let meta: JinjaValue = .object([("n_ctx_train", .int(c.contextLength)), ("n_ctx_slot", .int(engine.scheduler.contextSize)),
-                                        ("n_vocab", .int(c.vocabularySize)), ("n_embd", .int(c.embeddingLength)),
-                                        ("slots", .int(engine.scheduler.configuration.slots))])
-        return .object([("id", .string(engine.modelID)), ("object", .string("model")), ("created", .int(engine.created)),
-                        ("owned_by", .string("swift-llama")), ("meta", meta)])
-    }
-
-    func models() -> Response {
-        json(.object([("object", .string("list")), ("data", .array([modelEntry]))]))
-    }
-
-    func tokenize(_ request: Request) async throws -> Response {
-        let fields = try await body(request)
+    func tokenize(_ fields: JSONFields, _ context: Context, scope: RequestScope) async throws -> Response {
+        defer { scope.end() }
         guard let content = try fields.string("content") else { throw APIError.badRequest("'content' (a string) is required", param: "content") }
         let addSpecial = try fields.bool("add_special") ?? false
         let parseSpecial = try fields.bool("parse_special") ?? true
@@ -79,8 +153,8 @@ struct Routes: Sendable {
         return json(.object([("tokens", .array(tokens.map { .int(Int($0)) }))]))
     }
 
-    func detokenize(_ request: Request) async throws -> Response {
-        let fields = try await body(request)
+    func detokenize(_ fields: JSONFields, _ context: Context, scope: RequestScope) async throws -> Response {
+        defer { scope.end() }
         guard case .array(let items)? = fields["tokens"] else { throw APIError.badRequest("'tokens' (an array of token ids) is required", param: "tokens") }
         let tokens = try tokenIDs(items, param: "tokens")
         try checkVocabulary(tokens, param: "tokens")
@@ -90,12 +164,9 @@ struct Routes: Sendable {
 
     // MARK: Generation
 
-    func chatCompletion(_ request: Request, _ context: Context) async throws -> Response {
-        let scope = await RequestScope(context: context, timeout: requestTimeout)
+    func chatCompletion(_ fields: JSONFields, _ context: Context, scope: RequestScope) async throws -> Response {
         do {
-            let fields = try await body(request)
             var generation = try GenerationRequest(fields, vocabularySize: model.configuration.vocabularySize, chat: true)
-            try engine.check(model: generation.model)
             let messages = try chatMessages(fields)
             let tools = try toolUse(fields, template: engine.chatTemplate)
             if let grammar = try tools?.grammar() {
@@ -124,12 +195,9 @@ struct Routes: Sendable {
         }
     }
 
-    func completion(_ request: Request, _ context: Context) async throws -> Response {
-        let scope = await RequestScope(context: context, timeout: requestTimeout)
+    func completion(_ fields: JSONFields, _ context: Context, scope: RequestScope) async throws -> Response {
         do {
-            let fields = try await body(request)
             let generation = try GenerationRequest(fields, vocabularySize: model.configuration.vocabularySize, chat: false)
-            try engine.check(model: generation.model)
             if try fields.bool("echo") == true { throw APIError.badRequest("'echo' is not supported", param: "echo") }
             let contextSize = engine.scheduler.contextSize
             let prompt = try await engine.workers.run(cancellation: scope.cancellation) { [model, engine] _ in
@@ -298,6 +366,14 @@ struct Routes: Sendable {
         }
     }
 
+    /// Queues one generation (compiling its grammar off the event loop); the request's scope cancels it.
+    func submit(prompt: [TokenID], parameters: GenerationParameters, chat: Bool, scope: RequestScope) async throws -> AsyncThrowingStream<GenerationEvent, Error> {
+        let cancellation = scope.cancellation
+        return try await engine.workers.run(cancellation: cancellation) { [engine] _ in
+            UncheckedStreams(streams: [try engine.scheduler.submit(prompt: prompt, parameters: parameters, startOfAnswer: chat, cancellation: cancellation)])
+        }.streams[0]
+    }
+
     /// One line per generation, as llama-server prints its timings.
     static func log(_ summary: GenerationSummary, chat: Bool, logger: Logger) {
         let s = summary.statistics
@@ -306,11 +382,8 @@ struct Routes: Sendable {
 
     // MARK: Embeddings
 
-    func embeddings(_ request: Request, _ context: Context) async throws -> Response {
-        let scope = await RequestScope(context: context, timeout: requestTimeout)
+    func embeddings(_ fields: JSONFields, _ context: Context, scope: RequestScope) async throws -> Response {
         defer { scope.end() }
-        let fields = try await body(request)
-        try engine.check(model: try fields.string("model"))
         let contextSize = engine.scheduler.contextSize
         let inputs = try await engine.workers.run(cancellation: scope.cancellation) { [model, engine] _ in
             try embeddingInputs(fields, tokenizer: model.tokenizer, maxInputs: InferenceEngine.maxEmbeddingInputs) { text in
@@ -334,7 +407,7 @@ struct Routes: Sendable {
             throw scope.timedOut ? scope.timeoutError : error
         }
         let tokenCount = inputs.reduce(0) { $0 + $1.count }
-        engine.metrics.countEmbedded(tokens: tokenCount)
+        metrics.countEmbedded(tokens: tokenCount)
         let data: [JinjaValue] = vectors.enumerated().map { index, vector in
             let embedding: JinjaValue
             if format == "base64" {
@@ -351,13 +424,6 @@ struct Routes: Sendable {
 
     // MARK: Helpers
 
-    /// The body's JSON, parsed on a worker (a large body takes a while).
-    func body(_ request: Request) async throws -> JSONFields {
-        let buffer = try await request.body.collect(upTo: maxBodyBytes)
-        let text = String(buffer: buffer)
-        return try await engine.workers.run { _ in try JSONFields(body: text) }
-    }
-
     func checkVocabulary(_ tokens: [TokenID], param: String) throws {
         let size = model.configuration.vocabularySize
         if let bad = tokens.first(where: { $0 < 0 || Int($0) >= size }) {
@@ -365,7 +431,9 @@ struct Routes: Sendable {
         }
     }
 
-    func json(_ value: JinjaValue, status: HTTPResponse.Status = .ok) -> Response {
+    func json(_ value: JinjaValue, status: HTTPResponse.Status = .ok) -> Response { Self.json(value, status: status) }
+
+    static func json(_ value: JinjaValue, status: HTTPResponse.Status = .ok) -> Response {
         Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: value.jsonText)))
     }
 }
@@ -529,7 +597,16 @@ final class RequestScope: @unchecked Sendable {
     private var expired = false
     private var watch: DisconnectWatcher.Registration?
     private var timer: Task<Void, Never>?
+    private var endActions: [@Sendable () -> Void] = []
     let timeout: Duration?
+    let started = ContinuousClock.now
+    /// Time spent waiting for the model to load (Ollama's load_duration).
+    var loadNanoseconds: Int {
+        get { lock.withLock { loadTime } }
+        set { lock.withLock { loadTime = newValue } }
+    }
+    private var loadTime = 0
+    var elapsedNanoseconds: Int { ServerRoutes.nanoseconds(started.duration(to: .now)) }
 
     init(context: ServerRequestContext, timeout: Duration?) async {
         self.timeout = timeout
@@ -552,9 +629,19 @@ final class RequestScope: @unchecked Sendable {
                  type: "server_error", code: "timeout")
     }
 
-    /// The answer is out: stop watching.
+    /// Runs `action` once when the scope ends (a model lease's release).
+    func onEnd(_ action: @escaping @Sendable () -> Void) {
+        lock.withLock { endActions.append(action) }
+    }
+
+    /// The answer is out: stop watching, and run the end actions (once).
     func end() {
         watch?.cancel()
         timer?.cancel()
+        let actions = lock.withLock { defer { endActions = [] }; return endActions }
+        for action in actions { action() }
     }
+
+    /// A streamed answer whose body never ran still ends.
+    deinit { end() }
 }

@@ -102,6 +102,8 @@ extension BatchScheduler {
         public var busySeconds: Double = 0
         /// Wall time of steps that generated at least one token.
         public var generatingSeconds: Double = 0
+
+        public init() {}
     }
 }
 
