@@ -196,8 +196,12 @@ extension ServerRoutes {
 }
 
 extension Routes {
-    /// Ollama's `options` and `format` as generation parameters, with Ollama's defaults.
     func ollamaParameters(_ fields: JSONFields) throws -> GenerationParameters {
+        try Self.ollamaParameters(fields, contextSize: engine.scheduler.contextSize)
+    }
+
+    /// Ollama's `options` and `format` as generation parameters, with Ollama's defaults.
+    static func ollamaParameters(_ fields: JSONFields, contextSize: Int) throws -> GenerationParameters {
         var parameters = GenerationParameters()
         var sampler = SamplerSettings()
         sampler.topP = 0.9
@@ -210,7 +214,7 @@ extension Routes {
             if let p = try options.number("min_p", in: 0...1) { sampler.minP = Float(p) }
             if let p = try options.number("typical_p", in: 0...1) { sampler.typicalP = Float(p) }
             if let r = try options.number("repeat_penalty", in: 0...10) { sampler.repeatPenalty = Float(r) }
-            if let n = try options.integer("repeat_last_n", atLeast: -1) { sampler.repeatLastN = n < 0 ? engine.scheduler.contextSize : n }
+            if let n = try options.integer("repeat_last_n", atLeast: -1) { sampler.repeatLastN = n < 0 ? contextSize : n }
             if let p = try options.number("presence_penalty", in: -2...2) { sampler.presencePenalty = Float(p) }
             if let p = try options.number("frequency_penalty", in: -2...2) { sampler.frequencyPenalty = Float(p) }
             if let m = try options.integer("mirostat", atLeast: 0) {

@@ -385,6 +385,12 @@ public enum RequestDecoding {
         attempt { _ = try chatMessages(fields) }
         attempt { _ = try completionPrompt(fields, tokenizer: tokenizer) }
         attempt { _ = try embeddingInputs(fields, tokenizer: tokenizer, maxInputs: InferenceEngine.maxEmbeddingInputs) }
+        attempt {  // Ollama's /api/chat and /api/generate
+            let parameters = try Routes.ollamaParameters(fields, contextSize: 4096)
+            if let grammar = parameters.grammar { _ = GrammarMatcher(try Grammar(grammar)) }
+            try parameters.sampler.validate()
+            _ = try fields["keep_alive"].map(KeepAlive.init(json:))
+        }
         for counting in [false, true] {  // /v1/messages and /v1/messages/count_tokens
             attempt { _ = try Routes.anthropicRequest(fields, counting: counting, template: template, reasoningBudget: nil, keptSpecialTokens: []) }
         }
