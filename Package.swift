@@ -23,7 +23,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
-        // Only the hub client (LlamaHub) uses these.
+        // The hub client (LlamaHub) uses these; the server uses swift-crypto's SHA-256 too.
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         // Only the @Generable macro uses it.
@@ -60,6 +60,7 @@ let package = Package(
             dependencies: [
                 "Llama",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "Logging", package: "swift-log"),
@@ -102,7 +103,7 @@ let package = Package(
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "Llama", "TestSupport"], exclude: ["Golden"]),
         .testTarget(name: "JinjaTests", dependencies: ["Jinja"], exclude: ["Golden", "Templates"]),
         .testTarget(name: "LlamaTests", dependencies: ["Llama", "TestSupport"], exclude: ["Golden"]),
-        .testTarget(name: "HubTests", dependencies: ["LlamaHub"]),
+        .testTarget(name: "HubTests", dependencies: ["LlamaHub", "Llama", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "GenerableTests", dependencies: ["LlamaGenerable", "TestSupport"]),
         // The server's routes in-process (Hummingbird's test client), and over loopback.
         .testTarget(

