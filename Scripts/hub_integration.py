@@ -85,6 +85,35 @@ class Run:
         return result.returncode, result.stdout, result.stderr
 
 
+def serve_models_dir(llama, cache):
+    """`llama serve --models-dir` on a hub cache serves its models by repo name, loading on first use."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    server = subprocess.Popen([llama, "serve", "--models-dir", cache, "--port", str(port), "-c", "1024", "--parallel", "1"],
+                              env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read()
+                break
+            except OSError:
+                time.sleep(0.2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=10) as r:
+            listed = {m["id"]: m for m in json.loads(r.read())["data"]}
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", method="POST", headers={"Content-Type": "application/json"},
+                                         data=json.dumps({"model": "smollm2:Q4_1", "max_tokens": 4, "messages": [{"role": "user", "content": "Hi"}]}).encode())
+        with urllib.request.urlopen(request, timeout=60) as r:
+            answer = json.loads(r.read())
+        check("test/smollm2:Q4_1" in listed and "smollm2" in listed["test/smollm2:Q4_1"]["aliases"] and answer["model"] == "test/smollm2:Q4_1",
+              f"serve --models-dir on the hub cache: {sorted(listed)}; a request by repo:QUANT is answered by it")
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--llama", required=True)
@@ -268,6 +297,7 @@ def main():
         status, out, err = run(cache, "ls")
         check(status == 0 and "test/smollm2" in out and "Q4_1" in out and "llama" in out and "test/choice" in out and "Q4_K_M" in out,
               f"llama ls lists repo, quant and architecture:\n{out}")
+        serve_models_dir(args.llama, cache)
         status, out, err = run(cache, "rm", "test/choice:Q4_K_M")
         status2, listing, _ = run(cache, "ls")
         check(status == 0 and "Q4_K_M" not in listing and "test/smollm2" in listing, "llama rm user/repo:QUANT removes that file only")

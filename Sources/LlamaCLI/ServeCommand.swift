@@ -104,20 +104,13 @@ struct ServeCommand: AsyncParsableCommand {
     /// The server's configuration and its models, the first loaded now; and the line printed
     /// once it listens.
     func startModels(_ served: [ServedModel]) throws -> (ModelRegistry, ServerConfiguration, @Sendable (Int) -> String) {
-        let first: LlamaModel
-        do {
-            first = try LlamaModel.load(path: served[0].path, tokenizer: runOptions.tokenizer)
-        } catch {
-            throw CLIError(error.description)
-        }
-        let model = first
         var configuration = ServerConfiguration()
         configuration.host = host
         configuration.port = port
         configuration.slots = parallel
         configuration.contextSize = runOptions.contextSize
         configuration.threads = runOptions.threads ?? SystemInfo.physicalCores
-        configuration.kvCache = try runOptions.cache.checked(model)
+        configuration.kvCache = runOptions.cache.types
         configuration.queueLimit = queue
         configuration.apiKey = apiKey ?? ProcessInfo.processInfo.environment["LLAMA_API_KEY"]
         configuration.maxBodyBytes = maxBody
@@ -137,7 +130,18 @@ struct ServeCommand: AsyncParsableCommand {
         }
         configuration.idleTimeout = .seconds(idleTimeout)
         configuration.reasoningBudget = reasoningBudget < 0 ? nil : reasoningBudget
-        if runOptions.contextSize == nil { runOptions.noteContext(model, sequences: parallel) }
+        // The first model named with -m or -hf (or the default) loads now, so that a mistake shows
+        // at start; a folder's models all load when asked for.
+        var first: LlamaModel?
+        if !models.isEmpty || !hf.isEmpty || modelsDir == nil {
+            do {
+                first = try LlamaModel.load(path: served[0].path, tokenizer: runOptions.tokenizer)
+            } catch {
+                throw CLIError(error.description)
+            }
+            configuration.kvCache = try runOptions.cache.checked(first!)
+            runOptions.noteContext(first!, sequences: parallel)
+        }
         let limits = ModelRegistry.Limits(maxLoaded: maxLoaded, idleUnload: idleUnload.map { .seconds($0) })
         let tokenizer = runOptions.tokenizer, cache = runOptions.cache
         let registry = ModelRegistry(models: served, configuration: configuration, limits: limits, preloaded: first) { path in
@@ -145,20 +149,22 @@ struct ServeCommand: AsyncParsableCommand {
             _ = try cache.checked(model)
             return model
         }
-        let engine = registry.loadedModels[0].engine
+        let host = host, parallel = parallel, threads = configuration.threads, keyed = configuration.apiKey != nil
+        let slots = "\(parallel) slot\(parallel == 1 ? "" : "s")"
+        let settings = "\(threads) threads\(keyed ? ", API key required" : "")"
+        // Only text is kept: the first model's memory must go when it unloads.
+        guard let engine = registry.loadedModels.first?.engine, let first else {
+            return (registry, configuration, { port in "serving \(served.count) models on demand at http://\(host):\(port)/v1 — \(slots) each, \(settings)" })
+        }
         let slotContext = engine.scheduler.contextSize
         if let asked = runOptions.contextSize, asked / parallel < 16 {
             Console.error("note: -c \(asked) over \(parallel) slots is less than 16 positions each; each slot holds \(slotContext)")
         }
-        Console.error(CacheTypeOptions.summary(model, engine.scheduler.kvCache, bytes: engine.scheduler.kvCacheBytes,
+        Console.error(CacheTypeOptions.summary(first, engine.scheduler.kvCache, bytes: engine.scheduler.kvCacheBytes,
                                                contextSize: slotContext, sequences: parallel))
         let others = served.count > 1 ? " and \(served.count - 1) more model\(served.count == 2 ? "" : "s") on demand" : ""
-        // Only text is kept: the first model's memory must go when it unloads.
-        let name = engine.modelID, host = host, parallel = parallel, threads = configuration.threads, keyed = configuration.apiKey != nil
-        let banner: @Sendable (Int) -> String = { port in
-            "serving \(name)\(others) at http://\(host):\(port)/v1 — \(parallel) slot\(parallel == 1 ? "" : "s") of \(slotContext) tokens, \(threads) threads\(keyed ? ", API key required" : "")"
-        }
-        return (registry, configuration, banner)
+        let name = engine.modelID
+        return (registry, configuration, { port in "serving \(name)\(others) at http://\(host):\(port)/v1 — \(slots) of \(slotContext) tokens, \(settings)" })
     }
 
     /// The models to serve, in order: -m files, -hf models (fetched now when missing), the folder's.
