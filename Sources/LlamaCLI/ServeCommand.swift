@@ -87,6 +87,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("idle-timeout"), help: ArgumentHelp("Close a connection after this long with nothing sent either way.", valueName: "seconds"))
     var idleTimeout: Int = 60
 
+    @Option(name: .customLong("drain-timeout"), help: ArgumentHelp("On SIGTERM: /health answers 503 \"draining\", new requests get 503, and running ones get this long to finish before the server stops.", valueName: "seconds"))
+    var drainTimeout = 5
+
     @Option(name: .customLong("reasoning-budget"), help: ArgumentHelp("Most tokens a reasoning model may think (<think>...</think>) before its thinking is closed for it; 0 asks the template not to think, -1 is no limit.", valueName: "tokens"))
     var reasoningBudget: Int = -1
 
@@ -97,13 +100,13 @@ struct ServeCommand: AsyncParsableCommand {
         if idleTimeout < 1 { throw ValidationError("--idle-timeout must be at least 1 second") }
         if reasoningBudget < -1 { throw ValidationError("--reasoning-budget must be -1 (no limit), 0 (no thinking) or a number of tokens") }
         if !(0...65535).contains(port) { throw ValidationError("--port must be between 0 and 65535") }
+        if drainTimeout < 0 { throw ValidationError("--drain-timeout cannot be negative") }
         if maxLoaded < 1 { throw ValidationError("--max-loaded must be at least 1") }
         if let idleUnload, idleUnload < 0 { throw ValidationError("--idle-unload cannot be negative") }
     }
 
-    /// The server's configuration and its models, the first loaded now; and the line printed
-    /// once it listens.
-    func startModels(_ served: [ServedModel]) throws -> (ModelRegistry, ServerConfiguration, @Sendable (Int) -> String) {
+    /// The server's configuration and its models (none loaded yet).
+    func startModels(_ served: [ServedModel]) throws -> (ModelRegistry, ServerConfiguration) {
         var configuration = ServerConfiguration()
         configuration.host = host
         configuration.port = port
@@ -130,41 +133,28 @@ struct ServeCommand: AsyncParsableCommand {
         }
         configuration.idleTimeout = .seconds(idleTimeout)
         configuration.reasoningBudget = reasoningBudget < 0 ? nil : reasoningBudget
-        // The first model named with -m or -hf (or the default) loads now, so that a mistake shows
-        // at start; a folder's models all load when asked for.
-        var first: LlamaModel?
-        if !models.isEmpty || !hf.isEmpty || modelsDir == nil {
-            do {
-                first = try LlamaModel.load(path: served[0].path, tokenizer: runOptions.tokenizer)
-            } catch {
-                throw CLIError(error.description)
-            }
-            configuration.kvCache = try runOptions.cache.checked(first!)
-            runOptions.noteContext(first!, sequences: parallel)
-        }
         let limits = ModelRegistry.Limits(maxLoaded: maxLoaded, idleUnload: idleUnload.map { .seconds($0) })
         let tokenizer = runOptions.tokenizer, cache = runOptions.cache
-        let registry = ModelRegistry(models: served, configuration: configuration, limits: limits, preloaded: first) { path in
+        let registry = ModelRegistry(models: served, configuration: configuration, limits: limits) { path in
             let model = try LlamaModel.load(path: path, tokenizer: tokenizer)
             _ = try cache.checked(model)
             return model
         }
-        let host = host, parallel = parallel, threads = configuration.threads, keyed = configuration.apiKey != nil
-        let slots = "\(parallel) slot\(parallel == 1 ? "" : "s")"
-        let settings = "\(threads) threads\(keyed ? ", API key required" : "")"
-        // Only text is kept: the first model's memory must go when it unloads.
-        guard let engine = registry.loadedModels.first?.engine, let first else {
-            return (registry, configuration, { port in "serving \(served.count) models on demand at http://\(host):\(port)/v1 — \(slots) each, \(settings)" })
-        }
-        let slotContext = engine.scheduler.contextSize
+        return (registry, configuration)
+    }
+
+    /// What `llama serve` prints once its first model is loaded (nothing is kept of the model:
+    /// its memory must go when it unloads).
+    func noteReady(_ engine: InferenceEngine, models: Int) {
+        let model = engine.model, slotContext = engine.scheduler.contextSize
+        runOptions.noteContext(model, sequences: parallel)
         if let asked = runOptions.contextSize, asked / parallel < 16 {
             Console.error("note: -c \(asked) over \(parallel) slots is less than 16 positions each; each slot holds \(slotContext)")
         }
-        Console.error(CacheTypeOptions.summary(first, engine.scheduler.kvCache, bytes: engine.scheduler.kvCacheBytes,
+        Console.error(CacheTypeOptions.summary(model, engine.scheduler.kvCache, bytes: engine.scheduler.kvCacheBytes,
                                                contextSize: slotContext, sequences: parallel))
-        let others = served.count > 1 ? " and \(served.count - 1) more model\(served.count == 2 ? "" : "s") on demand" : ""
-        let name = engine.modelID
-        return (registry, configuration, { port in "serving \(name)\(others) at http://\(host):\(port)/v1 — \(slots) of \(slotContext) tokens, \(settings)" })
+        let others = models > 1 ? " (and \(models - 1) more model\(models == 2 ? "" : "s") on demand)" : ""
+        Console.error("ready: \(engine.modelID)\(others), \(parallel) slot\(parallel == 1 ? "" : "s") of \(slotContext) tokens")
     }
 
     /// The models to serve, in order: -m files, -hf models (fetched now when missing), the folder's.
@@ -193,16 +183,25 @@ struct ServeCommand: AsyncParsableCommand {
             return handler
         }
         let served = try await servedModels()
-        let (registry, configuration, banner) = try startModels(served)
+        let (registry, configuration) = try startModels(served)
+        // The first model named with -m or -hf (or the default) loads at start, so that a mistake
+        // shows at once; a folder's models all load when asked for.
+        let preload = !models.isEmpty || !hf.isEmpty || modelsDir == nil
+        let (host, parallel, threads, keyed) = (host, parallel, configuration.threads, configuration.apiKey != nil)
         let app = buildApplication(models: registry, configuration: configuration, hub: offline ? nil : HubSource()) { port in
-            Console.error(banner(port))
+            Console.error("listening at http://\(host):\(port)/v1 (OpenAI) and /api (Ollama), \(threads) threads, \(parallel) slot\(parallel == 1 ? "" : "s") per model"
+                          + (keyed ? ", API key required" : "") + (preload ? "; loading \(served[0].id)" : "; \(served.count) models load on demand"))
         }
-        // The server stops first (finishing its requests), then the engine.
-        var groupConfiguration = ServiceGroupConfiguration(services: [registry, app], gracefulShutdownSignals: [.sigterm, .sigint],
+        let lifecycle = ServerLifecycle(models: registry, preload: preload, drainTimeout: .seconds(drainTimeout)) { [self] engine in
+            if let engine { noteReady(engine, models: served.count) }
+        }
+        // On SIGTERM or Ctrl-C the lifecycle drains first, then the server stops (finishing what
+        // is left), then the models unload.
+        var groupConfiguration = ServiceGroupConfiguration(services: [registry, app, lifecycle], gracefulShutdownSignals: [.sigterm, .sigint],
                                                            logger: Logger(label: "llama.serve"))
-        // Requests get a few seconds to finish; then they are cancelled, and the process ends
-        // even if some work does not notice.
-        groupConfiguration.maximumGracefulShutdownDuration = .seconds(5)
+        // Past the drain, requests get a second more; then they are cancelled, and the
+        // process ends even if some work does not notice.
+        groupConfiguration.maximumGracefulShutdownDuration = .seconds(drainTimeout + 1)
         groupConfiguration.maximumCancellationDuration = .seconds(2)
         let group = ServiceGroup(configuration: groupConfiguration)
         do {

@@ -57,7 +57,7 @@ public func makeEngine(model: LlamaModel, configuration: ServerConfiguration) ->
 /// first, so that on SIGINT/SIGTERM the server finishes its requests before the engine stops.
 public func buildApplication(engine: InferenceEngine, configuration: ServerConfiguration, logger: Logger? = nil,
                              onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> Application<RouterResponder<ServerRequestContext>> {
-    buildApplication(models: ModelRegistry(engine: engine, configuration: configuration), configuration: configuration,
+    buildApplication(models: ModelRegistry(engine: engine), configuration: configuration,
                      logger: logger, onServerRunning: onServerRunning)
 }
 

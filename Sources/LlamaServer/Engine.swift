@@ -13,7 +13,6 @@ public final class InferenceEngine: Service, Sendable {
     /// Embeddings run one at a time on a context of their own, beside the generations.
     private let embedder: LlamaContext
     private let embedQueue = DispatchQueue(label: "llama-embeddings")
-    let created = Int(Date().timeIntervalSince1970)
     /// Per-request preparation (body, template, tokens, grammar) off the cooperative threads;
     /// shared by the models of one server.
     let workers: WorkerPool
@@ -126,7 +125,7 @@ final class ServerMetrics: @unchecked Sendable {
     func countEmbedded(tokens: Int) { lock.withLock { embeddingTokens += tokens } }
 
     /// Prometheus' text format.
-    func render(_ s: BatchScheduler.Status, loadedModels: Int) -> String {
+    func render(_ s: BatchScheduler.Status, models: ModelRegistry) -> String {
         let (requests, embedded) = lock.withLock { (self.requests, embeddingTokens) }
         var out = ""
         func metric(_ name: String, _ type: String, _ help: String, _ values: [(String, Double)]) {
@@ -148,7 +147,12 @@ final class ServerMetrics: @unchecked Sendable {
         metric("llama_queue_depth", "gauge", "Requests waiting for a slot.", [("", Double(s.queued))])
         metric("llama_slots_busy", "gauge", "Slots generating now.", [("", Double(s.busySlots))])
         metric("llama_slots", "gauge", "Slots (parallel generations) of the models loaded now.", [("", Double(s.slots))])
-        metric("llama_models_loaded", "gauge", "Models loaded now.", [("", Double(loadedModels))])
+        metric("llama_prompt_cache_hit_ratio", "gauge", "Share of prompt tokens found in a slot's cache since start (reused / prompt tokens).",
+               [("", s.promptTokens > 0 ? Double(s.reusedPromptTokens) / Double(s.promptTokens) : 0)])
+        metric("llama_requests_in_flight", "gauge", "Requests holding a model now (generating, embedding or waiting for a slot).", [("", Double(models.inFlight))])
+        metric("llama_models_loaded", "gauge", "Models loaded now.", [("", Double(models.loadedModels.count))])
+        metric("llama_ready", "gauge", "1 when the server takes requests; 0 while its first model loads or while it drains.",
+               [("", models.currentPhase == .ready ? 1 : 0)])
         return out
     }
 }

@@ -107,7 +107,6 @@ public final class ModelRegistry: Service, @unchecked Sendable {
         public var lastUsed: ContinuousClock.Instant
         /// Set by a request's keep_alive; otherwise `idleUnload` after `lastUsed` decides.
         var keepAlive: KeepAlive?
-        public let loadedAt: Date
 
         /// When it unloads if nobody uses it again; nil for never.
         func expiry(idleUnload: Duration?) -> ContinuousClock.Instant? {
@@ -120,7 +119,6 @@ public final class ModelRegistry: Service, @unchecked Sendable {
     }
 
     public let limits: Limits
-    let configuration: ServerConfiguration
     /// Request counters for /metrics, across models.
     let metrics = ServerMetrics()
     /// Body parsing, templates and tokenizing for every model's requests.
@@ -135,32 +133,41 @@ public final class ModelRegistry: Service, @unchecked Sendable {
     /// Counters of engines already unloaded, so /metrics' totals never go back.
     private var retired = BatchScheduler.Status()
     private var stopped = false
+    private var phase = Phase.ready
+
+    /// Where the server is in its life, as /health reports it.
+    public enum Phase: String, Sendable {
+        /// The first model is loading: /health answers 503 until it is ready.
+        case loading
+        case ready
+        /// Shutting down: running requests finish, new ones get 503 (to go to another replica).
+        case draining
+    }
 
     /// Serves `models`, each loaded by `load` and given an engine as `configuration` says when first
     /// asked for; `preloaded` is the first model, already loaded (it gets its engine now).
     public convenience init(models: [ServedModel], configuration: ServerConfiguration, limits: Limits = Limits(), preloaded: LlamaModel? = nil,
                             load: @escaping @Sendable (String) throws -> LlamaModel = { try LlamaModel.load(path: $0) }) {
         let workers = WorkerPool(threads: max(2, SystemInfo.physicalCores))
-        self.init(models: models, configuration: configuration, limits: limits, workers: workers) { served in
+        self.init(models: models, limits: limits, workers: workers) { served in
             InferenceEngine(model: try load(served.path), modelID: served.id, configuration: configuration, workers: workers)
         }
         if let preloaded, let first = models.first {
             let engine = InferenceEngine(model: preloaded, modelID: first.id, configuration: configuration, workers: workers)
-            loaded[first.path] = LoadedModel(model: first, engine: engine, users: 0, lastUsed: .now, loadedAt: Date())
+            loaded[first.path] = LoadedModel(model: first, engine: engine, users: 0, lastUsed: .now)
         }
     }
 
     /// One engine, already loaded, kept loaded.
-    public convenience init(engine: InferenceEngine, configuration: ServerConfiguration) {
+    public convenience init(engine: InferenceEngine) {
         let served = ServedModel(path: engine.model.path, names: [engine.modelID])
-        self.init(models: [served], configuration: configuration, limits: Limits(), workers: engine.workers) { _ in engine }
-        loaded[served.path] = LoadedModel(model: served, engine: engine, users: 0, lastUsed: .now, loadedAt: Date())
+        self.init(models: [served], limits: Limits(), workers: engine.workers) { _ in engine }
+        loaded[served.path] = LoadedModel(model: served, engine: engine, users: 0, lastUsed: .now)
     }
 
-    init(models: [ServedModel], configuration: ServerConfiguration, limits: Limits, workers: WorkerPool,
+    init(models: [ServedModel], limits: Limits, workers: WorkerPool,
          makeEngine: @escaping @Sendable (ServedModel) throws -> InferenceEngine) {
         self.models = models
-        self.configuration = configuration
         self.limits = limits
         self.workers = workers
         self.makeEngine = makeEngine
@@ -222,6 +229,35 @@ public final class ModelRegistry: Service, @unchecked Sendable {
         return info
     }
 
+    public var currentPhase: Phase { lock.withLock { phase } }
+
+    /// Requests holding a model now.
+    public var inFlight: Int { lock.withLock { loaded.values.reduce(0) { $0 + $1.users } } }
+
+    /// Loads the first model while /health says "loading"; returns its engine.
+    @discardableResult
+    public func preload() async throws -> InferenceEngine {
+        lock.withLock { if phase == .ready { phase = .loading } }
+        do {
+            let lease = try await self.lease(nil)
+            lease.release()
+            lock.withLock { if phase == .loading { phase = .ready } }
+            return lease.engine
+        } catch {
+            lock.withLock { if phase == .loading { phase = .ready } }
+            throw error
+        }
+    }
+
+    /// Refuses new requests and waits until the running ones are done, or `timeout` has passed.
+    public func drain(timeout: Duration) async {
+        lock.withLock { phase = .draining }
+        let deadline = ContinuousClock.now + timeout
+        while inFlight > 0, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
     // MARK: Leases
 
     /// The engine of the model `name` names (the first model when nil), loaded if need be; it
@@ -232,6 +268,12 @@ public final class ModelRegistry: Service, @unchecked Sendable {
             enum Step { case ready(InferenceEngine), wait(Task<Void, Error>) }
             let step: Step = try lock.withLock {
                 if stopped { throw BatchScheduler.ShutDown() }
+                if phase == .draining {
+                    var error = APIError(.serviceUnavailable, "the server is shutting down; send the request to another replica",
+                                         type: "server_error", code: "draining")
+                    error.headers[.retryAfter] = "1"
+                    throw error
+                }
                 if var entry = loaded[model.path] {
                     entry.users += 1
                     entry.lastUsed = .now
@@ -264,7 +306,7 @@ public final class ModelRegistry: Service, @unchecked Sendable {
         let evicted: [InferenceEngine] = lock.withLock {
             loading[model.path] = nil
             guard case .success(let engine) = result, !stopped else { return [] }
-            loaded[model.path] = LoadedModel(model: model, engine: engine, users: 0, lastUsed: .now, loadedAt: Date())
+            loaded[model.path] = LoadedModel(model: model, engine: engine, users: 0, lastUsed: .now)
             return evictLocked(keeping: model.path)
         }
         retire(evicted)

@@ -81,7 +81,7 @@ extension ServerRoutes {
     func ollamaEntry(_ model: ServedModel) throws -> JinjaValue {
         let info = try models.info(model)
         return .object([("name", .string(model.id)), ("model", .string(model.id)),
-                        ("modified_at", .string(Self.timestamp(Date(timeIntervalSince1970: Double(Self.created(model.path)))))),
+                        ("modified_at", .string(Self.timestamp(Self.modified(model.path)))),
                         ("size", .int(info.fileSize)), ("digest", .string(Self.digest(model.path))), ("details", Self.details(info))])
     }
 
@@ -105,7 +105,7 @@ extension ServerRoutes {
         if name.count == 64, name.allSatisfy(\.isHexDigit) { return name }
         let attributes = try? FileManager.default.attributesOfItem(atPath: resolved.path)
         let size = (attributes?[.size] as? NSNumber)?.intValue ?? 0
-        return SHA256.hash(data: Array("\(resolved.path)\u{0}\(size)\u{0}\(created(path))".utf8)).map { String(format: "%02x", $0) }.joined()
+        return SHA256.hash(data: Array("\(resolved.path)\u{0}\(size)\u{0}\(modified(path).timeIntervalSince1970)".utf8)).map { String(format: "%02x", $0) }.joined()
     }
 
     /// RFC 3339 with fractions of a second, as Go writes times.
@@ -136,7 +136,7 @@ extension ServerRoutes {
             ("modelfile", .string("# Modelfile of a GGUF file served by swift-llama\nFROM \(model.path)\n")),
             ("parameters", ""), ("template", .string(template ?? "")), ("details", Self.details(info)),
             ("model_info", .object(modelInfo)), ("capabilities", .array(capabilities)),
-            ("modified_at", .string(Self.timestamp(Date(timeIntervalSince1970: Double(Self.created(model.path)))))),
+            ("modified_at", .string(Self.timestamp(Self.modified(model.path)))),
         ]))
     }
 
@@ -328,12 +328,7 @@ extension Routes {
         }
         guard try fields.bool("stream") ?? true else {
             defer { scope.end() }
-            var text = "", summary: GenerationSummary?
-            for try await event in events {
-                if case .text(let piece) = event { text += piece }
-                if case .finished(let s) = event { summary = s }
-            }
-            if scope.timedOut { throw scope.timeoutError }
+            let (text, summary) = try await wholeAnswer(events, scope: scope)
             let answer = parser.parse(text)
             return json(.object(ollamaHeader() + [("message", message(content: answer.content, thinking: answer.reasoning, calls: answer.toolCalls))]
                                 + ollamaFigures(summary, scope: scope)))
@@ -414,12 +409,7 @@ extension Routes {
         }
         guard try fields.bool("stream") ?? true else {
             defer { scope.end() }
-            var text = "", summary: GenerationSummary?
-            for try await event in events {
-                if case .text(let piece) = event { text += piece }
-                if case .finished(let s) = event { summary = s }
-            }
-            if scope.timedOut { throw scope.timeoutError }
+            let (text, summary) = try await wholeAnswer(events, scope: scope)
             let answer = parser.parse(text)
             var pairs = ollamaHeader() + [("response", .string(answer.content))]
             if let thinking = answer.reasoning { pairs.append(("thinking", .string(thinking))) }
@@ -484,6 +474,17 @@ extension Routes {
         return json(.object([("model", .string(engine.modelID)), ("embeddings", .array(vectors.map(numbers))),
                              ("total_duration", .int(scope.elapsedNanoseconds)), ("load_duration", .int(scope.loadNanoseconds)),
                              ("prompt_eval_count", .int(count))]))
+    }
+
+    /// A generation's whole text and its summary, for an answer sent in one piece.
+    func wholeAnswer(_ events: AsyncThrowingStream<GenerationEvent, Error>, scope: RequestScope) async throws -> (String, GenerationSummary?) {
+        var text = "", summary: GenerationSummary?
+        for try await event in events {
+            if case .text(let piece) = event { text += piece }
+            if case .finished(let s) = event { summary = s }
+        }
+        if scope.timedOut { throw scope.timeoutError }
+        return (text, summary)
     }
 
     /// One JSON object per line, as Ollama streams; an error after the status line travels as a

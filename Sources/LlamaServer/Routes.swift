@@ -35,13 +35,13 @@ struct ServerRoutes: Sendable {
         router.get("/v1/health") { _, _ in health() }
         router.get("/metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                     body: .init(byteBuffer: ByteBuffer(string: models.metrics.render(models.status, loadedModels: models.loadedModels.count))))
+                     body: .init(byteBuffer: ByteBuffer(string: models.metrics.render(models.status, models: models))))
         }
-        router.get("/v1/models") { _, _ in try list() }
-        router.get("/models") { _, _ in try list() }
+        router.get("/v1/models") { _, _ in list() }
+        router.get("/models") { _, _ in list() }
         router.get("/v1/models/{id}") { _, context in
             let model = try models.find(context.parameters.get("id") ?? "")
-            return Routes.json(try entry(model))
+            return Routes.json(entry(model))
         }
         let routes: [(String, @Sendable (Routes) -> (JSONFields, Context, RequestScope) async throws -> Response)] = [
             ("/v1/chat/completions", Routes.chatCompletion), ("/chat/completions", Routes.chatCompletion),
@@ -61,14 +61,14 @@ struct ServerRoutes: Sendable {
     /// Reads the body, leases the model its `model` names (the first model when none) and runs
     /// `body` with that model's routes. The lease ends with the request's scope: when the answer
     /// has been sent, streamed or not.
-    func withModel(_ request: Request, _ context: Context, modelField: String = "model",
+    func withModel(_ request: Request, _ context: Context,
                    _ body: (Routes, JSONFields, RequestScope) async throws -> Response) async throws -> Response {
         let scope = await RequestScope(context: context, timeout: settings.requestTimeout)
         do {
             let fields = try await parse(request)
             let keepAlive = try fields["keep_alive"].map(KeepAlive.init(json:))
             let asked = ContinuousClock.now
-            let lease = try await models.lease(try fields.string(modelField))
+            let lease = try await models.lease(try fields.string("model"))
             scope.loadNanoseconds = Self.nanoseconds(asked.duration(to: .now))
             scope.onEnd { lease.release(keepAlive: keepAlive) }
             return try await body(Routes(engine: lease.engine, settings: settings, metrics: models.metrics), fields, scope)
@@ -89,17 +89,21 @@ struct ServerRoutes: Sendable {
         return try await models.workers.run { _ in try JSONFields(body: text) }
     }
 
+    /// 200 with the slots when ready; 503 while the first model loads and while draining, so
+    /// that a balancer sends requests elsewhere.
     func health() -> Response {
         let s = models.status
-        return Routes.json(.object([("status", .string("ok")), ("slots_idle", .int(s.slots - s.busySlots)),
+        let phase = models.currentPhase
+        return Routes.json(.object([("status", .string(phase == .ready ? "ok" : phase.rawValue)), ("slots_idle", .int(s.slots - s.busySlots)),
                                     ("slots_processing", .int(s.busySlots)), ("queued", .int(s.queued)),
-                                    ("models_loaded", .int(models.loadedModels.count))]))
+                                    ("models_loaded", .int(models.loadedModels.count))]),
+                           status: phase == .ready ? .ok : .serviceUnavailable)
     }
 
     /// A model as /v1/models lists it; `meta` (llama-server's) while it is loaded.
-    func entry(_ model: ServedModel) throws -> JinjaValue {
+    func entry(_ model: ServedModel) -> JinjaValue {
         var pairs: [(String, JinjaValue)] = [("id", .string(model.id)), ("object", .string("model")),
-                                             ("created", .int(Self.created(model.path))), ("owned_by", .string("swift-llama")),
+                                             ("created", .int(Int(Self.modified(model.path).timeIntervalSince1970))), ("owned_by", .string("swift-llama")),
                                              ("aliases", .array(model.names.dropFirst().map { .string($0) }))]
         if let loaded = models.loadedModels.first(where: { $0.model.path == model.path }) {
             let engine = loaded.engine, c = engine.model.configuration
@@ -113,14 +117,13 @@ struct ServerRoutes: Sendable {
         return .object(pairs)
     }
 
-    func list() throws -> Response {
-        Routes.json(.object([("object", .string("list")), ("data", .array(try models.served.map(entry)))]))
+    func list() -> Response {
+        Routes.json(.object([("object", .string("list")), ("data", .array(models.served.map(entry)))]))
     }
 
-    /// The file's modification time, in seconds since 1970.
-    static func created(_ path: String) -> Int {
-        let date = (try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date) ?? Date()
-        return Int(date.timeIntervalSince1970)
+    /// When the model's file was last changed (its `created` and Ollama's `modified_at`).
+    static func modified(_ path: String) -> Date {
+        (try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date) ?? Date()
     }
 }
 

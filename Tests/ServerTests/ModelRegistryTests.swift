@@ -163,4 +163,51 @@ import TestSupport
             #expect((ps["models"] as? [[String: Any]])?.compactMap { $0["name"] as? String } == ["a"])
         }
     }
+
+    /// /health for a balancer: 503 "loading" while the first model loads, 200 once it is ready,
+    /// 503 "draining" after shutdown began, when new requests get 503 and running ones finish.
+    @Test func healthFollowsLoadingAndDraining() async throws {
+        let (a, b, _) = try Self.models()
+        let registry = ModelRegistry(models: [a, b], configuration: RouteTests.configuration(slots: 1)) { _ in
+            Thread.sleep(forTimeInterval: 0.3)
+            return RouteTests.model
+        }
+        try await buildApplication(models: registry, configuration: RouteTests.configuration(slots: 1)).inProcess { client in
+            func health() async throws -> (HTTPResponse.Status, String?) {
+                let reply = try await client.execute(uri: "/health", method: .get)
+                return (reply.status, try RouteTests.object(reply)["status"] as? String)
+            }
+            let loading = Task { try await registry.preload() }
+            var seen: (HTTPResponse.Status, String?) = (.ok, nil)
+            for _ in 0..<100 {
+                seen = try await health()
+                if seen.1 == "loading" { break }
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            #expect(seen.0 == .serviceUnavailable && seen.1 == "loading")
+            #expect(try await loading.value.modelID == "a")
+            #expect(try await health() == (.ok, "ok"))
+
+            let running = try await registry.lease("a")
+            let started = ContinuousClock.now
+            let draining = Task { await registry.drain(timeout: .seconds(30)) }
+            for _ in 0..<100 where registry.currentPhase != .draining { try await Task.sleep(for: .milliseconds(5)) }
+            #expect(try await health() == (.serviceUnavailable, "draining"))
+            let refused = try await RouteTests.post(client, "/v1/chat/completions", #"{"model": "a", "messages": [{"role": "user", "content": "Hi"}]}"#)
+            #expect(refused.status == .serviceUnavailable && refused.headers[.retryAfter] == "1")
+            #expect((try RouteTests.object(refused)["error"] as? [String: Any])?["code"] as? String == "draining")
+            let metrics = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
+            #expect(metrics.contains("llama_requests_in_flight 1\n") && metrics.contains("llama_ready 0\n") && metrics.contains("llama_prompt_cache_hit_ratio "))
+            running.release()
+            await draining.value
+            #expect(started.duration(to: .now) < .seconds(5), "the drain ends when the last request does")
+        }
+        // A request that outlasts the drain does not hold the shutdown past its timeout.
+        let (other, _) = Self.registry([a])
+        let stuck = try await other.lease("a")
+        let started = ContinuousClock.now
+        await other.drain(timeout: .milliseconds(200))
+        #expect(started.duration(to: .now) < .seconds(2))
+        stuck.release()
+    }
 }
