@@ -105,8 +105,8 @@ struct ServeCommand: AsyncParsableCommand {
         if let idleUnload, idleUnload < 0 { throw ValidationError("--idle-unload cannot be negative") }
     }
 
-    /// The server's configuration and its models (none loaded yet).
-    func startModels(_ served: [ServedModel]) throws -> (ModelRegistry, ServerConfiguration) {
+    /// The server's configuration, and its models in a registry (none loaded yet).
+    func makeRegistry(_ served: [ServedModel]) throws -> (ModelRegistry, ServerConfiguration) {
         var configuration = ServerConfiguration()
         configuration.host = host
         configuration.port = port
@@ -183,7 +183,7 @@ struct ServeCommand: AsyncParsableCommand {
             return handler
         }
         let served = try await servedModels()
-        let (registry, configuration) = try startModels(served)
+        let (registry, configuration) = try makeRegistry(served)
         // The first model named with -m or -hf (or the default) loads at start, so that a mistake
         // shows at once; a folder's models all load when asked for.
         let preload = !models.isEmpty || !hf.isEmpty || modelsDir == nil

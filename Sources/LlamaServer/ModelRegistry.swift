@@ -144,17 +144,13 @@ public final class ModelRegistry: Service, @unchecked Sendable {
         case draining
     }
 
-    /// Serves `models`, each loaded by `load` and given an engine as `configuration` says when first
-    /// asked for; `preloaded` is the first model, already loaded (it gets its engine now).
-    public convenience init(models: [ServedModel], configuration: ServerConfiguration, limits: Limits = Limits(), preloaded: LlamaModel? = nil,
+    /// Serves `models`, each loaded by `load` and given an engine as `configuration` says when
+    /// first asked for (or by `preload`).
+    public convenience init(models: [ServedModel], configuration: ServerConfiguration, limits: Limits = Limits(),
                             load: @escaping @Sendable (String) throws -> LlamaModel = { try LlamaModel.load(path: $0) }) {
         let workers = WorkerPool(threads: max(2, SystemInfo.physicalCores))
         self.init(models: models, limits: limits, workers: workers) { served in
             InferenceEngine(model: try load(served.path), modelID: served.id, configuration: configuration, workers: workers)
-        }
-        if let preloaded, let first = models.first {
-            let engine = InferenceEngine(model: preloaded, modelID: first.id, configuration: configuration, workers: workers)
-            loaded[first.path] = LoadedModel(model: first, engine: engine, users: 0, lastUsed: .now)
         }
     }
 
