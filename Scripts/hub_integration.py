@@ -87,10 +87,8 @@ class Run:
 
 def serve_models_dir(llama, cache):
     """`llama serve --models-dir` on a hub cache serves its models by repo name, loading on first use."""
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from openai_integration import free_port
+    port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     server = subprocess.Popen([llama, "serve", "--models-dir", cache, "--port", str(port), "-c", "1024", "--parallel", "1"],
                               env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -17,7 +17,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,21 +28,9 @@ import ollama
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hub_server  # noqa: E402
+from openai_integration import check, failures, free_port  # noqa: E402
 
-failures = []
 CACHE = os.environ.get("LLAMA_CACHE", os.path.expanduser("~/.cache/swift-llama"))
-
-
-def check(condition, what):
-    print(("  ok    " if condition else "  FAIL  ") + what, flush=True)
-    if not condition:
-        failures.append(what)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_mib(pid):
