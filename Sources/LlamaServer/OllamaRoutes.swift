@@ -147,8 +147,12 @@ extension ServerRoutes {
         guard let hub else {
             throw APIError(.notImplemented, "this server cannot fetch models; start it with `llama serve` to pull from the hub", type: "server_error")
         }
-        let stream = try fields.bool("stream") ?? true
         let models = self.models
+        // Whole: one object at the end, and an error with its own status (404 for an unknown repo).
+        guard try fields.bool("stream") ?? true else {
+            models.add(try await hub.pull(name) { _ in })
+            return Routes.json(.object([("status", "success")]))
+        }
         let (lines, continuation) = AsyncStream<JinjaValue>.makeStream()
         let task = Task {
             continuation.yield(.object([("status", "pulling manifest")]))
@@ -163,17 +167,10 @@ extension ServerRoutes {
                 continuation.yield(.object([("status", "writing manifest")]))
                 continuation.yield(.object([("status", "success")]))
             } catch {
+                // The status line is gone: the error travels as a line, as Ollama sends it.
                 continuation.yield(.object([("error", .string(APIError.from(error).message))]))
             }
             continuation.finish()
-        }
-        guard stream else {
-            var last: JinjaValue = .none
-            for await line in lines { last = line }
-            if case .object(let pairs) = last, let message = pairs.first(where: { $0.0 == "error" })?.1, case .string(let text) = message {
-                throw APIError(.badRequest, text)
-            }
-            return Routes.json(last)
         }
         return Response(status: .ok, headers: [.contentType: "application/x-ndjson"], body: ResponseBody { writer in
             defer { task.cancel() }
