@@ -1,10 +1,11 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import CompilerPluginSupport
 import PackageDescription
 
 let package = Package(
     name: "swift-llama",
-    platforms: [.macOS(.v14)],
+    // Linux and macOS run everything; iOS and visionOS apps embed the `Llama` library.
+    platforms: [.macOS(.v14), .iOS(.v17), .visionOS(.v1)],
     products: [
         .executable(name: "llama", targets: ["LlamaCLI"]),
         .library(name: "Llama", targets: ["Llama"]),
@@ -15,9 +16,16 @@ let package = Package(
         // Typed answers: @Generable Swift types as JSON schemas (swift-syntax stays out of `Llama`).
         .library(name: "LlamaGenerable", targets: ["LlamaGenerable"]),
     ],
+    // The core library (`Llama`, `Jinja`) has no dependencies. Everything else sits behind a trait,
+    // so an app that depends on us with `traits: []` resolves no other package (see README).
+    traits: [
+        .trait(name: "Tools", description: "The llama tool, the OpenAI/Ollama server (LlamaServer) and the hub client (LlamaHub)."),
+        .trait(name: "Generable", description: "@Generable typed answers (LlamaGenerable); needs swift-syntax."),
+        .default(enabledTraits: ["Tools", "Generable"]),
+    ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        // Only the server target and the CLI use these; the core library stays dependency-free.
+        // Only the server target and the CLI use these.
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
@@ -31,7 +39,7 @@ let package = Package(
     ],
     targets: [
         // Vectorized C kernels with run-time choice of AVX-512 / AVX2 / NEON / scalar code.
-        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
+        .target(name: "CKernels"),
         // Tensor element types and numeric kernels. Knows nothing about models or files.
         .target(name: "Kernels", dependencies: ["CKernels"]),
         // The container format: memory-mapped reading, validation and writing of GGUF files.
@@ -46,10 +54,10 @@ let package = Package(
         .macro(
             name: "LlamaGenerableMacros",
             dependencies: [
-                .product(name: "SwiftSyntax", package: "swift-syntax"),
-                .product(name: "SwiftSyntaxMacros", package: "swift-syntax"),
-                .product(name: "SwiftCompilerPlugin", package: "swift-syntax"),
-                .product(name: "SwiftDiagnostics", package: "swift-syntax"),
+                .product(name: "SwiftSyntax", package: "swift-syntax", condition: .when(traits: ["Generable"])),
+                .product(name: "SwiftSyntaxMacros", package: "swift-syntax", condition: .when(traits: ["Generable"])),
+                .product(name: "SwiftCompilerPlugin", package: "swift-syntax", condition: .when(traits: ["Generable"])),
+                .product(name: "SwiftDiagnostics", package: "swift-syntax", condition: .when(traits: ["Generable"])),
             ]
         ),
         // Typed output: Generable types, their schemas and guides, `respond(to:generating:)`.
@@ -59,12 +67,12 @@ let package = Package(
             name: "LlamaServer",
             dependencies: [
                 "Llama",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird", condition: .when(traits: ["Tools"])),
+                .product(name: "Crypto", package: "swift-crypto", condition: .when(traits: ["Tools"])),
+                .product(name: "NIOCore", package: "swift-nio", condition: .when(traits: ["Tools"])),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras", condition: .when(traits: ["Tools"])),
+                .product(name: "Logging", package: "swift-log", condition: .when(traits: ["Tools"])),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle", condition: .when(traits: ["Tools"])),
             ]
         ),
         // Hub names without networking: `user/repo[:QUANT]`, which files make a model, listing pages.
@@ -74,10 +82,10 @@ let package = Package(
             name: "LlamaHub",
             dependencies: [
                 "GGUF", "HubNames",
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client", condition: .when(traits: ["Tools"])),
+                .product(name: "Crypto", package: "swift-crypto", condition: .when(traits: ["Tools"])),
+                .product(name: "NIOCore", package: "swift-nio", condition: .when(traits: ["Tools"])),
+                .product(name: "NIOHTTP1", package: "swift-nio", condition: .when(traits: ["Tools"])),
             ]
         ),
         // The `llama` command-line tool: thin subcommands over the library.
@@ -85,10 +93,10 @@ let package = Package(
             name: "LlamaCLI",
             dependencies: [
                 "Llama", "LlamaServer", "LlamaHub",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser", condition: .when(traits: ["Tools"])),
+                .product(name: "Logging", package: "swift-log", condition: .when(traits: ["Tools"])),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle", condition: .when(traits: ["Tools"])),
+                .product(name: "NIOCore", package: "swift-nio", condition: .when(traits: ["Tools"])),
             ]
         ),
         // Fuzz targets for every parser of untrusted input (Scripts/fuzz); built plainly, a corpus replayer.
@@ -103,12 +111,12 @@ let package = Package(
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "Llama", "TestSupport"], exclude: ["Golden"]),
         .testTarget(name: "JinjaTests", dependencies: ["Jinja"], exclude: ["Golden", "Templates"]),
         .testTarget(name: "LlamaTests", dependencies: ["Llama", "TestSupport"], exclude: ["Golden"]),
-        .testTarget(name: "HubTests", dependencies: ["LlamaHub", "Llama", .product(name: "Crypto", package: "swift-crypto")]),
+        .testTarget(name: "HubTests", dependencies: ["LlamaHub", "Llama", .product(name: "Crypto", package: "swift-crypto", condition: .when(traits: ["Tools"]))]),
         .testTarget(name: "GenerableTests", dependencies: ["LlamaGenerable", "TestSupport"]),
         // The server's routes in-process (Hummingbird's test client), and over loopback.
         .testTarget(
             name: "ServerTests",
-            dependencies: ["LlamaServer", "TestSupport", .product(name: "NIOEmbedded", package: "swift-nio")]
+            dependencies: ["LlamaServer", "TestSupport", .product(name: "NIOEmbedded", package: "swift-nio", condition: .when(traits: ["Tools"]))]
         ),
         // Runs the built `llama` executable as a user would.
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "LlamaCLI"]),

