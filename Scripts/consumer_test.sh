@@ -63,8 +63,14 @@ fi
 echo "consumer test: swift build (the Llama product only)"
 (cd "$work/app" && swift build 2>&1) | grep -E "^(Building|Build complete|error|warning: .*unsafe)" | sed 's/^/  | /' || true
 [ -x "$work/app/.build/debug/App" ] || { echo "consumer test: FAILED: the app did not build" >&2; exit 1; }
-built="$(ls "$work/app/.build/debug" | grep -E '\.build$' | sed 's/\.build$//' | sort | tr '\n' ' ')"
-echo "consumer test: modules built: $built"
+built=""
+for module in "$work"/app/.build/debug/*.build; do
+    if [ -n "$(find "$module" -name '*.o' | head -1)" ]; then built+="$(basename "$module" .build) "; fi
+done
+echo "consumer test: modules compiled: $built"
+case "$built" in
+    *LlamaServer*|*LlamaHub*|*LlamaCLI*|*Generable*) echo "consumer test: FAILED: a Llama-only app compiled more than the library" >&2; exit 1 ;;
+esac
 
 ours="$("$work/app/.build/debug/App" "$model")"
 theirs="$("$llama" generate -m "$model" -p "Once upon a time" -n 32 --temp 0 -c 256 2> /dev/null)"
