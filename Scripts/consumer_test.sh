@@ -11,6 +11,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 llama="${1:?usage: Scripts/consumer_test.sh LLAMA_BINARY MODEL.gguf}"
 model="${2:?usage: Scripts/consumer_test.sh LLAMA_BINARY MODEL.gguf}"
+[ -f "$model" ] || { echo "consumer test: no model file at $model" >&2; exit 1; }
 model="$(cd "$(dirname "$model")" && pwd)/$(basename "$model")"
 version="$(sed -n 's/.*static let version = "\(.*\)".*/\1/p' "$root/Sources/Llama/Version.swift")"
 [ -n "$version" ] || { echo "consumer test: no version in Sources/Llama/Version.swift" >&2; exit 1; }
