@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Tokenizer speed: all of wiki.test.raw as one text, swift-llama beside Hugging Face `tokenizers`.
+"""Tokenizer speed: all of wiki.txt as one text, swift-llama beside Hugging Face `tokenizers`.
 
 Both tokenize the same 1.3 MB string with the same vocabulary (each GGUF's tokens and merges; the
 `tokenizers` model is built from the GGUF exactly as Scripts/tokenizer_oracle.py builds it), single
@@ -32,11 +32,11 @@ def best_of(runs, fn):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--llama", default=".build/release/llama")
-    parser.add_argument("--fixtures", default=os.environ.get("LLAMA_FIXTURES", "../shared/fixtures"))
+    parser.add_argument("--fixtures", default=os.environ.get("LLAMA_FIXTURES") or os.path.join(os.environ.get("LLAMA_CACHE") or os.path.expanduser("~/.cache/swift-llama"), "fixtures"))
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     fx = args.fixtures
-    with open(os.path.join(fx, "wikitext-2/wiki.test.raw"), encoding="utf-8", newline="") as f:
+    with open(os.path.join(fx, "text/wiki.txt"), encoding="utf-8", newline="") as f:
         wiki = f.read()
     size_mb = len(wiki.encode()) / 1e6
     smollm = os.path.join(os.environ.get("LLAMA_CACHE") or os.path.expanduser("~/.cache/swift-llama"),
@@ -50,7 +50,7 @@ def main():
                              input=(json.dumps(text) + "\n").encode(), capture_output=True, check=True)
         return json.loads(out.stdout)
 
-    print(f"wiki.test.raw: {size_mb:.2f} MB, best of {args.runs} runs, 1 thread\n")
+    print(f"wiki.txt: {size_mb:.2f} MB, best of {args.runs} runs, 1 thread\n")
     print("| vocabulary | tokens | swift-llama encode | swift-llama load | tokenizers encode | ratio (tokenizers time / ours) | same ids |")
     print("|---|---:|---:|---:|---:|---:|:---:|")
     for name, path in vocabularies:

@@ -12,11 +12,16 @@ Every file is checked against its pinned SHA-256; nothing is rebuilt once it is 
 - llama2-tokenizer/tokenizer.bin: llama2.c's export of that model (its tokenizer.py's format).
 - smollm2/smollm2-vocab.gguf.out: the ids of llama.cpp's 47 test strings with the SmolLM2
   vocabulary, from Hugging Face `tokenizers` built from the default model's own merges.
+- text/news.txt: real English prose for perplexity and KL divergence: the Lee background corpus
+  (300 Australian news articles, one per line) that gensim's wheel carries for its own tests.
+- text/wiki.txt: real Wikipedia articles in their MediaWiki markup (accents, CJK, symbols,
+  tables) for the tokenizer oracle: the first articles, about 1.3 MB, of the shortened English
+  Wikipedia dump in the same wheel, XML entities decoded.
+- tiny260K/: a llama2.c-format model of stories260K's shape with seeded random weights, its
+  512-piece tokenizer trained on text/news.txt, the same model as GGUF, and what a float32 port
+  of llama2.c's run.c computes with them (Scripts/make_tiny_llama2c.py).
 
-Still without a registry source, and taken from --fill-from (the shared fixtures) by a link:
-stories260K/ (llama2.c's trained model, its tokenizer and vectors) and wikitext-2/.
-
-    python3 Scripts/fetch_fixtures.py [--fill-from ../shared/fixtures] [--compare ../shared/fixtures]
+    python3 Scripts/fetch_fixtures.py [--compare ../shared/fixtures]
 """
 import argparse
 import hashlib
@@ -28,7 +33,6 @@ import sys
 import tempfile
 import zipfile
 
-NOT_FROM_REGISTRIES = ["stories260K", "wikitext-2"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
@@ -45,7 +49,21 @@ SHA256 = {
     "llama2-tokenizer/tokenizer.model": "9e556afd44213b6bd1be2b850ebbbd98f5481437a8021afaf58ee7fb1818d347",
     "llama2-tokenizer/tokenizer.bin": "50a52ef822ee9e83de5ce9d0be0a025a773d019437f58b5ff9dcafb063ece361",
     "smollm2/smollm2-vocab.gguf.out": "02dc40d61659f25d7a7dcbac8df28586b683038a389497a0b47012a6ea93e5db",
+    "text/news.txt": "5d78d6dafd953bbf65797bef09a9ffb9ec430583381be705f8fd460000f370fb",
+    "text/wiki.txt": "67c3b4ab08efaa045be4da931eb8328c8b045218be455ab590cae64e71d22f29",
+    "tiny260K/tok512.model": "f1cf2af44a10c4958f6e3d6b7c96a4a18881427311a8c85e51b2c27132e3322f",
+    "tiny260K/tok512.bin": "2bcac8c65105d7da8c1d7a8e3835af0bcee6f34234f58352a808326709dd25d0",
+    "tiny260K/tiny260K.bin": "f582a0f5c56db4bc68d1fdc657c90ebdd838274640fdf45491ad711fcb878390",
+    "tiny260K/tiny260K.gguf": "a45a894039cab4c9213ea836c5b6394046409f2ad9bd539194f416cc53b5f498",
 }
+# Computed with floating point (BLAS may sum in another order), so checked by the script that
+# writes them (every greedy choice is 2e-3 clear of the next) rather than by digest.
+DERIVED = ["tiny260K/vectors.json", "tiny260K/prompt_logits_f32.json"]
+
+GENSIM = "gensim==4.4.0"  # one wheel, whatever this machine is: pip fetches it for a fixed platform
+GENSIM_WHEEL_FLAGS = ["--only-binary=:all:", "--platform", "manylinux_2_28_x86_64", "--python-version", "3.11",
+                      "--implementation", "cp", "--abi", "cp311"]
+WIKI_BYTES = 1_300_000
 
 # Meta's Llama 2 tokenizer settings (its tokenizer.model's trainer_spec and normalizer_spec), in
 # field order; with the vocabulary they make the published file again.
@@ -162,6 +180,41 @@ def smollm2_vectors(inp, out):
             f.write(("".join(f" {i}" for i in ids) or " ") + "\n")  # llama.cpp's .out: " " for no tokens
 
 
+def texts(staging):
+    """text/news.txt and text/wiki.txt from gensim's wheel (its test data)."""
+    import bz2
+    import html
+    import re
+    os.makedirs(os.path.join(staging, "text"))
+    with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
+                        *GENSIM_WHEEL_FLAGS, GENSIM, "-d", tmp], check=True)
+        wheel = next(os.path.join(tmp, f) for f in os.listdir(tmp) if f.endswith(".whl"))
+        with zipfile.ZipFile(wheel) as z:
+            news = z.read("gensim/test/test_data/lee_background.cor")
+            dump = bz2.decompress(z.read(
+                "gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"))
+    with open(os.path.join(staging, "text/news.txt"), "wb") as f:
+        f.write(news)
+    articles, size = [], 0
+    for match in re.finditer(rb"<text[^>]*>(.*?)</text>", dump, re.S):
+        article = html.unescape(match.group(1).decode("utf-8")).strip()
+        if article.startswith("#REDIRECT") or not article:
+            continue
+        articles.append(article)
+        size += len(article.encode("utf-8"))
+        if size >= WIKI_BYTES:
+            break
+    with open(os.path.join(staging, "text/wiki.txt"), "w", encoding="utf-8", newline="") as f:
+        f.write("\n\n".join(articles) + "\n")
+
+
+def tiny_model(staging):
+    subprocess.run([sys.executable, os.path.join(HERE, "make_tiny_llama2c.py"), "--text",
+                    os.path.join(staging, "text/news.txt"), "--out", os.path.join(staging, "tiny260K")],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
 def build(staging):
     vocab = subprocess.run([sys.executable, os.path.join(HERE, "fetch_vocabularies.py")], check=True,
                            capture_output=True, text=True).stdout.strip()
@@ -176,6 +229,8 @@ def build(staging):
     os.makedirs(os.path.join(staging, "smollm2"))
     smollm2_vectors(os.path.join(staging, "llamacpp-vocab/ggml-vocab-llama-bpe.gguf.inp"),
                     os.path.join(staging, "smollm2/smollm2-vocab.gguf.out"))
+    texts(staging)
+    tiny_model(staging)
 
 
 def check(folder):
@@ -187,10 +242,11 @@ def check(folder):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--compare", help="also compare every file with this fixtures folder")
-    parser.add_argument("--fill-from", help="link what no registry provides from this fixtures folder")
     args = parser.parse_args()
     target = os.path.join(cache_dir(), "fixtures")
-    if not os.path.isdir(target) or any(not os.path.exists(os.path.join(target, n)) for n in SHA256):
+    # Checked every time (a few milliseconds): a cache from an older version of this script is rebuilt.
+    if (not os.path.isdir(target) or any(not os.path.exists(os.path.join(target, n)) for n in DERIVED)
+            or check(target)):
         print(f"building the test fixtures from PyPI into {target}, once", file=sys.stderr)
         os.makedirs(cache_dir(), exist_ok=True)
         staging = tempfile.mkdtemp(dir=cache_dir(), prefix=".fixtures-")
@@ -204,21 +260,11 @@ def main():
             os.replace(staging, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    for name in NOT_FROM_REGISTRIES:
-        link = os.path.join(target, name)
-        if args.fill_from and os.path.isdir(os.path.join(args.fill_from, name)):
-            if os.path.islink(link):
-                os.remove(link)
-            if not os.path.exists(link):
-                os.symlink(os.path.abspath(os.path.join(args.fill_from, name)), link)
-        if not os.path.exists(link):
-            print(f"warning: {name}/ has no registry source yet; pass --fill-from with the shared fixtures",
-                  file=sys.stderr)
     if args.compare:
         for name in sorted(SHA256):
             other = os.path.join(args.compare, name)
-            same = os.path.exists(other) and sha256(other) == SHA256[name]
-            print(f"  {name}: {'identical' if same else 'DIFFERENT'}", file=sys.stderr)
+            if os.path.exists(other):
+                print(f"  {name}: {'identical' if sha256(other) == SHA256[name] else 'DIFFERENT'}", file=sys.stderr)
     print(target)
 
 

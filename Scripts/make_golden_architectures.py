@@ -4,7 +4,7 @@
 
 For each file, llama.cpp's own llama-perplexity (built from the llama-cpp-python sdist by
 Benchmarks/build_llamacpp.sh, default settings, 2 threads) runs over the first chunks of
-wiki.test.raw and saves its log-probabilities (--kl-divergence-base). From that file this script
+news.txt and saves its log-probabilities (--kl-divergence-base). From that file this script
 keeps, per scored token: the token, and the 32 most likely tokens with llama.cpp's
 log-probabilities. It also keeps llama.cpp's perplexity, and llama.cpp's KL divergence against
 itself when run with `-ub 32 -t 1` instead of its defaults, and with flash attention off: the
@@ -54,7 +54,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bin", default=".build-llamacpp/build/bin")
     parser.add_argument("--variants", default=".build/arch-variants")
-    parser.add_argument("--fixtures", default=os.environ.get("LLAMA_FIXTURES", "../shared/fixtures"))
+    parser.add_argument("--fixtures", default=os.environ.get("LLAMA_FIXTURES") or os.path.join(os.environ.get("LLAMA_CACHE") or os.path.expanduser("~/.cache/swift-llama"), "fixtures"))
     parser.add_argument("--out", default="Tests/LlamaTests/Golden/architectures.json")
     parser.add_argument("--ctx", type=int, default=256)
     parser.add_argument("--chunks", type=int, default=2)
@@ -62,10 +62,10 @@ def main():
     parser.add_argument("--gemma", default=os.path.join(os.environ.get("LLAMA_CACHE") or os.path.expanduser("~/.cache/swift-llama"),
                                                         "gemma-3-270m-q4_k_m.gguf"))
     args = parser.parse_args()
-    text = os.path.join(args.fixtures, "wikitext-2/wiki.test.raw")
+    text = os.path.join(args.fixtures, "text/news.txt")
     perplexity = os.path.join(args.bin, "llama-perplexity")
     golden = {"llama_cpp_python": os.environ.get("LLAMA_CPP_PYTHON_VERSION", "0.3.36"), "ctx": args.ctx,
-              "chunks": args.chunks, "text": "wikitext-2/wiki.test.raw", "models": {}}
+              "chunks": args.chunks, "text": "text/news.txt", "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
         runs = [(v, os.path.join(args.variants, f"smollm2-{v}.gguf"), args.ctx, args.chunks) for v in VARIANTS]
         runs.append(("gemma3-270m", args.gemma, 512, 2))
@@ -100,9 +100,9 @@ def main():
     with open(args.out, "w") as f:
         json.dump(golden, f, separators=(",", ":"))
         f.write("\n")
-    # A small base file in llama.cpp's own format, for the reader's test: stories260K, 2 chunks of 64.
-    run([perplexity, "-m", os.path.join(args.fixtures, "stories260K/stories260K.gguf"), "-f", text, "-c", "64",
-         "--chunks", "2", "-t", "2", "--kl-divergence-base", os.path.join(os.path.dirname(args.out), "stories260K-llamacpp.kld")])
+    # A small base file in llama.cpp's own format, for the reader's test: tiny260K, 2 chunks of 64.
+    run([perplexity, "-m", os.path.join(args.fixtures, "tiny260K/tiny260K.gguf"), "-f", text, "-c", "64",
+         "--chunks", "2", "-t", "2", "--kl-divergence-base", os.path.join(os.path.dirname(args.out), "tiny260K-llamacpp.kld")])
 
 
 if __name__ == "__main__":

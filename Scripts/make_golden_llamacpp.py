@@ -2,14 +2,14 @@
 """Golden figures from llama.cpp itself (through `llama-cpp-python`, whose pip install builds
 llama.cpp from source) for the default model, SmolLM2-135M-Instruct Q4_1:
 
-- logits.json: llama.cpp's logits after each of the first 64 tokens of wiki.test.raw (teacher
+- logits.json: llama.cpp's logits after each of the first 64 tokens of news.txt (teacher
   forcing), evaluated one token at a time as generation does: at every position the argmax, the
   log-sum-exp over the whole vocabulary, and the 32 largest logits with their ids. llama.cpp is
   run a second time with all 64 tokens in one batch; its logits then differ from its own
   one-at-a-time logits (its batched kernels sum in another order and 8-bit activation rounding
   amplifies that), and the file records by how much, and where the argmax changes: that spread
   is the tolerance the Swift tests hold swift-llama to.
-- perplexity.json: perplexity over the first chunks of wiki.test.raw at n_ctx 512, computed from
+- perplexity.json: perplexity over the first chunks of news.txt at n_ctx 512, computed from
   llama.cpp's logits exactly as llama.cpp's llama-perplexity does (non-overlapping chunks, BOS
   first where the vocabulary adds one, only the second half of each chunk scored), with the
   running estimate after every chunk.
@@ -18,6 +18,9 @@ llama.cpp runs with an F32 KV cache and without flash attention, so its attentio
 float32 arithmetic; the weight products quantize activations to 8 bits as always.
 
     pip install llama-cpp-python   # builds llama.cpp; takes several minutes
+    # or, with llama.cpp already built by Benchmarks/build_llamacpp.sh, only the bindings:
+    #   CMAKE_ARGS=-DLLAMA_BUILD=OFF pip install llama-cpp-python==0.3.36 diskcache
+    #   export LLAMA_CPP_LIB_PATH=.build-llamacpp/build/bin
     python3 Scripts/make_golden_llamacpp.py --model ~/.cache/swift-llama/SmolLM2-135M-Instruct.Q4_1.gguf
 """
 import argparse
@@ -34,13 +37,13 @@ GGML_TYPE_F32 = 0
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=os.path.expanduser("~/.cache/swift-llama/SmolLM2-135M-Instruct.Q4_1.gguf"))
-    parser.add_argument("--fixtures", default=os.environ.get("LLAMA_FIXTURES", "../shared/fixtures"))
+    parser.add_argument("--fixtures", default=os.environ.get("LLAMA_FIXTURES") or os.path.join(os.environ.get("LLAMA_CACHE") or os.path.expanduser("~/.cache/swift-llama"), "fixtures"))
     parser.add_argument("--out", default="Tests/LlamaTests/Golden")
     parser.add_argument("--chunks", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
-    with open(os.path.join(args.fixtures, "wikitext-2/wiki.test.raw"), "rb") as f:
+    with open(os.path.join(args.fixtures, "text/news.txt"), "rb") as f:
         text = f.read()
     settings = dict(n_ctx=512, n_batch=512, n_ubatch=512, logits_all=True, flash_attn=False,
                     type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32, n_threads=args.threads,
@@ -99,7 +102,7 @@ def main():
     variance = nll2 / count - mean * mean
     error = math.sqrt(variance / (count - 1)) * math.exp(mean) if variance > 0 else 0.0
     with open(os.path.join(args.out, "perplexity.json"), "w") as f:
-        json.dump({**meta, "text": "wiki.test.raw", "n_ctx": n_ctx, "chunks": n_chunks, "token_count": len(tokens),
+        json.dump({**meta, "text": "news.txt", "n_ctx": n_ctx, "chunks": n_chunks, "token_count": len(tokens),
                    "running_ppl": running, "ppl": math.exp(mean), "ppl_error": error}, f, indent=1)
     print(f"Final estimate: PPL = {math.exp(mean):.4f} +/- {error:.5f}")
 

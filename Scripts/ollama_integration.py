@@ -58,12 +58,12 @@ def main():
     parser.add_argument("--llama", default=".build/release/llama")
     parser.add_argument("--model", default=os.path.join(CACHE, "SmolLM2-135M-Instruct.Q4_1.gguf"))
     parser.add_argument("--second", default=os.path.join(CACHE, "gemma-3-270m-q4_k_m.gguf"), help="the second model (Scripts/fetch_gemma3.py)")
-    parser.add_argument("--pullable", default=os.path.join(os.environ.get("LLAMA_FIXTURES", "../shared/fixtures"), "stories260K/stories260K.gguf"),
+    parser.add_argument("--pullable", default=os.path.join(os.environ.get("LLAMA_FIXTURES") or os.path.join(os.environ.get("LLAMA_CACHE") or os.path.expanduser("~/.cache/swift-llama"), "fixtures"), "tiny260K/tiny260K.gguf"),
                         help="a small GGUF model the stand-in hub serves for /api/pull")
     args = parser.parse_args()
 
     work = tempfile.mkdtemp(prefix="ollama-integration-")
-    hub, _ = hub_server.serve([hub_server.Repo("test/stories-GGUF", {"stories260K-Q8_0.gguf": args.pullable})])
+    hub, _ = hub_server.serve([hub_server.Repo("test/tiny-GGUF", {"tiny260K-Q8_0.gguf": args.pullable})])
     port = free_port()
     idle = 4
     env = dict(os.environ, LLAMA_CACHE=os.path.join(work, "hub"), HF_ENDPOINT=f"http://127.0.0.1:{hub.server_address[1]}")
@@ -198,16 +198,16 @@ def main():
         check(unloaded["done_reason"] == "unload" and client.ps().models == [], "keep_alive 0 unloads at once")
 
         # Pull from the hub with Ollama's progress objects, use, delete.
-        progress = list(client.pull("hf.co/test/stories-GGUF:Q8_0", stream=True))
+        progress = list(client.pull("hf.co/test/tiny-GGUF:Q8_0", stream=True))
         statuses = [p.status for p in progress]
         files = [p for p in progress if p.digest]
         check(statuses[0] == "pulling manifest" and statuses[-1] == "success" and files and files[-1].completed == files[-1].total > 0
               and files[-1].digest.startswith("sha256:"), f"pull: {len(progress)} progress objects, {files[-1].total if files else 0} bytes, ends {statuses[-1]!r}")
         names = [m.model for m in client.list().models]
-        check("test/stories-GGUF:Q8_0" in names, f"pulled model listed: {names}")
-        story = client.generate(model="hf.co/test/stories-GGUF:Q8_0", prompt="Once upon a time", raw=True, options={"num_predict": 16, "temperature": 0})
+        check("test/tiny-GGUF:Q8_0" in names, f"pulled model listed: {names}")
+        story = client.generate(model="hf.co/test/tiny-GGUF:Q8_0", prompt="Once upon a time", raw=True, options={"num_predict": 16, "temperature": 0})
         check(bool(story.response), f"the pulled model answers: {story.response!r}")
-        blobs = os.path.join(work, "hub", "models--test--stories-GGUF", "blobs")
+        blobs = os.path.join(work, "hub", "models--test--tiny-GGUF", "blobs")
         check(len(os.listdir(blobs)) == 1, "pulled into the hub cache")
         missing = None
         try:
@@ -215,11 +215,11 @@ def main():
         except ollama.ResponseError as error:
             missing = error
         check(missing is not None and "no-such-repo" in str(missing), f"pull of an unknown repo: {missing}")
-        client.delete("test/stories-GGUF:Q8_0")
-        check("test/stories-GGUF:Q8_0" not in [m.model for m in client.list().models] and not os.listdir(blobs) if os.path.isdir(blobs) else True,
+        client.delete("test/tiny-GGUF:Q8_0")
+        check("test/tiny-GGUF:Q8_0" not in [m.model for m in client.list().models] and not os.listdir(blobs) if os.path.isdir(blobs) else True,
               "delete: unlisted, its blob gone")
         try:
-            client.delete("test/stories-GGUF:Q8_0")
+            client.delete("test/tiny-GGUF:Q8_0")
             check(False, "a deleted model was deleted again")
         except ollama.ResponseError as error:
             check(error.status_code == 404, f"delete of an unknown model: {error.status_code}")

@@ -117,7 +117,7 @@ def ours(llama, model, texts):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--llama", default=".build/release/llama")
-    parser.add_argument("--fixtures", default=os.environ.get("LLAMA_FIXTURES", "../shared/fixtures"))
+    parser.add_argument("--fixtures", default=os.environ.get("LLAMA_FIXTURES") or os.path.join(os.environ.get("LLAMA_CACHE") or os.path.expanduser("~/.cache/swift-llama"), "fixtures"))
     parser.add_argument("--default-model", default=None, help="SmolLM2 GGUF (default: the llama cache)")
     parser.add_argument("--count", type=int, default=300)
     parser.add_argument("--seed", type=int, default=None)
@@ -142,10 +142,10 @@ def main():
         cases.append((name, path, lambda t, hf=hf: hf.encode(t, add_special_tokens=False).ids))
 
     # Real text too: the whole WikiText-2 test split as one string (CRLF line ends kept).
-    with open(os.path.join(fx, "wikitext-2/wiki.test.raw"), encoding="utf-8", newline="") as f:
+    with open(os.path.join(fx, "text/wiki.txt"), encoding="utf-8", newline="") as f:
         wiki = f.read()
 
-    print(f"tokenizer oracle: {len(texts)} random strings (seed {seed}) and wiki.test.raw whole")
+    print(f"tokenizer oracle: {len(texts)} random strings (seed {seed}) and wiki.txt whole")
     passed = failed = 0
     for name, path, oracle in cases:
         start = time.time()
@@ -155,13 +155,13 @@ def main():
         wiki_ok = got[-1] == wiki_ids
         passed += len(texts) - len(bad) + wiki_ok
         failed += len(bad) + (not wiki_ok)
-        print(f"  {name:28s} {len(texts) - len(bad)}/{len(texts)} identical, wiki.test.raw "
+        print(f"  {name:28s} {len(texts) - len(bad)}/{len(texts)} identical, wiki.txt "
               f"{'identical' if wiki_ok else 'DIFFERENT'} ({len(wiki_ids)} tokens)  ({time.time() - start:.1f}s)")
         for t, g, want in bad[:5]:
             print(f"    text {t!r}\n      ours   {g}\n      oracle {want}")
         if not wiki_ok:
             first = next((i for i, (a, b) in enumerate(zip(got[-1], wiki_ids)) if a != b), min(len(got[-1]), len(wiki_ids)))
-            print(f"    wiki.test.raw first differs at token {first}: ours {got[-1][first:first + 5]} oracle {wiki_ids[first:first + 5]}")
+            print(f"    wiki.txt first differs at token {first}: ours {got[-1][first:first + 5]} oracle {wiki_ids[first:first + 5]}")
     print(f"{passed} passed, {failed} failed")
     if failed:
         print(f"replay with --seed {seed}")

@@ -1,4 +1,5 @@
 import Foundation
+import Llama
 import Testing
 import TestSupport
 
@@ -80,7 +81,7 @@ struct CLI {
     }
 
     @Test func infoText() throws {
-        let r = try CLI.run(["info", "-m", Fixtures.path("stories260K/stories260K.gguf")])
+        let r = try CLI.run(["info", "-m", Fixtures.path("tiny260K/tiny260K.gguf")])
         #expect(r.status == 0)
         #expect(r.stdout.contains("architecture:"))
         #expect(r.stdout.contains("llama"))
@@ -90,7 +91,7 @@ struct CLI {
     }
 
     @Test func infoJSON() throws {
-        let r = try CLI.run(["info", "-m", Fixtures.path("stories260K/stories260K.gguf"), "--json"])
+        let r = try CLI.run(["info", "-m", Fixtures.path("tiny260K/tiny260K.gguf"), "--json"])
         #expect(r.status == 0)
         let object = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         #expect(object["architecture"] as? String == "llama")
@@ -101,7 +102,7 @@ struct CLI {
     }
 
     @Test func corruptModelIsAClearError() throws {
-        let bytes = try #require(FileManager.default.contents(atPath: Fixtures.path("stories260K/stories260K.gguf")))
+        let bytes = try #require(FileManager.default.contents(atPath: Fixtures.path("tiny260K/tiny260K.gguf")))
         let path = try TemporaryFile.write(Array(bytes.prefix(5000)), "cut.gguf")
         let r = try CLI.run(["info", "-m", path])
         #expect(r.status != 0)
@@ -145,15 +146,21 @@ struct CLI {
 }
 
 @Suite struct GenerateCLITests {
-    static let stories = Fixtures.path("stories260K/stories260K.gguf")
+    static let stories = Fixtures.path("tiny260K/tiny260K.gguf")
+
+    /// What run.c prints and computes for tiny260K (Scripts/make_tiny_llama2c.py).
+    struct Vectors: Decodable {
+        struct Expected: Decodable { let text: String }
+        let llama2c_test_all_expected_stdout: Expected
+        let prompt: String
+        let promptIds: [Int32]
+        let genLong: [Int32]
+    }
+    static let vectors = try! JSONDecoder().decode(Vectors.self, from: Data(Fixtures.text("tiny260K/vectors.json").utf8))
 
     @Test func greedyFromBOSIsLlama2cText() throws {
-        struct Vectors: Decodable {
-            struct Expected: Decodable { let text: String }
-            let llama2c_test_all_expected_stdout: Expected
-        }
-        let expected = try JSONDecoder().decode(Vectors.self, from: Data(Fixtures.text("stories260K/stories260K_tok512_vectors.json").utf8))
-        for model in [["-m", Self.stories], ["-m", Fixtures.path("stories260K/stories260K.bin"), "--tokenizer", Fixtures.path("stories260K/tok512.bin")]] {
+        let expected = Self.vectors
+        for model in [["-m", Self.stories], ["-m", Fixtures.path("tiny260K/tiny260K.bin"), "--tokenizer", Fixtures.path("tiny260K/tok512.bin")]] {
             let r = try CLI.run(["generate"] + model + ["--temp", "0", "-n", "200"])
             #expect(r.status == 0, "\(r.stderr)")
             #expect(r.stdout == expected.llama2c_test_all_expected_stdout.text + "\n")
@@ -162,10 +169,14 @@ struct CLI {
     }
 
     @Test func promptIsPrintedThenTheContinuation() throws {
-        let r = try CLI.run(["generate", "-m", Self.stories, "-p", "Once upon a time", "--temp", "0", "-n", "8"])
+        let r = try CLI.run(["generate", "-m", Self.stories, "-p", Self.vectors.prompt, "--temp", "0", "-n", "8"])
         #expect(r.status == 0)
-        #expect(r.stdout.hasPrefix("Once upon a time, there was a little girl"))
-        #expect(r.stderr.contains("prompt: 5 tokens"))
+        let model = try LlamaModel.load(path: Self.stories)
+        var decoder = StreamingDecoder(tokenizer: model.tokenizer)
+        let tokens = Self.vectors.promptIds.dropFirst() + Self.vectors.genLong.prefix(8)
+        let text = tokens.map { decoder.append($0) }.joined() + decoder.finish()
+        #expect(text.hasPrefix(Self.vectors.prompt) && r.stdout == text + "\n", "\(r.stdout.debugDescription) \(text.debugDescription)")
+        #expect(r.stderr.contains("prompt: \(Self.vectors.promptIds.count) tokens"))
     }
 
     @Test func zeroTokensPrintsOnlyThePrompt() throws {
@@ -194,7 +205,7 @@ struct CLI {
     }
 
     @Test func perplexityPrintsProgressAndFinalEstimate() throws {
-        let r = try CLI.run(["perplexity", "-m", Self.stories, "-f", Fixtures.path("wikitext-2/wiki.test.raw"), "-c", "128", "--chunks", "3"])
+        let r = try CLI.run(["perplexity", "-m", Self.stories, "-f", Fixtures.path("text/news.txt"), "-c", "128", "--chunks", "3"])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stderr.contains("[1/3]") && r.stderr.contains("[3/3]"))
         let last = r.stdout.split(separator: "\n").last.map(String.init) ?? ""

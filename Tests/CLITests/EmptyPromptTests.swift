@@ -5,9 +5,12 @@ import TestSupport
 @Suite struct EmptyPromptTests {
     /// An empty prompt starts from BOS, as llama2.c does with no prompt.
     @Test func emptyPromptStartsFromBOS() throws {
-        let r = try CLI.run(["generate", "-m", Fixtures.path("stories260K/stories260K.gguf"), "-p", "", "--temp", "0", "-n", "5"])
+        let r = try CLI.run(["generate", "-m", Fixtures.path("tiny260K/tiny260K.gguf"), "-p", "", "--temp", "0", "-n", "5"])
         #expect(r.status == 0, "\(r.stderr)")
-        #expect(r.stdout.hasPrefix("Once upon a time"))
+        // The first of the 200 tokens run.c prints for tiny260K from BOS (Scripts/make_tiny_llama2c.py).
+        let expected = try JSONDecoder().decode(GenerateCLITests.Vectors.self, from: Data(Fixtures.text("tiny260K/vectors.json").utf8))
+        let text = r.stdout.hasSuffix("\n") ? String(r.stdout.dropLast()) : r.stdout
+        #expect(!text.isEmpty && expected.llama2c_test_all_expected_stdout.text.hasPrefix(text), "\(r.stdout)")
         #expect(r.stderr.contains("prompt: 1 tokens"))
     }
 

@@ -4,7 +4,7 @@ import Testing
 import TestSupport
 
 @Suite struct QuantizeCLITests {
-    static let stories = Fixtures.path("stories260K/stories260K.gguf")
+    static let stories = Fixtures.path("tiny260K/tiny260K.gguf")
 
     @Test(arguments: ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"])
     func quantizedModelLoadsAndGenerates(typeName: String) throws {
@@ -20,8 +20,10 @@ import TestSupport
         #expect(file.tensor(named: "token_embd.weight")?.type == target)
         #expect(file.tensor(named: "output.weight")?.type == .q8_0)               // the output matrix
         #expect(file.int("general.file_type") == Int(QuantizeCommandFileTypes.values[typeName]!))
-        let text = try CLI.run(["generate", "-m", out, "--temp", "0", "-n", "8"]).stdout
-        #expect(text.hasPrefix("Once upon a time"), "\(text)")
+        // Random weights (tiny260K) say nothing in any type; the quantized file must still load and
+        // generate every token asked for. Quality is held to llama.cpp by the KL tests elsewhere.
+        let run = try CLI.run(["generate", "-m", out, "--temp", "0", "-n", "8"])
+        #expect(run.status == 0 && run.stderr.contains("generated: 8 tokens") && !run.stdout.isEmpty, "\(run.stderr)")
     }
 
     @Test func unsupportedTargetAndQuantizedInputAreErrors() throws {
@@ -43,7 +45,7 @@ enum QuantizeCommandFileTypes {
 
 @Suite struct BenchCLITests {
     @Test func tableAndJSON() throws {
-        let model = Fixtures.path("stories260K/stories260K.gguf")
+        let model = Fixtures.path("tiny260K/tiny260K.gguf")
         let md = try CLI.run(["bench", "-m", model, "-p", "16,32", "-n", "4", "-r", "2", "-t", "1,2"])
         #expect(md.status == 0, "\(md.stderr)")
         let rows = md.stdout.split(separator: "\n")

@@ -117,7 +117,7 @@ import TestSupport
 
     /// The writer reproduces a real GGUF file (written by llama.cpp's gguf-py) byte for byte.
     @Test func rewritingARealModelGivesTheSameBytes() throws {
-        let original = try GGUFFile(path: Fixtures.path("stories260K/stories260K.gguf"))
+        let original = try GGUFFile(path: Fixtures.path("tiny260K/tiny260K.gguf"))
         #expect(original.tensors.count == 48)
         #expect(original.string("general.architecture") == "llama")
         #expect(original.int("llama.embedding_length") == 64)

@@ -107,7 +107,7 @@ import TestSupport
     @Test func gemmaTokenizerMatchesLlamaCpp() throws {
         let g = try #require(Self.golden.models["gemma3-270m"])
         let model = try LlamaModel.load(path: Self.gemma3Path)
-        let text = try Fixtures.text("wikitext-2/wiki.test.raw")
+        let text = try Fixtures.text("text/news.txt")
         let ours = model.tokenizer.encode(String(text.unicodeScalars.prefix(20_000)), addSpecial: true)
         let n = min(g.tokens.count, ours.count - 50)
         #expect(Array(ours[0..<n]) == Array(g.tokens[0..<n]))
@@ -178,7 +178,7 @@ import TestSupport
         HostileModelTests.expectRefused(gemma, oneLine: true, "missing", "gemma3")
     }
 
-    /// stories260K's `llama.*` keys under another architecture's name.
+    /// tiny260K's `llama.*` keys under another architecture's name.
     static func renamed(_ arch: String) -> [String: GGUFValue?] {
         let original = try! GGUFFile(path: HostileModelTests.stories)
         var changes: [String: GGUFValue?] = ["general.architecture": .string(arch)]

@@ -3,7 +3,7 @@ import Llama
 import Testing
 import TestSupport
 
-/// The forward pass against references: llama2.c's own outputs for stories260K, and llama.cpp's
+/// The forward pass against references: llama2.c's run.c (ported to numpy) for tiny260K, and llama.cpp's
 /// logits and perplexity for the default model (golden files from Scripts/make_golden_llamacpp.py).
 @Suite struct ForwardPassTests {
     struct LlamaCppLogits: Decodable {
@@ -71,9 +71,10 @@ import TestSupport
     }
 }
 
-/// stories260K against llama2.c: its test's exact greedy text, the "Once upon a time"
-/// continuation ids, and teacher-forced logits from an independent float32 forward pass.
-@Suite struct Stories260KTests {
+/// tiny260K (stories260K's shape, random weights; Scripts/make_tiny_llama2c.py) against a float32
+/// port of llama2.c's run.c: its greedy stdout, the "Once upon a time" continuation ids, and
+/// teacher-forced logits.
+@Suite struct Tiny260KTests {
     struct Vectors: Decodable {
         struct Expected: Decodable { let text: String }
         let llama2c_test_all_expected_stdout: Expected
@@ -87,12 +88,12 @@ import TestSupport
         let logits: [[Float]]
     }
 
-    static let vectors: Vectors = try! JSONDecoder().decode(Vectors.self, from: Data(Fixtures.text("stories260K/stories260K_tok512_vectors.json").utf8))
+    static let vectors: Vectors = try! JSONDecoder().decode(Vectors.self, from: Data(Fixtures.text("tiny260K/vectors.json").utf8))
 
     static func models() throws -> [LlamaModel] {
         [
-            try LlamaModel.load(path: Fixtures.path("stories260K/stories260K.bin"), tokenizer: Fixtures.path("stories260K/tok512.bin")),
-            try LlamaModel.load(path: Fixtures.path("stories260K/stories260K.gguf")),
+            try LlamaModel.load(path: Fixtures.path("tiny260K/tiny260K.bin"), tokenizer: Fixtures.path("tiny260K/tok512.bin")),
+            try LlamaModel.load(path: Fixtures.path("tiny260K/tiny260K.gguf")),
         ]
     }
 
@@ -129,7 +130,7 @@ import TestSupport
     }
 
     @Test func teacherForcedLogits() throws {
-        let reference = try JSONDecoder().decode(Logits.self, from: Data(Fixtures.text("stories260K/stories260K_prompt_logits_f32.json").utf8))
+        let reference = try JSONDecoder().decode(Logits.self, from: Data(Fixtures.text("tiny260K/prompt_logits_f32.json").utf8))
         for model in try Self.models() {
             let context = LlamaContext(model: model, threads: 2, kvCache: .f32)
             let logits = try context.evaluate(reference.promptIds, logitsFor: .all)

@@ -57,7 +57,7 @@ import TestSupport
         // The golden figure was measured with llama.cpp's F32 KV cache.
         let context = LlamaContext(model: model, contextSize: golden.n_ctx, batchSize: golden.n_ctx,
                                    threads: SystemInfo.physicalCores, kvCache: .f32)
-        let tokens = model.tokenizer.encode(try Fixtures.text("wikitext-2/wiki.test.raw"))
+        let tokens = model.tokenizer.encode(try Fixtures.text("text/news.txt"))
         let result = try context.perplexity(of: tokens, maxChunks: golden.chunks)
         #expect(result.chunks == golden.chunks)
         let relative = abs(result.perplexity - golden.ppl) / golden.ppl
@@ -67,7 +67,7 @@ import TestSupport
 }
 
 @Suite struct BadInputTests {
-    static let stories = Fixtures.path("stories260K/stories260K.gguf")
+    static let stories = Fixtures.path("tiny260K/tiny260K.gguf")
 
     @Test func promptLongerThanTheContext() throws {
         let model = try LlamaModel.load(path: Self.stories)
@@ -112,10 +112,10 @@ import TestSupport
     }
 
     @Test func truncatedLlama2cCheckpoint() throws {
-        let bytes = try #require(FileManager.default.contents(atPath: Fixtures.path("stories260K/stories260K.bin")))
+        let bytes = try #require(FileManager.default.contents(atPath: Fixtures.path("tiny260K/tiny260K.bin")))
         let path = try TemporaryFile.write(Array(bytes.prefix(bytes.count / 2)), "cut.bin")
         do {
-            _ = try LlamaModel.load(path: path, tokenizer: Fixtures.path("stories260K/tok512.bin"))
+            _ = try LlamaModel.load(path: path, tokenizer: Fixtures.path("tiny260K/tok512.bin"))
             Issue.record("no error")
         } catch {
             #expect(String(describing: error).contains("truncated"))

@@ -7,9 +7,9 @@ import TestSupport
 /// Model files are untrusted downloads: every damaged hyperparameter or tensor table is a clear
 /// error naming what is wrong, never a crash, a write past a buffer or a silent default.
 @Suite struct HostileModelTests {
-    static let stories = Fixtures.path("stories260K/stories260K.gguf")
+    static let stories = Fixtures.path("tiny260K/tiny260K.gguf")
 
-    /// stories260K with some metadata replaced (nil removes a key) and its tensors filtered or changed.
+    /// tiny260K with some metadata replaced (nil removes a key) and its tensors filtered or changed.
     static func variant(_ name: String, metadata changes: [String: GGUFValue?] = [:],
                         tensors transform: (GGUFTensorInfo) -> (shape: [Int], keep: Bool)? = { _ in nil }) throws -> String {
         let original = try GGUFFile(path: stories)
@@ -100,7 +100,7 @@ import TestSupport
         Self.expectRefused(rows, "token_embd.weight")
     }
 
-    /// stories260K with one more F32 tensor, which no architecture reads.
+    /// tiny260K with one more F32 tensor, which no architecture reads.
     static func withExtraTensor(_ name: String, count: Int) throws -> String {
         let original = try GGUFFile(path: stories)
         var writer = GGUFWriter()

@@ -6,11 +6,11 @@ import TestSupport
 
 /// `llama perplexity --kl-divergence-base`: llama.cpp's logits file format, read and written.
 @Suite struct KLDivergenceTests {
-    static let stories = Fixtures.path("stories260K/stories260K.gguf")
+    static let stories = Fixtures.path("tiny260K/tiny260K.gguf")
 
     /// A base file written by llama.cpp's llama-perplexity (Scripts/make_golden_architectures.py).
     @Test func readsLlamaCppsFile() throws {
-        let base = try LogitsFile(path: Fixtures.projectRoot + "/Tests/LlamaTests/Golden/stories260K-llamacpp.kld")
+        let base = try LogitsFile(path: Fixtures.projectRoot + "/Tests/LlamaTests/Golden/tiny260K-llamacpp.kld")
         #expect(base.contextSize == 64 && base.chunks == 2 && base.vocabularySize == 512)
         let model = try LlamaModel.load(path: Self.stories)
         let context = LlamaContext(model: model, contextSize: 64, batchSize: 64, threads: 1)
@@ -24,7 +24,7 @@ import TestSupport
     /// What we write, we read back: against itself the divergence is only the 16-bit rounding.
     @Test func roundTrip() throws {
         let model = try LlamaModel.load(path: Self.stories)
-        let text = try Fixtures.text("wikitext-2/wiki.test.raw")
+        let text = try Fixtures.text("text/news.txt")
         let tokens = model.tokenizer.encode(String(text.prefix(4000)))
         let context = LlamaContext(model: model, contextSize: 64, batchSize: 64, threads: 1)
         let path = TemporaryFile.path("roundtrip.kld")
@@ -54,7 +54,7 @@ import TestSupport
         refused(header(-5, 512, 2), "out of range")
         refused(header(64, 0, 2), "out of range")
         // A file for another context size or vocabulary is refused when compared.
-        let base = try LogitsFile(path: Fixtures.projectRoot + "/Tests/LlamaTests/Golden/stories260K-llamacpp.kld")
+        let base = try LogitsFile(path: Fixtures.projectRoot + "/Tests/LlamaTests/Golden/tiny260K-llamacpp.kld")
         let context = LlamaContext(model: try LlamaModel.load(path: Self.stories), contextSize: 128, threads: 1)
         #expect(throws: ModelError.self) { try context.klDivergence(against: base) }
     }

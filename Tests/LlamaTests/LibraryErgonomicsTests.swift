@@ -145,11 +145,11 @@ import TestSupport
         if case .cannotRead = loadError("/nonexistent/model.gguf") {} else { Issue.record("a missing file") }
         let text = try TemporaryFile.write(Array("hello, not a model".utf8), "text.gguf")
         if case .notAModel = loadError(text) {} else { Issue.record("a text file: \(String(describing: loadError(text)))") }
-        let bytes = try #require(FileManager.default.contents(atPath: Fixtures.path("stories260K/stories260K.gguf")))
+        let bytes = try #require(FileManager.default.contents(atPath: Fixtures.path("tiny260K/tiny260K.gguf")))
         let cut = try TemporaryFile.write(Array(bytes.prefix(bytes.count * 2 / 3)), "cut.gguf")
         if case .truncated = loadError(cut) {} else { Issue.record("a cut file: \(String(describing: loadError(cut)))") }
 
-        let original = try GGUFFile(path: Fixtures.path("stories260K/stories260K.gguf"))
+        let original = try GGUFFile(path: Fixtures.path("tiny260K/tiny260K.gguf"))
         func rewritten(_ name: String, _ change: (inout GGUFWriter, GGUFTensorInfo) throws -> Bool, architecture: String = "llama") throws -> String {
             var writer = GGUFWriter()
             for (key, value) in original.metadata { writer.set(key.replacingOccurrences(of: "llama.", with: "\(architecture)."), value) }

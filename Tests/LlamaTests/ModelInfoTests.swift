@@ -23,8 +23,8 @@ import TestSupport
         #expect(info.parameterCount == 134_515_008)
     }
 
-    @Test func stories260K() throws {
-        let info = ModelInfo(file: try GGUFFile(path: Fixtures.path("stories260K/stories260K.gguf")))
+    @Test func tiny260K() throws {
+        let info = ModelInfo(file: try GGUFFile(path: Fixtures.path("tiny260K/tiny260K.gguf")))
         #expect(info.hyperparameters.embeddingLength == 64)
         #expect(info.hyperparameters.headCount == 8 && info.hyperparameters.headCountKV == 4)
         #expect(info.tokenizer?.size == 512)

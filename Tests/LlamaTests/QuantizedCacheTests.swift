@@ -27,7 +27,7 @@ import TestSupport
     }
 
     @Test func quantizedCachesStayCloseToFullPrecision() throws {
-        let text = try Fixtures.text("wikitext-2/wiki.test.raw")
+        let text = try Fixtures.text("text/news.txt")
         let tokens = Array(Self.model.tokenizer.encode(String(text.prefix(4000)), addSpecial: true).prefix(300))
         #expect(tokens.count == 300)
         func logits(_ types: LlamaContext.KVCacheTypes) throws -> [Float] {
@@ -43,7 +43,7 @@ import TestSupport
             print("KV cache \(types.description): KL from F32 \(kl), same top token \(sameTop)")
             divergence[types.description] = kl
             #expect(kl > 0, "\(types.description) changes nothing: is the type used?")
-            #expect(sameTop >= (types.keys == .q4_0 ? 0.85 : 0.95), "\(types.description)")
+            #expect(sameTop >= (types.keys == .q4_0 || types.values == .q4_0 ? 0.85 : 0.95), "\(types.description)")
         }
         // Any change of the keys and values moves this small model's logits by about 0.004 (the
         // activations' own 8-bit rounding turns a tiny change into a few flipped steps): F16 and
@@ -55,9 +55,9 @@ import TestSupport
     }
 
     /// A quantized cache needs heads in whole blocks of 32: otherwise the library falls back to F16
-    /// and `check` says why (stories260K's heads have 8 values).
+    /// and `check` says why (tiny260K's heads have 8 values).
     @Test func headsOutsideWholeBlocksAreRefusedClearly() throws {
-        let small = try LlamaModel.load(path: Fixtures.path("stories260K/stories260K.gguf"))
+        let small = try LlamaModel.load(path: Fixtures.path("tiny260K/tiny260K.gguf"))
         let types = LlamaContext.KVCacheTypes(.q8_0)
         #expect(throws: ModelError.self) { try types.check(small) }
         #expect(LlamaContext(model: small, contextSize: 32, kvCache: types).kvCache == .f16)

@@ -1,11 +1,12 @@
 import Foundation
 import Llama
 
-/// Where the shared test data lives: `$LLAMA_FIXTURES`, default `../shared/fixtures` beside the project.
+/// Where the test data lives: `$LLAMA_FIXTURES`, default the folder `Scripts/fetch_fixtures.py`
+/// builds from PyPI, `fixtures` in the model cache (`$LLAMA_CACHE`, default `~/.cache/swift-llama`).
 public enum Fixtures {
     public static let root: String = {
         if let path = ProcessInfo.processInfo.environment["LLAMA_FIXTURES"], !path.isEmpty { return path }
-        return projectRoot + "/../shared/fixtures"
+        return DefaultModel.cacheDirectory + "/fixtures"
     }()
 
     /// The package folder (three levels above this file).
@@ -16,7 +17,7 @@ public enum Fixtures {
 
     public static func text(_ relative: String) throws -> String {
         guard let data = FileManager.default.contents(atPath: path(relative)) else {
-            throw FixtureError("missing fixture \(path(relative)); set LLAMA_FIXTURES to the shared fixtures folder")
+            throw FixtureError("missing fixture \(path(relative)); run python3 Scripts/fetch_fixtures.py, or set LLAMA_FIXTURES to its folder")
         }
         return String(decoding: data, as: UTF8.self)
     }

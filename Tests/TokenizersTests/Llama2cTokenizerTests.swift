@@ -13,9 +13,9 @@ import TestSupport
     }
 
     @Test func tok512EncodeVectors() throws {
-        let tokenizer = try Tokenizer(.llama2c(contentsOf: Fixtures.path("stories260K/tok512.bin")))
+        let tokenizer = try Tokenizer(.llama2c(contentsOf: Fixtures.path("tiny260K/tok512.bin")))
         #expect(tokenizer.vocabularySize == 512)
-        let vectors = try JSONDecoder().decode(Vectors.self, from: Data(Fixtures.text("stories260K/stories260K_tok512_vectors.json").utf8))
+        let vectors = try JSONDecoder().decode(Vectors.self, from: Data(Fixtures.text("tiny260K/vectors.json").utf8))
         #expect(!vectors.encodeVectors.isEmpty)
         for v in vectors.encodeVectors {
             #expect(tokenizer.encode(v.text) == v.ids, "\(v.text.debugDescription)")
@@ -25,8 +25,8 @@ import TestSupport
     }
 
     @Test func tok512MatchesTheGGUFVocabularyOfTheSameModel() throws {
-        let fromBin = try Tokenizer(.llama2c(contentsOf: Fixtures.path("stories260K/tok512.bin")))
-        let fromGGUF = try Fixtures.tokenizer(gguf: "stories260K/stories260K.gguf")
+        let fromBin = try Tokenizer(.llama2c(contentsOf: Fixtures.path("tiny260K/tok512.bin")))
+        let fromGGUF = try Fixtures.tokenizer(gguf: "tiny260K/tiny260K.gguf")
         for text in try Fixtures.vocabInputs() {
             #expect(fromBin.encode(text) == fromGGUF.encode(text), "\(text.debugDescription)")
         }
@@ -44,7 +44,7 @@ import TestSupport
     }
 
     @Test func truncatedFileIsAnError() throws {
-        let data = try #require(FileManager.default.contents(atPath: Fixtures.path("stories260K/tok512.bin")))
+        let data = try #require(FileManager.default.contents(atPath: Fixtures.path("tiny260K/tok512.bin")))
         let cut = [UInt8](data.prefix(data.count - 3))
         #expect(throws: TokenizerError.self) { try TokenizerDefinition.llama2c(bytes: cut) }
         #expect(throws: TokenizerError.self) { try TokenizerDefinition.llama2c(bytes: [1, 0]) }
