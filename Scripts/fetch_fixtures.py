@@ -24,10 +24,8 @@ Every file is checked against its pinned SHA-256; nothing is rebuilt once it is 
     python3 Scripts/fetch_fixtures.py [--compare ../shared/fixtures]
 """
 import argparse
-import hashlib
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -35,6 +33,9 @@ import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+
+from fetch_gemma3 import sha256  # noqa: E402
+from make_tiny_llama2c import llama2c_vocab, write_tokenizer_bin  # noqa: E402
 
 SHA256 = {
     "llamacpp-vocab/ggml-vocab-llama-spm.gguf": "16c3724582d59aa8bf84711894e833f916ee46a31d80e21312759c48bf8d0e69",
@@ -86,14 +87,6 @@ LLAMA2_NORMALIZER = [("name", "identity"), ("precompiled_charsmap", b""), ("add_
                      ("remove_extra_whitespaces", False), ("normalization_rule_tsv", "")]
 
 
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def cache_dir():
     return os.environ.get("LLAMA_CACHE") or os.path.expanduser("~/.cache/swift-llama")
 
@@ -130,23 +123,9 @@ def llama2_tokenizer_model(vocab_gguf, out):
 
 
 def llama2c_tokenizer_bin(model_file, out):
-    """llama2.c's tokenizer.py export: max token length, then per token its score, length, bytes."""
-    import sentencepiece
-    sp = sentencepiece.SentencePieceProcessor(model_file=model_file)
-    tokens, scores = [], []
-    for i in range(sp.vocab_size()):
-        text = sp.id_to_piece(i)
-        if i == sp.bos_id():
-            text = "\n<s>\n"
-        elif i == sp.eos_id():
-            text = "\n</s>\n"
-        tokens.append(text.replace("\u2581", " ").encode("utf-8"))
-        scores.append(sp.get_score(i))
-    with open(out, "wb") as f:
-        f.write(struct.pack("I", max(len(t) for t in tokens)))
-        for data, score in zip(tokens, scores):
-            f.write(struct.pack("fI", score, len(data)))
-            f.write(data)
+    """llama2.c's tokenizer.py export of a SentencePiece model."""
+    with open(model_file, "rb") as f:
+        write_tokenizer_bin(out, *llama2c_vocab(f.read()))
 
 
 def default_model():

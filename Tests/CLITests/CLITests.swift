@@ -148,15 +148,7 @@ struct CLI {
 @Suite struct GenerateCLITests {
     static let stories = Fixtures.path("tiny260K/tiny260K.gguf")
 
-    /// What run.c prints and computes for tiny260K (Scripts/make_tiny_llama2c.py).
-    struct Vectors: Decodable {
-        struct Expected: Decodable { let text: String }
-        let llama2c_test_all_expected_stdout: Expected
-        let prompt: String
-        let promptIds: [Int32]
-        let genLong: [Int32]
-    }
-    static let vectors = try! JSONDecoder().decode(Vectors.self, from: Data(Fixtures.text("tiny260K/vectors.json").utf8))
+    static let vectors = try! Tiny260KVectors.load()
 
     @Test func greedyFromBOSIsLlama2cText() throws {
         let expected = Self.vectors

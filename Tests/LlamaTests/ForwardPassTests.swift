@@ -75,20 +75,12 @@ import TestSupport
 /// port of llama2.c's run.c: its greedy stdout, the "Once upon a time" continuation ids, and
 /// teacher-forced logits.
 @Suite struct Tiny260KTests {
-    struct Vectors: Decodable {
-        struct Expected: Decodable { let text: String }
-        let llama2c_test_all_expected_stdout: Expected
-        let prompt: String
-        let promptIds: [Int32]
-        let genLong: [Int32]
-    }
-
     struct Logits: Decodable {
         let promptIds: [Int32]
         let logits: [[Float]]
     }
 
-    static let vectors: Vectors = try! JSONDecoder().decode(Vectors.self, from: Data(Fixtures.text("tiny260K/vectors.json").utf8))
+    static let vectors = try! Tiny260KVectors.load()
 
     static func models() throws -> [LlamaModel] {
         [

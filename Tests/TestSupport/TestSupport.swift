@@ -45,6 +45,25 @@ public enum Fixtures {
     }
 }
 
+/// What a float32 port of llama2.c's run.c prints and computes with tiny260K
+/// (`tiny260K/vectors.json`, written by Scripts/make_tiny_llama2c.py).
+public struct Tiny260KVectors: Decodable, Sendable {
+    public struct Expected: Decodable, Sendable { public let text: String }
+    public struct Encoding: Decodable, Sendable { public let text: String; public let ids: [TokenID] }
+    /// run.c's stdout for 200 greedy steps from BOS, its final newline stripped.
+    public let llama2c_test_all_expected_stdout: Expected
+    public let prompt: String
+    public let promptIds: [TokenID]
+    /// The 200 greedy tokens after `prompt`.
+    public let genLong: [TokenID]
+    /// run.c's encode() of a few texts, BOS first.
+    public let encodeVectors: [Encoding]
+
+    public static func load() throws -> Tiny260KVectors {
+        try JSONDecoder().decode(Self.self, from: Data(Fixtures.text("tiny260K/vectors.json").utf8))
+    }
+}
+
 public struct FixtureError: Error, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }

@@ -5,17 +5,10 @@ import TestSupport
 
 /// llama2.c's tokenizer.bin format loads into the same SentencePiece tokenizer.
 @Suite struct Llama2cTokenizerTests {
-    struct Vectors: Decodable {
-        struct Encoding: Decodable { let text: String; let ids: [TokenID] }
-        let encodeVectors: [Encoding]
-        let promptIds: [TokenID]
-        let prompt: String
-    }
-
     @Test func tok512EncodeVectors() throws {
         let tokenizer = try Tokenizer(.llama2c(contentsOf: Fixtures.path("tiny260K/tok512.bin")))
         #expect(tokenizer.vocabularySize == 512)
-        let vectors = try JSONDecoder().decode(Vectors.self, from: Data(Fixtures.text("tiny260K/vectors.json").utf8))
+        let vectors = try Tiny260KVectors.load()
         #expect(!vectors.encodeVectors.isEmpty)
         for v in vectors.encodeVectors {
             #expect(tokenizer.encode(v.text) == v.ids, "\(v.text.debugDescription)")
