@@ -198,6 +198,9 @@ def main():
     parser.add_argument("-m", "--model", action="append", help="an existing GGUF file (repeatable)")
     parser.add_argument("-p", type=int, default=512)
     parser.add_argument("-n", type=int, default=128)
+    parser.add_argument("--no-warmup", action="store_true",
+                        help="skip the warm-up invocation of each program before a test (each still warms up "
+                             "inside its own run, as llama-bench does): halves the time of rows at large depths")
     parser.add_argument("-d", default="0", help="depths, comma-separated (tokens in the cache before each test)")
     parser.add_argument("-t", type=int, default=2)
     parser.add_argument("--path", choices=["native", "avx2"], default="native",
@@ -251,7 +254,7 @@ def main():
         atexit.register(hog.kill)
         log("busy loop pinned to CPU 0")
     print(f"{time.strftime('%Y-%m-%d')}; CPU {cpu_model} ({os.cpu_count()} CPUs; {isa}); swift-llama path "
-          f"{ours.path()}; {args.t} threads; {args.r} runs after a warm-up, alternating; "
+          f"{ours.path()}; {args.t} threads; {args.r} runs{'' if args.no_warmup else ' after a warm-up'}, alternating; "
           f"llama.cpp ({args.path} build): {theirs.version(models[0], args.t)}; measured read bandwidth {gbs:.1f} GB/s"
           f"{'; a busy loop pinned to CPU 0' if hog else ''}; KV cache {args.cache_type}\n")
     print("| model | size | test | swift-llama t/s | llama.cpp t/s | ratio | bandwidth ceiling t/s | peak RSS ours / llama.cpp |")
@@ -266,8 +269,9 @@ def main():
             # Past the trained context both programs still run (random weights: the speed is what
             # counts); the row is marked so nobody reads it as a model's quality.
             past = bool(context_length and depth + size > context_length)
-            ours.run(model, test, size, args.t, depth)
-            theirs.run(model, test, size, args.t, depth)
+            if not args.no_warmup:
+                ours.run(model, test, size, args.t, depth)
+                theirs.run(model, test, size, args.t, depth)
             a, b, rss_a, rss_b = [], [], 0, 0
             for _ in range(args.r):
                 tps, rss = ours.run(model, test, size, args.t, depth)
