@@ -33,6 +33,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
         // The hub client (LlamaHub) uses these; the server uses swift-crypto's SHA-256 too.
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         // Only the @Generable macro uses it.
         .package(url: "https://github.com/swiftlang/swift-syntax", "600.0.0"..<"604.0.0"),
@@ -62,11 +63,17 @@ let package = Package(
         ),
         // Typed output: Generable types, their schemas and guides, `respond(to:generating:)`.
         .target(name: "LlamaGenerable", dependencies: ["Llama", "Jinja", "LlamaGenerableMacros"]),
+        // The server's request bodies read and checked, apart from any transport (OpenAI, Anthropic,
+        // Ollama fields; errors in OpenAI's shape): what the fuzz targets build without the server stack.
+        .target(
+            name: "LlamaAPI",
+            dependencies: ["Llama", "Jinja", .product(name: "HTTPTypes", package: "swift-http-types", condition: .when(traits: ["Tools"]))]
+        ),
         // The OpenAI-compatible HTTP server on Hummingbird: routes, request validation, metrics.
         .target(
             name: "LlamaServer",
             dependencies: [
-                "Llama",
+                "Llama", "LlamaAPI",
                 .product(name: "Hummingbird", package: "hummingbird", condition: .when(traits: ["Tools"])),
                 .product(name: "Crypto", package: "swift-crypto", condition: .when(traits: ["Tools"])),
                 .product(name: "NIOCore", package: "swift-nio", condition: .when(traits: ["Tools"])),
@@ -92,7 +99,7 @@ let package = Package(
         .executableTarget(
             name: "LlamaCLI",
             dependencies: [
-                "Llama", "LlamaServer", "LlamaHub",
+                "Llama", "LlamaAPI", "LlamaServer", "LlamaHub",
                 .product(name: "ArgumentParser", package: "swift-argument-parser", condition: .when(traits: ["Tools"])),
                 .product(name: "Logging", package: "swift-log", condition: .when(traits: ["Tools"])),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle", condition: .when(traits: ["Tools"])),
@@ -100,7 +107,7 @@ let package = Package(
             ]
         ),
         // Fuzz targets for every parser of untrusted input (Scripts/fuzz); built plainly, a corpus replayer.
-        .executableTarget(name: "llama-fuzz", dependencies: ["Llama", "LlamaServer", "GGUF", "Jinja", "Tokenizers", "HubNames"], path: "Fuzz",
+        .executableTarget(name: "llama-fuzz", dependencies: ["Llama", "LlamaAPI", "GGUF", "Jinja", "Tokenizers", "HubNames"], path: "Fuzz",
                           exclude: ["Dictionaries", "Corpus"]),
         // About twenty lines that embed the library: load, chat, stream.
         .executableTarget(name: "chat-example", dependencies: ["Llama"], path: "Examples/ChatExample"),
@@ -116,7 +123,7 @@ let package = Package(
         // The server's routes in-process (Hummingbird's test client), and over loopback.
         .testTarget(
             name: "ServerTests",
-            dependencies: ["LlamaServer", "TestSupport", .product(name: "NIOEmbedded", package: "swift-nio", condition: .when(traits: ["Tools"]))]
+            dependencies: ["LlamaServer", "LlamaAPI", "TestSupport", .product(name: "NIOEmbedded", package: "swift-nio", condition: .when(traits: ["Tools"]))]
         ),
         // Runs the built `llama` executable as a user would.
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "LlamaCLI"]),

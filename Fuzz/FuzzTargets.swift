@@ -3,7 +3,7 @@ import GGUF
 import HubNames
 import Jinja
 import Llama
-import LlamaServer
+import LlamaAPI
 import Tokenizers
 
 /// Fuzz targets for the parsers that read untrusted input, in one executable.

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import Llama
+import LlamaAPI
 import LlamaHub
 import LlamaServer
 import Logging

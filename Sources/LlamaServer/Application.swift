@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Llama
+import LlamaAPI
 import Logging
 import NIOCore
 

@@ -1,5 +1,6 @@
 import Foundation
 import Llama
+import LlamaAPI
 import ServiceLifecycle
 
 /// One loaded model as the routes use it: the model, the scheduler that runs its generations
@@ -20,9 +21,6 @@ public final class InferenceEngine: Service, Sendable {
     /// The longest token's text in UTF-8 bytes: a text of n bytes has at least n / this tokens,
     /// so a prompt far too long for the context is refused before it is tokenized.
     let longestTokenBytes: Int
-    /// Inputs one embeddings request may hold (OpenAI's limit).
-    static let maxEmbeddingInputs = 2048
-
     /// How conversations become prompts: the model's own template unless the server was given one.
     public let chatTemplate: ChatTemplate
 

@@ -1,6 +1,7 @@
 import Foundation
 import Jinja
 import Llama
+import LlamaAPI
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -28,57 +29,6 @@ public struct ServedModel: Sendable {
         var name = Substring(name)
         for prefix in ["hf.co/", "huggingface.co/"] where name.hasPrefix(prefix) { name = name.dropFirst(prefix.count) }
         return names.contains(String(name)) || (name.hasSuffix(":latest") && names.contains(String(name.dropLast(7))))
-    }
-}
-
-/// How long a model stays loaded after its last request: Ollama's `keep_alive`.
-public enum KeepAlive: Sendable, Equatable {
-    case forever
-    case duration(Duration)
-
-    /// A number of seconds, or a Go duration ("5m", "1h30m", "90s", "500ms"); negative means forever.
-    init(json value: JinjaValue) throws {
-        let seconds: Double
-        switch value {
-        case .int(let n): seconds = Double(n)
-        case .double(let n): seconds = n
-        case .string(let text):
-            if let n = Double(text) {
-                seconds = n
-            } else {
-                guard let parsed = Self.goDuration(text) else {
-                    throw APIError.badRequest("'keep_alive' must be a number of seconds or a duration such as \"5m\" or \"1h30m\"; '\(text.prefix(40))' is neither", param: "keep_alive")
-                }
-                seconds = parsed
-            }
-        default:
-            throw JSONFields.mistyped("keep_alive", "a number of seconds or a duration string", value)
-        }
-        guard seconds.isFinite else { throw APIError.badRequest("'keep_alive' must be finite", param: "keep_alive") }
-        self = seconds < 0 ? .forever : .duration(.milliseconds(Int64(min(seconds, 1e9) * 1000)))
-    }
-
-    /// "1h30m", "-1s", "2.5m": signed decimal numbers with the units ns, us, µs, ms, s, m, h.
-    static func goDuration(_ text: String) -> Double? {
-        var rest = Substring(text)
-        var sign = 1.0
-        if rest.first == "-" || rest.first == "+" {
-            if rest.first == "-" { sign = -1 }
-            rest = rest.dropFirst()
-        }
-        guard !rest.isEmpty, rest.count <= 64 else { return nil }
-        let units: [(String, Double)] = [("ns", 1e-9), ("us", 1e-6), ("µs", 1e-6), ("ms", 1e-3), ("s", 1), ("m", 60), ("h", 3600)]
-        var total = 0.0
-        while !rest.isEmpty {
-            let digits = rest.prefix { $0.isASCII && ($0.isNumber || $0 == ".") }
-            guard !digits.isEmpty, let number = Double(digits) else { return nil }
-            rest = rest.dropFirst(digits.count)
-            // The longest unit that matches ("ms" before "m").
-            guard let (unit, scale) = units.filter({ rest.hasPrefix($0.0) }).max(by: { $0.0.count < $1.0.count }) else { return nil }
-            rest = rest.dropFirst(unit.count)
-            total += number * scale
-        }
-        return sign * total
     }
 }
 

@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import Jinja
 import Llama
+import LlamaAPI
 
 /// Where the server gets models it does not have (Ollama's /api/pull) and how it deletes them
 /// (/api/delete). `llama serve` gives it the hub; the library leaves the choice to its user.
@@ -198,57 +199,7 @@ extension ServerRoutes {
 
 extension Routes {
     func ollamaParameters(_ fields: JSONFields) throws -> GenerationParameters {
-        try Self.ollamaParameters(fields, contextSize: engine.scheduler.contextSize)
-    }
-
-    /// Ollama's `options` and `format` as generation parameters, with Ollama's defaults.
-    static func ollamaParameters(_ fields: JSONFields, contextSize: Int) throws -> GenerationParameters {
-        var parameters = GenerationParameters()
-        var sampler = SamplerSettings()
-        sampler.topP = 0.9
-        sampler.minP = 0
-        sampler.repeatPenalty = 1.1
-        if let options = try fields.object("options") {
-            if let t = try options.number("temperature", in: 0...100) { sampler.temperature = Float(t) }
-            if let k = try options.integer("top_k", atLeast: 0) { sampler.topK = k }
-            if let p = try options.number("top_p", in: 0...1) { sampler.topP = Float(p) }
-            if let p = try options.number("min_p", in: 0...1) { sampler.minP = Float(p) }
-            if let p = try options.number("typical_p", in: 0...1) { sampler.typicalP = Float(p) }
-            if let r = try options.number("repeat_penalty", in: 0...10) { sampler.repeatPenalty = Float(r) }
-            if let n = try options.integer("repeat_last_n", atLeast: -1) { sampler.repeatLastN = n < 0 ? contextSize : n }
-            if let p = try options.number("presence_penalty", in: -2...2) { sampler.presencePenalty = Float(p) }
-            if let p = try options.number("frequency_penalty", in: -2...2) { sampler.frequencyPenalty = Float(p) }
-            if let m = try options.integer("mirostat", atLeast: 0) {
-                guard m <= 2 else { throw APIError.badRequest("'mirostat' must be 0, 1 or 2", param: "options") }
-                sampler.mirostat = m
-            }
-            if let tau = try options.number("mirostat_tau", in: 0...100) { sampler.mirostatTau = Float(tau) }
-            if let eta = try options.number("mirostat_eta", in: 0...1) { sampler.mirostatEta = Float(eta) }
-            if let seed = try options.integer("seed") { sampler.seed = UInt64(bitPattern: Int64(seed)) }
-            // -1: until the model stops or the context is full; -2: fill the context.
-            if let n = try options.integer("num_predict", atLeast: -2) { parameters.maxTokens = n < 0 ? -1 : n }
-            if let value = options["stop"] {
-                guard case .array(let items) = value, items.count <= 64 else { throw JSONFields.mistyped("stop", "an array of at most 64 strings", value) }
-                parameters.stop = try items.map { item in
-                    guard case .string(let s) = item else { throw APIError.badRequest("'stop' must be an array of strings", param: "options") }
-                    return s
-                }
-            }
-        }
-        parameters.sampler = sampler
-        switch fields["format"] {
-        case nil, .string("")?: break
-        case .string("json")?: parameters.grammar = JSONGrammar.anyObject
-        case .object?:
-            do {
-                parameters.grammar = try JSONGrammar.grammar(schema: fields["format"]!)
-            } catch {
-                throw APIError.badRequest("the JSON schema in 'format' cannot be followed: \(error)", param: "format")
-            }
-        case let other?:
-            throw JSONFields.mistyped("format", "\"json\" or a JSON schema object", other)
-        }
-        return parameters
+        try OllamaRequest.parameters(fields, contextSize: engine.scheduler.contextSize)
     }
 
     /// `think`: false asks the template not to think; true or a level keeps it.
@@ -448,7 +399,7 @@ extension Routes {
         let contextSize = engine.scheduler.contextSize
         let source = legacy ? JSONFields(pairs: [("input", .string(try fields.string("prompt") ?? ""))]) : fields
         var inputs = try await engine.workers.run(cancellation: scope.cancellation) { [model, engine] _ in
-            try embeddingInputs(source, tokenizer: model.tokenizer, maxInputs: InferenceEngine.maxEmbeddingInputs) { text in
+            try embeddingInputs(source, tokenizer: model.tokenizer, maxInputs: RequestLimits.maxEmbeddingInputs) { text in
                 // Truncation cuts tokens; a text with far more than the context is refused before tokenizing.
                 try engine.checkLength(ofText: text, limit: truncate ? 64 * contextSize : contextSize, param: "input")
             }

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Jinja
 import Llama
+import LlamaAPI
 import Logging
 
 /// What every route shares, from the server's configuration.
@@ -389,7 +390,7 @@ struct Routes: Sendable {
         defer { scope.end() }
         let contextSize = engine.scheduler.contextSize
         let inputs = try await engine.workers.run(cancellation: scope.cancellation) { [model, engine] _ in
-            try embeddingInputs(fields, tokenizer: model.tokenizer, maxInputs: InferenceEngine.maxEmbeddingInputs) { text in
+            try embeddingInputs(fields, tokenizer: model.tokenizer, maxInputs: RequestLimits.maxEmbeddingInputs) { text in
                 try engine.checkLength(ofText: text, limit: contextSize, param: "input")
             }
         }

@@ -1,5 +1,6 @@
 import Foundation
 import Llama
+import LlamaAPI
 import Synchronization
 #if canImport(Glibc)
 /// glibc's: returns free memory at the top of the heap and in free pages to the system.

@@ -4,10 +4,10 @@ import Llama
 
 /// A request body's JSON object, read field by field with errors that name the field. JSON is
 /// parsed with key order kept (a JSON schema's properties keep their order in the grammar).
-struct JSONFields {
-    let pairs: [(String, JinjaValue)]
+package struct JSONFields {
+    package let pairs: [(String, JinjaValue)]
 
-    init(body: String) throws {
+    package init(body: String) throws {
         let value: JinjaValue
         do {
             value = try JinjaValue(json: body)
@@ -18,16 +18,16 @@ struct JSONFields {
         self.pairs = pairs
     }
 
-    init(pairs: [(String, JinjaValue)]) { self.pairs = pairs }
+    package init(pairs: [(String, JinjaValue)]) { self.pairs = pairs }
 
     /// A field's value; nil when absent or null.
-    subscript(key: String) -> JinjaValue? {
+    package subscript(key: String) -> JinjaValue? {
         guard let value = pairs.last(where: { $0.0 == key })?.1 else { return nil }
         if case .none = value { return nil }
         return value
     }
 
-    static func typeName(_ value: JinjaValue) -> String {
+    package static func typeName(_ value: JinjaValue) -> String {
         switch value {
         case .bool: return "a boolean"
         case .int, .double: return "a number"
@@ -38,23 +38,23 @@ struct JSONFields {
         }
     }
 
-    static func mistyped(_ key: String, _ expected: String, _ value: JinjaValue) -> APIError {
+    package static func mistyped(_ key: String, _ expected: String, _ value: JinjaValue) -> APIError {
         .badRequest("'\(key)' must be \(expected), not \(typeName(value))", param: key)
     }
 
-    func string(_ key: String) throws -> String? {
+    package func string(_ key: String) throws -> String? {
         guard let value = self[key] else { return nil }
         guard case .string(let s) = value else { throw Self.mistyped(key, "a string", value) }
         return s
     }
 
-    func bool(_ key: String) throws -> Bool? {
+    package func bool(_ key: String) throws -> Bool? {
         guard let value = self[key] else { return nil }
         guard case .bool(let b) = value else { throw Self.mistyped(key, "a boolean", value) }
         return b
     }
 
-    func number(_ key: String, in range: ClosedRange<Double>? = nil) throws -> Double? {
+    package func number(_ key: String, in range: ClosedRange<Double>? = nil) throws -> Double? {
         guard let value = self[key] else { return nil }
         let number: Double
         switch value {
@@ -68,7 +68,7 @@ struct JSONFields {
         return number
     }
 
-    func integer(_ key: String, atLeast minimum: Int? = nil) throws -> Int? {
+    package func integer(_ key: String, atLeast minimum: Int? = nil) throws -> Int? {
         guard let value = self[key] else { return nil }
         let integer: Int
         switch value {
@@ -82,7 +82,7 @@ struct JSONFields {
         return integer
     }
 
-    func object(_ key: String) throws -> JSONFields? {
+    package func object(_ key: String) throws -> JSONFields? {
         guard let value = self[key] else { return nil }
         guard case .object(let pairs) = value else { throw Self.mistyped(key, "an object", value) }
         return JSONFields(pairs: pairs)
@@ -90,22 +90,22 @@ struct JSONFields {
 }
 
 extension Double {
-    var compact: String { self == rounded() && abs(self) < 1e15 ? String(Int(self)) : String(self) }
+    package var compact: String { self == rounded() && abs(self) < 1e15 ? String(Int(self)) : String(self) }
 }
 
 /// What every text-generating request shares: sampling, limits, stops, format, streaming.
-struct GenerationRequest {
-    var model: String?
-    var parameters = GenerationParameters()
-    var stream = false
-    var includeUsage = false
+package struct GenerationRequest {
+    package var model: String?
+    package var parameters = GenerationParameters()
+    package var stream = false
+    package var includeUsage = false
     /// Answers to generate for the prompt (`n`), each in a slot of its own.
-    var choices = 1
+    package var choices = 1
 
     /// Reads the OpenAI fields (and llama.cpp's top_k, min_p, repeat_penalty), validating each.
     /// `chat` picks the chat form of `logprobs` (a boolean, with `top_logprobs`) over the
     /// completions form (the number of alternatives).
-    init(_ fields: JSONFields, vocabularySize: Int, chat: Bool) throws {
+    package init(_ fields: JSONFields, vocabularySize: Int, chat: Bool) throws {
         model = try fields.string("model")
         var sampler = SamplerSettings()
         if let t = try fields.number("temperature", in: 0...2) { sampler.temperature = Float(t) }
@@ -199,7 +199,7 @@ struct GenerationRequest {
 }
 
 /// The messages of a chat request: roles and text content (plain or as text parts).
-func chatMessages(_ fields: JSONFields) throws -> [ChatMessage] {
+package func chatMessages(_ fields: JSONFields) throws -> [ChatMessage] {
     guard let value = fields["messages"] else { throw APIError.badRequest("'messages' is required", param: "messages") }
     guard case .array(let items) = value, !items.isEmpty else {
         throw APIError.badRequest("'messages' must be a non-empty array of {\"role\", \"content\"}", param: "messages")
@@ -256,7 +256,7 @@ func chatMessages(_ fields: JSONFields) throws -> [ChatMessage] {
 
 /// A chat request's tools (`tools`, `tool_choice`, `parallel_tool_calls`) for the model's
 /// template, checked (each schema must make a grammar); nil when there are none.
-func toolUse(_ fields: JSONFields, template: ChatTemplate) throws -> ToolUse? {
+package func toolUse(_ fields: JSONFields, template: ChatTemplate) throws -> ToolUse? {
     var tools: [ToolSpec] = []
     if let value = fields["tools"] {
         guard case .array(let items) = value else { throw JSONFields.mistyped("tools", "an array", value) }
@@ -304,7 +304,7 @@ func toolUse(_ fields: JSONFields, template: ChatTemplate) throws -> ToolUse? {
 
 /// A completion prompt: a string, one string in an array, or token ids.
 /// `checkText` sees each text before it is tokenized (to refuse one far too long).
-func completionPrompt(_ fields: JSONFields, tokenizer: Tokenizer, checkText: (String) throws -> Void = { _ in }) throws -> [TokenID] {
+package func completionPrompt(_ fields: JSONFields, tokenizer: Tokenizer, checkText: (String) throws -> Void = { _ in }) throws -> [TokenID] {
     func text(_ s: String) throws -> [TokenID] {
         try checkText(s)
         var tokens = tokenizer.encode(s, addSpecial: true, parseSpecial: true)
@@ -326,7 +326,7 @@ func completionPrompt(_ fields: JSONFields, tokenizer: Tokenizer, checkText: (St
     }
 }
 
-func tokenIDs(_ items: [JinjaValue], param: String, invalid: APIError? = nil) throws -> [TokenID] {
+package func tokenIDs(_ items: [JinjaValue], param: String, invalid: APIError? = nil) throws -> [TokenID] {
     try items.map { item in
         guard case .int(let id) = item, let token = TokenID(exactly: id) else {
             throw invalid ?? APIError.badRequest("'\(param)' must hold token ids (integers)", param: param)
@@ -337,7 +337,7 @@ func tokenIDs(_ items: [JinjaValue], param: String, invalid: APIError? = nil) th
 
 /// Embedding inputs: a string, strings, token ids, or arrays of token ids.
 /// At most `maxInputs` inputs; `checkText` sees each text before it is tokenized.
-func embeddingInputs(_ fields: JSONFields, tokenizer: Tokenizer, maxInputs: Int = .max, checkText: (String) throws -> Void = { _ in }) throws -> [[TokenID]] {
+package func embeddingInputs(_ fields: JSONFields, tokenizer: Tokenizer, maxInputs: Int = .max, checkText: (String) throws -> Void = { _ in }) throws -> [[TokenID]] {
     func text(_ s: String) throws -> [TokenID] {
         try checkText(s)
         return tokenizer.encode(s, addSpecial: true, parseSpecial: false)
@@ -384,16 +384,23 @@ public enum RequestDecoding {
         attempt { _ = try GenerationRequest(fields, vocabularySize: vocabularySize, chat: false) }
         attempt { _ = try chatMessages(fields) }
         attempt { _ = try completionPrompt(fields, tokenizer: tokenizer) }
-        attempt { _ = try embeddingInputs(fields, tokenizer: tokenizer, maxInputs: InferenceEngine.maxEmbeddingInputs) }
+        attempt { _ = try embeddingInputs(fields, tokenizer: tokenizer, maxInputs: RequestLimits.maxEmbeddingInputs) }
         attempt {  // Ollama's /api/chat and /api/generate
-            let parameters = try Routes.ollamaParameters(fields, contextSize: 4096)
+            let parameters = try OllamaRequest.parameters(fields, contextSize: 4096)
             if let grammar = parameters.grammar { _ = GrammarMatcher(try Grammar(grammar)) }
             try parameters.sampler.validate()
             _ = try fields["keep_alive"].map(KeepAlive.init(json:))
         }
         for counting in [false, true] {  // /v1/messages and /v1/messages/count_tokens
-            attempt { _ = try Routes.anthropicRequest(fields, counting: counting, template: template, reasoningBudget: nil, keptSpecialTokens: []) }
+            attempt { _ = try AnthropicRequest(fields, counting: counting, template: template, reasoningBudget: nil, keptSpecialTokens: []) }
         }
         for error in errors where !(error is APIError) { throw error }
     }
+}
+
+
+/// Bounds on what one request may ask for.
+package enum RequestLimits {
+    /// Inputs in one embeddings request (OpenAI allows 2048).
+    package static let maxEmbeddingInputs = 2048
 }
