@@ -66,15 +66,22 @@ import Testing
         var out = [Float](repeating: .nan, count: tokens * width)
         var scratch = [Float](repeating: .nan, count: Int(llk_attention_scratch_floats(Int32(tokens), Int32(s.heads), Int32(s.headSize))))
         let lengths = s.lengths.map(Int64.init)
-        let done = keys.bytes.withUnsafeBytes { k in
-            values.bytes.withUnsafeBytes { v in
-                var job = llk_attention_job(
-                    q: q, q_stride: Int64(width), tokens: Int32(tokens), heads: Int32(s.heads), head_size: Int32(s.headSize),
-                    lengths: lengths, keys: k.baseAddress! + keys.headOffset, values: v.baseAddress! + values.headOffset,
-                    key_type: keys.type.rawValue, value_type: values.type.rawValue, key_row_bytes: Int64(keys.rowBytes),
-                    value_row_bytes: Int64(values.rowBytes), capacity: Int64(s.capacity), first: Int64(s.first), scale: scale,
-                    soft_cap: s.softCap, scratch: &scratch)
-                return llk_attention(&job, &out, Int64(width))
+        // The job holds its pointers past its initializer, so each comes from a closure around the whole use.
+        let done = q.withUnsafeBufferPointer { qp in
+            lengths.withUnsafeBufferPointer { lp in
+                scratch.withUnsafeMutableBufferPointer { sp in
+                    keys.bytes.withUnsafeBytes { k in
+                        values.bytes.withUnsafeBytes { v in
+                            var job = llk_attention_job(
+                                q: qp.baseAddress, q_stride: Int64(width), tokens: Int32(tokens), heads: Int32(s.heads), head_size: Int32(s.headSize),
+                                lengths: lp.baseAddress, keys: k.baseAddress! + keys.headOffset, values: v.baseAddress! + values.headOffset,
+                                key_type: keys.type.rawValue, value_type: values.type.rawValue, key_row_bytes: Int64(keys.rowBytes),
+                                value_row_bytes: Int64(values.rowBytes), capacity: Int64(s.capacity), first: Int64(s.first), scale: scale,
+                                soft_cap: s.softCap, scratch: sp.baseAddress)
+                            return llk_attention(&job, &out, Int64(width))
+                        }
+                    }
+                }
             }
         }
         #expect(done == 1)
@@ -129,19 +136,25 @@ import Testing
         var states = [Float](repeating: .nan, count: spans * tokens * s.heads * 2)
         var scratch = [Float](repeating: 0, count: Int(llk_attention_scratch_floats(Int32(tokens), Int32(s.heads), Int32(s.headSize))))
         let lengths = s.lengths.map(Int64.init)
-        keys.bytes.withUnsafeBytes { k in
-            values.bytes.withUnsafeBytes { v in
-                var job = llk_attention_job(
-                    q: q, q_stride: Int64(width), tokens: Int32(tokens), heads: Int32(s.heads), head_size: Int32(s.headSize),
-                    lengths: lengths, keys: k.baseAddress! + keys.headOffset, values: v.baseAddress! + values.headOffset,
-                    key_type: keys.type.rawValue, value_type: values.type.rawValue, key_row_bytes: Int64(keys.rowBytes),
-                    value_row_bytes: Int64(values.rowBytes), capacity: Int64(s.capacity), first: Int64(s.first), scale: 0.125,
-                    soft_cap: 0, scratch: &scratch)
-                for span in (0..<spans).reversed() {  // any order
-                    partials.withUnsafeMutableBufferPointer { p in
-                        states.withUnsafeMutableBufferPointer { st in
-                            #expect(llk_attention_span(&job, Int64(span), p.baseAddress! + span * tokens * width, Int64(width),
-                                                       st.baseAddress! + span * tokens * s.heads * 2, Int64(s.heads)) == 1)
+        q.withUnsafeBufferPointer { qp in
+            lengths.withUnsafeBufferPointer { lp in
+                scratch.withUnsafeMutableBufferPointer { sp in
+                    keys.bytes.withUnsafeBytes { k in
+                        values.bytes.withUnsafeBytes { v in
+                            var job = llk_attention_job(
+                                q: qp.baseAddress, q_stride: Int64(width), tokens: Int32(tokens), heads: Int32(s.heads), head_size: Int32(s.headSize),
+                                lengths: lp.baseAddress, keys: k.baseAddress! + keys.headOffset, values: v.baseAddress! + values.headOffset,
+                                key_type: keys.type.rawValue, value_type: values.type.rawValue, key_row_bytes: Int64(keys.rowBytes),
+                                value_row_bytes: Int64(values.rowBytes), capacity: Int64(s.capacity), first: Int64(s.first), scale: 0.125,
+                                soft_cap: 0, scratch: sp.baseAddress)
+                            for span in (0..<spans).reversed() {  // any order
+                                partials.withUnsafeMutableBufferPointer { p in
+                                    states.withUnsafeMutableBufferPointer { st in
+                                        #expect(llk_attention_span(&job, Int64(span), p.baseAddress! + span * tokens * width, Int64(width),
+                                                                   st.baseAddress! + span * tokens * s.heads * 2, Int64(s.heads)) == 1)
+                                    }
+                                }
+                            }
                         }
                     }
                 }

@@ -39,7 +39,7 @@ import TestSupport
         #expect(sampler.sample([1, .infinity, 2][...]) == nil)
         // A temperature so small that logits overflow when divided is greedy.
         var s = SamplerSettings()
-        s.temperature = 1e-40
+        s.temperature = .leastNonzeroMagnitude * 1000  // subnormal, about 1.4e-42
         var tiny = Sampler(s)
         #expect(tiny.sample([1, 3e30, 2][...]) == 1)
     }
