@@ -212,6 +212,7 @@ def main():
     parser.add_argument("--dir", default=os.path.join(ROOT, ".build-bench"), help="where the random-weight files go")
     parser.add_argument("--llamacpp", choices=["bench", "python"], default="bench")
     parser.add_argument("--llamacpp-dir", default=None, help="default .build-llamacpp (.build-llamacpp-avx2 with --path avx2)")
+    parser.add_argument("--llama", metavar="PATH", help="a built llama binary to measure (default: build this checkout's, release)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory table")
     parser.add_argument("--bandwidth", type=int, metavar="THREADS", help="only print the measured read bandwidth")
     args = parser.parse_args()
@@ -227,9 +228,12 @@ def main():
         os.environ["LLAMA_CPU_PATH"] = "avx2"
         os.environ["LLAMA_CPP_PATH"] = "avx2"
 
-    log("building swift-llama (release)")
-    subprocess.run(["swift", "build", "-c", "release", "--product", "llama"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    llama = os.path.join(ROOT, ".build", "release", "llama")
+    if args.llama:
+        llama = os.path.abspath(args.llama)
+    else:
+        log("building swift-llama (release)")
+        subprocess.run(["swift", "build", "-c", "release", "--product", "llama"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        llama = os.path.join(ROOT, ".build", "release", "llama")
     models = prepare_models(args, llama)
     if args.llamacpp == "bench":
         bin_dir = subprocess.run([os.path.join(ROOT, "Benchmarks", "build_llamacpp.sh"), args.llamacpp_dir],
