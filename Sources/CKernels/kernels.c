@@ -1,5 +1,6 @@
 #include "CKernels.h"
 #include "half.h"
+#include "blocks.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,14 @@ static int isa(void) {
     if (detected < 0) detected = capped_path(getenv("LLAMA_CPU_PATH"));
     return detected;
 }
+
+_Atomic int llk_prefetch_ahead_bytes = 8192;
+
+void llk_set_prefetch_ahead(int bytes) {
+    atomic_store_explicit(&llk_prefetch_ahead_bytes, bytes < 0 ? 0 : bytes > (1 << 20) ? (1 << 20) : bytes, memory_order_relaxed);
+}
+
+int llk_get_prefetch_ahead(void) { return llk_prefetch_ahead(); }
 
 const char *llk_isa(void) {
     switch (isa()) {

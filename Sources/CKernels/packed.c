@@ -252,10 +252,10 @@ ATTR_X8 static inline __m256 halves8(const uint8_t *p) { return _mm256_cvtph_ps(
 // --- The 32-value types: tokens TT at a time (1..4), each run decoded once for all of them. ---
 
 ATTR_X8 __attribute__((always_inline)) static inline void legacy_tile(
-    const int type, const int TT, const int stream, const uint8_t *group, int64_t blocks, const uint8_t *acts,
+    const int type, const int TT, const int stream, const int prefetch, const uint8_t *group, int64_t blocks, const uint8_t *acts,
     int64_t token_bytes, float *out, int64_t out_stride) {
     const int64_t npairs = (blocks + 1) / 2;
-    const int gbytes = group_block_bytes(type);
+    const int gbytes = group_block_bytes(type), ahead = prefetch / gbytes * gbytes;
     const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
     __m256 acc[4];
     for (int t = 0; t < TT; t++) acc[t] = _mm256_setzero_ps();
@@ -263,7 +263,7 @@ ATTR_X8 __attribute__((always_inline)) static inline void legacy_tile(
         const uint8_t *g = group + b * gbytes;
         // Generation reads each group once, from memory: ask for the blocks ahead.
         if (stream)
-            for (int off = 0; off < gbytes; off += 64) _mm_prefetch((const char *)g + LLK_PREFETCH_AHEAD / gbytes * gbytes + off, _MM_HINT_T0);
+            for (int off = 0; off < gbytes; off += 64) _mm_prefetch((const char *)g + ahead + off, _MM_HINT_T0);
         __m256i isum[4];
         if (type == TYPE_Q8_0) {
             for (int t = 0; t < TT; t++) isum[t] = _mm256_setzero_si256();
@@ -346,6 +346,7 @@ ATTR_X8 __attribute__((always_inline)) static inline void legacy_tile(
 ATTR_X8 static void legacy_groups(int type, const uint8_t *packed, int64_t groups, int64_t blocks, const uint8_t *acts,
                                   int64_t tokens, float *out, int64_t out_stride) {
     const int64_t token_bytes = llk_q8_token_bytes(blocks), group_bytes = llk_x8_group_bytes(type, blocks);
+    const int prefetch = llk_prefetch_ahead();
     // Token blocks of 64 keep their activations in L2 while every group of rows meets them.
     for (int64_t t0 = 0; t0 < tokens; t0 += 64) {
         const int64_t tend = tokens - t0 < 64 ? tokens : t0 + 64;
@@ -355,7 +356,7 @@ ATTR_X8 static void legacy_groups(int type, const uint8_t *packed, int64_t group
                 const int tt = (int)(tend - t < 4 ? tend - t : 4);
                 const uint8_t *a = acts + t * token_bytes;
                 float *o = out + t * out_stride + 8 * gi;
-#define TILE(T, N) case N: legacy_tile(T, N, tokens <= 4, g, blocks, a, token_bytes, o, out_stride); break;
+#define TILE(T, N) case N: legacy_tile(T, N, tokens <= 4, prefetch, g, blocks, a, token_bytes, o, out_stride); break;
 #define TYPE_TILES(T) case T: switch (tt) { TILE(T, 1) TILE(T, 2) TILE(T, 3) TILE(T, 4) } break;
                 switch (type) {
                     TYPE_TILES(TYPE_Q4_0) TYPE_TILES(TYPE_Q4_1) TYPE_TILES(TYPE_Q5_0) TYPE_TILES(TYPE_Q5_1) TYPE_TILES(TYPE_Q8_0)
@@ -427,9 +428,9 @@ ATTR_X8 __attribute__((always_inline)) static inline __m256i k_run(const int typ
 }
 
 // The scales, biases and float scales of a packed super block (all of decode_k but the runs).
-ATTR_X8 __attribute__((always_inline)) static inline void decode_k_consts(const int type, const uint8_t *g, decoded_k *out) {
-    // Groups are read in order: ask for the super block LLK_PREFETCH_AHEAD on.
-    const int gbytes = group_block_bytes(type), ahead = LLK_PREFETCH_AHEAD / gbytes * gbytes;
+ATTR_X8 __attribute__((always_inline)) static inline void decode_k_consts(const int type, const uint8_t *g, const int ahead, decoded_k *out) {
+    // Groups are read in order: ask for the super block `ahead` bytes on (whole blocks; 0: none).
+    const int gbytes = group_block_bytes(type);
     for (int off = 0; off < gbytes; off += 64) _mm_prefetch((const char *)g + ahead + off, _MM_HINT_T0);
     out->d = halves8(g);
     if (type == TYPE_Q2_K) {
@@ -461,8 +462,8 @@ ATTR_X8 __attribute__((always_inline)) static inline void decode_k_consts(const 
 }
 
 // A whole super block decoded, for prompts whose tokens meet it many times.
-ATTR_X8 __attribute__((always_inline)) static inline void decode_k(const int type, const uint8_t *g, decoded_k *out) {
-    decode_k_consts(type, g, out);
+ATTR_X8 __attribute__((always_inline)) static inline void decode_k(const int type, const uint8_t *g, const int ahead, decoded_k *out) {
+    decode_k_consts(type, g, ahead, out);
     UNROLL for (int j = 0; j < 64; j++) out->runs[j] = k_run(type, g, j);
 }
 
@@ -543,7 +544,7 @@ ATTR_X8 __attribute__((always_inline)) static inline void k_groups_typed(
     const int type, const uint8_t *packed, int64_t groups, int64_t blocks, const q8k_block *acts, int64_t tokens,
     float *out, int64_t out_stride) {
     const int64_t group_bytes = llk_x8_group_bytes(type, blocks);
-    const int gbytes = group_block_bytes(type);
+    const int gbytes = group_block_bytes(type), ahead = llk_prefetch_ahead() / gbytes * gbytes;
     decoded_k dk __attribute__((aligned(32)));
     if (tokens <= 4) {
         // Generation: the group is read once, each run decoded in registers for the few tokens.
@@ -551,7 +552,7 @@ ATTR_X8 __attribute__((always_inline)) static inline void k_groups_typed(
             __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
             for (int64_t b = 0; b < blocks; b++) {
                 const uint8_t *g = packed + gi * group_bytes + b * gbytes;
-                decode_k_consts(type, g, &dk);
+                decode_k_consts(type, g, ahead, &dk);
                 const q8k_block *a[4];
                 for (int t = 0; t < 4; t++) a[t] = acts + (t < tokens ? t : 0) * blocks + b;
                 switch (tokens) {
@@ -572,7 +573,7 @@ ATTR_X8 __attribute__((always_inline)) static inline void k_groups_typed(
         for (int64_t gi = 0; gi < groups; gi++) {
             for (int64_t t = t0; t < tend; t++) _mm256_storeu_ps(out + t * out_stride + 8 * gi, _mm256_setzero_ps());
             for (int64_t b = 0; b < blocks; b++) {
-                decode_k(type, packed + gi * group_bytes + b * gbytes, &dk);
+                decode_k(type, packed + gi * group_bytes + b * gbytes, ahead, &dk);
                 for (int64_t t = t0; t < tend; t += 4) {
                     const int tt = (int)(tend - t < 4 ? tend - t : 4);
                     const q8k_block *a[4];
@@ -835,7 +836,7 @@ ATTR_VNNI __attribute__((always_inline)) static inline void groups_vnni_typed(
     float *out, int64_t out_stride) {
     enum { CHUNK = 16 };  // tiles (256 tokens) whose sums stay on the stack while a group is decoded
     const int64_t group_bytes = llk_x8_group_bytes(type, blocks), ntiles = (tokens + 15) / 16;
-    const int gbytes = group_block_bytes(type);
+    const int gbytes = group_block_bytes(type), ahead = llk_prefetch_ahead() / gbytes * gbytes;
     decoded_k dk __attribute__((aligned(64)));
     k_rowconst rc __attribute__((aligned(64)));
     legacy_decoded w __attribute__((aligned(64)));
@@ -848,7 +849,7 @@ ATTR_VNNI __attribute__((always_inline)) static inline void groups_vnni_typed(
             for (int64_t b = 0; b < blocks; b++) {
                 const uint8_t *g = packed + gi * group_bytes + b * gbytes;
                 if (llk_is_k_type(type)) {
-                    decode_k(type, g, &dk);
+                    decode_k(type, g, ahead, &dk);
                     k_rowconsts(&dk, &rc);
                     for (int64_t c = 0; c < cn; c++) k_vnni_tile(type, &dk, &rc, (const k_tile16 *)tiles + (c0 + c) * blocks + b, sums[c]);
                 } else {
@@ -878,10 +879,10 @@ ATTR_VNNI __attribute__((always_inline)) static inline __m512i k_run_pair(const 
     return r;
 }
 
-ATTR_VNNI __attribute__((always_inline)) static inline void k_gen_tile(const int type, const int TT, const uint8_t *g,
+ATTR_VNNI __attribute__((always_inline)) static inline void k_gen_tile(const int type, const int TT, const uint8_t *g, const int ahead,
                                                                         const q8k_block *const a[4], __m256 acc[4]) {
     decoded_k dk;  // its runs stay unused
-    decode_k_consts(type, g, &dk);
+    decode_k_consts(type, g, ahead, &dk);
     const int per_scale = type == TYPE_Q4_K || type == TYPE_Q5_K ? 8 : 4;  // runs that share one scale
     __m512i isum[4];
     for (int t = 0; t < TT; t++) isum[t] = _mm512_setzero_si512();
@@ -910,10 +911,10 @@ ATTR_VNNI __attribute__((always_inline)) static inline void k_gen_tile(const int
 
 // Generation (1..4 tokens) on AVX-512 VNNI, group by group as k_groups_typed.
 ATTR_VNNI __attribute__((always_inline)) static inline void k_gen_vnni_typed(
-    const int type, const uint8_t *packed, int64_t groups, int64_t blocks, const q8k_block *acts, int64_t tokens,
-    float *out, int64_t out_stride) {
+    const int type, const int prefetch, const uint8_t *packed, int64_t groups, int64_t blocks, const q8k_block *acts,
+    int64_t tokens, float *out, int64_t out_stride) {
     const int64_t group_bytes = llk_x8_group_bytes(type, blocks);
-    const int gbytes = group_block_bytes(type);
+    const int gbytes = group_block_bytes(type), ahead = prefetch / gbytes * gbytes;
     for (int64_t gi = 0; gi < groups; gi++) {
         __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
         for (int64_t b = 0; b < blocks; b++) {
@@ -921,10 +922,10 @@ ATTR_VNNI __attribute__((always_inline)) static inline void k_gen_vnni_typed(
             const q8k_block *a[4];
             for (int t = 0; t < 4; t++) a[t] = acts + (t < tokens ? t : 0) * blocks + b;
             switch (tokens) {
-            case 1: k_gen_tile(type, 1, g, a, acc); break;
-            case 2: k_gen_tile(type, 2, g, a, acc); break;
-            case 3: k_gen_tile(type, 3, g, a, acc); break;
-            default: k_gen_tile(type, 4, g, a, acc); break;
+            case 1: k_gen_tile(type, 1, g, ahead, a, acc); break;
+            case 2: k_gen_tile(type, 2, g, ahead, a, acc); break;
+            case 3: k_gen_tile(type, 3, g, ahead, a, acc); break;
+            default: k_gen_tile(type, 4, g, ahead, a, acc); break;
             }
         }
         for (int64_t t = 0; t < tokens; t++) _mm256_storeu_ps(out + t * out_stride + 8 * gi, acc[t]);
@@ -933,14 +934,19 @@ ATTR_VNNI __attribute__((always_inline)) static inline void k_gen_vnni_typed(
 
 ATTR_VNNI static void k_gen_vnni(int type, const uint8_t *packed, int64_t groups, int64_t blocks, const q8k_block *acts,
                                  int64_t tokens, float *out, int64_t out_stride) {
+    // The hardware prefetchers' case (0: the block being read) compiled on its own: with the
+    // distance a variable the loop's registers fall out differently and it ran 20% slower.
+    const int prefetch = llk_prefetch_ahead();
+#define CASE(T)                                                                                              \
+    case T:                                                                                                  \
+        if (prefetch == 0) k_gen_vnni_typed(T, 0, packed, groups, blocks, acts, tokens, out, out_stride);    \
+        else k_gen_vnni_typed(T, prefetch, packed, groups, blocks, acts, tokens, out, out_stride);          \
+        return;
     switch (type) {
-    case TYPE_Q2_K: k_gen_vnni_typed(TYPE_Q2_K, packed, groups, blocks, acts, tokens, out, out_stride); return;
-    case TYPE_Q3_K: k_gen_vnni_typed(TYPE_Q3_K, packed, groups, blocks, acts, tokens, out, out_stride); return;
-    case TYPE_Q4_K: k_gen_vnni_typed(TYPE_Q4_K, packed, groups, blocks, acts, tokens, out, out_stride); return;
-    case TYPE_Q5_K: k_gen_vnni_typed(TYPE_Q5_K, packed, groups, blocks, acts, tokens, out, out_stride); return;
-    case TYPE_Q6_K: k_gen_vnni_typed(TYPE_Q6_K, packed, groups, blocks, acts, tokens, out, out_stride); return;
+        CASE(TYPE_Q2_K) CASE(TYPE_Q3_K) CASE(TYPE_Q4_K) CASE(TYPE_Q5_K) CASE(TYPE_Q6_K)
     default: return;
     }
+#undef CASE
 }
 
 ATTR_VNNI static void groups_vnni(int type, const uint8_t *packed, int64_t groups, int64_t blocks, const void *tiles,

@@ -320,13 +320,13 @@ ATTR_VNNI __attribute__((always_inline)) static inline float dot_row_vnni_typed(
                                                                                 const uint8_t *token, int64_t blocks) {
     const q8_pair *pairs = (const q8_pair *)token;
     const float *sums = (const float *)(pairs + pairs_of(blocks));
-    const int bytes = block_bytes(type), offset = has_offset(type);
+    const int bytes = block_bytes(type), offset = has_offset(type), ahead = llk_prefetch_ahead();
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     float offsets[2] = {0, 0};
     const int64_t full = blocks / 2;
     for (int64_t p = 0; p < full; p++) {
         const uint8_t *b0 = row + 2 * p * bytes, *b1 = b0 + bytes;
-        _mm_prefetch((const char *)b0 + LLK_PREFETCH_AHEAD, _MM_HINT_T0);
+        _mm_prefetch((const char *)b0 + ahead, _MM_HINT_T0);
         const q8_pair *a = &pairs[p];
         const __m512i lanes = _mm512_dpbusd_epi32(_mm512_loadu_si512(a->init), unpack_pair_vnni(type, b0, b1), _mm512_loadu_si512(a->q));
         const __m512 scale = _mm512_mul_ps(pair_scales(b0, b1), _mm512_loadu_ps(a->d));
@@ -354,7 +354,7 @@ ATTR_VNNI __attribute__((always_inline)) static inline void row_tokens_vnni_type
     const int type, const int TT, const uint8_t *row, const uint8_t *acts, int64_t pa_stride, int64_t blocks,
     float *out, int64_t out_stride) {
     const int64_t npairs = pairs_of(blocks), full = blocks / 2;
-    const int bytes = block_bytes(type), offset = has_offset(type);
+    const int bytes = block_bytes(type), offset = has_offset(type), ahead = llk_prefetch_ahead();
     __m512 acc[2][7];
     float offsets[7][2];
     for (int j = 0; j < TT; j++) {
@@ -363,7 +363,7 @@ ATTR_VNNI __attribute__((always_inline)) static inline void row_tokens_vnni_type
     }
     for (int64_t p = 0; p < npairs; p++) {
         const uint8_t *b0 = row + 2 * p * bytes, *b1 = p < full ? b0 + bytes : NULL;
-        _mm_prefetch((const char *)b0 + LLK_PREFETCH_AHEAD, _MM_HINT_T0);
+        _mm_prefetch((const char *)b0 + ahead, _MM_HINT_T0);
         const __m512i w = unpack_pair_vnni(type, b0, b1);
         const __m512 dw = pair_scales(b0, b1);
         const int k = p < full ? (int)(p & 1) : 0;

@@ -1,4 +1,5 @@
 import CKernels
+import Dispatch
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -223,6 +224,15 @@ public enum MatMul {
             }
         }
         let output = SendablePointer(y)
+        // Generation streams the weights from memory: its products measure the prefetch distance.
+        let prefetch = tokens <= 4 ? PrefetchTuner.shared.begin(matrix: w.data, bytes: w.rows * w.rowBytes) : (distance: Int32(0), timed: false)
+        let started = prefetch.timed ? DispatchTime.now().uptimeNanoseconds : 0
+        defer {
+            if prefetch.timed {
+                PrefetchTuner.shared.record(matrix: w.data, distance: prefetch.distance,
+                                            nanoseconds: DispatchTime.now().uptimeNanoseconds &- started)
+            }
+        }
         let scratchFloats = kTypes || tokens == 1 ? 1 : Int(llk_q8_scratch_bytes(blocks)) / 4
         // Rows first..<end in their file layout, by the row kernels of the type's family.
         let rowKernels = { (first: Int, end: Int, scratch: UnsafeMutablePointer<Float>) in

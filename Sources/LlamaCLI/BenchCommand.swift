@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Kernels
 import Llama
 import LlamaHub
 
@@ -159,6 +160,9 @@ struct BenchCommand: AsyncParsableCommand {
                     }
                 }
             }
+        }
+        if let distance = PrefetchTuner.shared.choice {
+            Console.error("note: weights prefetched \(distance == 0 ? "block by block" : "\(distance) bytes ahead") (\(ProcessInfo.processInfo.environment["LLAMA_PREFETCH"] == nil ? "measured on the first generated tokens" : "LLAMA_PREFETCH"))")
         }
         if output == "json" {
             let encoder = JSONEncoder()

@@ -12,6 +12,11 @@ extern "C" {
 
 /// Which code path the kernels use on this CPU: "avx512", "avx2", "neon" or "scalar".
 const char *llk_isa(void);
+/// How far ahead of a streamed weight matrix the kernels prefetch, in bytes (0: none, the
+/// hardware prefetchers alone; clamped to 0...1 MiB). Process-wide; a hint only, results do not
+/// depend on it.
+void llk_set_prefetch_ahead(int bytes);
+int llk_get_prefetch_ahead(void);
 
 /// Forces a code path on the calling thread only (for tests): 0 = best available, 1 = scalar.
 void llk_force_scalar(int scalar);
