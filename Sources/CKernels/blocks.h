@@ -21,10 +21,11 @@ static inline int llk_block_bytes(int type) {
 // The 256-value "K" types: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
 static inline int llk_is_k_type(int type) { return type >= 10 && type <= 14; }
 
-// How far ahead of a streamed weight matrix the kernels prefetch, in bytes; 0 leaves it to the
-// hardware prefetchers. Which is faster depends on the CPU: on a Zen 5 EPYC one core needed 8 KB
-// in flight (28 GB/s one block ahead, 38-42 GB/s at 8 KB), on a Zen 4 EPYC the same prefetches
-// halved K-type generation. Set at run time (llk_set_prefetch_ahead), read once per block.
+// How far ahead of a streamed weight matrix the kernels prefetch, in bytes; 0 asks for every line
+// of the block being read at once. Which is faster depends on the CPU: on a Zen 5 EPYC one core
+// needed 8 KB in flight (28 GB/s one block ahead, 38-42 GB/s at 8 KB), on a Zen 4 EPYC the same
+// prefetches halved K-type generation. Set at run time (llk_set_prefetch_ahead, PrefetchTuner),
+// read once per kernel call.
 #include <stdatomic.h>
 extern _Atomic int llk_prefetch_ahead_bytes;
 static inline int llk_prefetch_ahead(void) { return atomic_load_explicit(&llk_prefetch_ahead_bytes, memory_order_relaxed); }

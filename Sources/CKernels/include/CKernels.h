@@ -12,9 +12,9 @@ extern "C" {
 
 /// Which code path the kernels use on this CPU: "avx512", "avx2", "neon" or "scalar".
 const char *llk_isa(void);
-/// How far ahead of a streamed weight matrix the kernels prefetch, in bytes (0: none, the
-/// hardware prefetchers alone; clamped to 0...1 MiB). Process-wide; a hint only, results do not
-/// depend on it.
+/// How far ahead of a streamed weight matrix the kernels prefetch, in bytes (0: the block being
+/// read; clamped to 0...1 MiB; 8192 until set). Process-wide; a hint only, results do not depend
+/// on it.
 void llk_set_prefetch_ahead(int bytes);
 int llk_get_prefetch_ahead(void);
 
