@@ -26,6 +26,8 @@ public final class PrefetchTuner: @unchecked Sendable {
 
     public let candidates: [Int32]
     public let samples: Int
+    /// Whether the environment fixed the distance (nothing is measured then).
+    public let fixedByEnvironment: Bool
     private let lock = NSLock()
     /// Per matrix: products seen, and per candidate the products timed and the fastest.
     private struct Timings { var seen = 0; var counts: [Int]; var fastest: [UInt64] }
@@ -41,6 +43,7 @@ public final class PrefetchTuner: @unchecked Sendable {
         if let environment, let bytes = Int32(environment.trimmingCharacters(in: .whitespaces)), bytes >= 0 {
             chosen = bytes
         }
+        fixedByEnvironment = chosen != nil
     }
 
     /// The distance settled on, or nil while still measuring.

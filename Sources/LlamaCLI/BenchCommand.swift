@@ -162,7 +162,7 @@ struct BenchCommand: AsyncParsableCommand {
             }
         }
         if let distance = PrefetchTuner.shared.choice {
-            Console.error("note: weights prefetched \(distance == 0 ? "block by block" : "\(distance) bytes ahead") (\(ProcessInfo.processInfo.environment["LLAMA_PREFETCH"] == nil ? "measured on the first generated tokens" : "LLAMA_PREFETCH"))")
+            Console.error("note: weights prefetched \(distance == 0 ? "block by block" : "\(distance) bytes ahead") (\(PrefetchTuner.shared.fixedByEnvironment ? "LLAMA_PREFETCH" : "measured on the first generated tokens"))")
         }
         if output == "json" {
             let encoder = JSONEncoder()

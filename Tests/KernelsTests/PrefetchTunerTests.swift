@@ -59,10 +59,10 @@ import Testing
         let saved = llk_get_prefetch_ahead()
         defer { llk_set_prefetch_ahead(saved) }
         let fixed = PrefetchTuner(environment: " 4096 ")
-        #expect(fixed.choice == 4096)
+        #expect(fixed.choice == 4096 && fixed.fixedByEnvironment)
         let product = fixed.begin(matrix: Self.matrix(0), bytes: 8 << 20)
         #expect(product.distance == 4096 && !product.timed)
-        #expect(PrefetchTuner(environment: "fast").choice == nil)
+        #expect(PrefetchTuner(environment: "fast").choice == nil && !PrefetchTuner(environment: "fast").fixedByEnvironment)
         #expect(PrefetchTuner(environment: "-1").choice == nil)
     }
 
